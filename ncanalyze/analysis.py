@@ -1,0 +1,324 @@
+"""Orchestration: a run file + a backend + which quantities -> plain per-epoch results.
+
+This layer joins :mod:`ncanalyze.io` (reading) and :mod:`ncanalyze.core` (array math). It does
+no printing; the CLI formats what it returns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .backend import Backend, get_backend
+from .core.metrics import LAYER_KEYS, PredictionAccumulator, feature_metrics, nc_metrics_from_stats
+from .core.stats import GLOBAL_MEANS, StatsAccumulator
+from .errors import InputError, UsageError
+from .io.run import Run, Source, open_run
+
+QUANTITIES = ("metrics", "decompose", "snr")
+#: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
+#: above it the epoch is read again, so memory stays bounded whatever N is.
+CACHE_BYTES = 256 * 2**20
+
+
+@dataclass
+class Settings:
+    """What to compute and how (the common options of SPEC §3)."""
+
+    quantities: tuple[str, ...] = ("metrics",)
+    epochs: str | None = None
+    backend: str = "auto"
+    dtype: str = "float64"
+    global_mean: str = "samples"
+    center_weights: bool = False
+    weight_decay: float | None = None
+    ridge: float | None = None
+    rtol: float | None = None
+    splits: tuple[str, ...] = ()
+    layers: bool = False
+    chunk_rows: int | None = None
+    allow_external: bool = False
+
+    def validate(self) -> None:
+        bad = [q for q in self.quantities if q not in QUANTITIES]
+        if bad:
+            raise UsageError(f"unknown quantity {bad[0]!r}; choose from {', '.join(QUANTITIES)}")
+        if self.dtype not in ("float64", "float32"):
+            raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
+        if self.global_mean not in GLOBAL_MEANS:
+            raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise UsageError("--weight-decay must be ≥ 0")
+        if self.ridge is not None and self.ridge <= 0:
+            raise UsageError("--ridge must be > 0")
+        if self.chunk_rows is not None and self.chunk_rows < 1:
+            raise UsageError("--chunk-rows must be ≥ 1")
+
+    def public(self) -> dict[str, Any]:
+        """The settings as they appear in JSON output."""
+        d = asdict(self)
+        d["quantities"] = list(self.quantities)
+        d["splits"] = list(self.splits)
+        return d
+
+
+@dataclass
+class EpochResult:
+    """Results of one epoch: ``values`` holds the SPEC keys in order (nested for layers/splits)."""
+
+    epoch: int
+    values: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+_RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$")
+
+
+def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
+    """Epoch numbers chosen by ``--epochs``.
+
+    Parameters
+    ----------
+    spec : str or None
+        Comma list of epoch numbers, inclusive ranges ``a:b`` (either end may be omitted) and
+        ``last``; ``None`` or ``"all"`` selects every complete epoch.
+    available : ndarray, shape (n_epochs,)
+
+    Raises
+    ------
+    UsageError
+        For a malformed list, an epoch not in the file or an empty selection.
+    """
+    avail = [int(e) for e in available]
+    if not avail:
+        raise InputError("the run has no complete epoch yet", dataset="/epoch")
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return avail
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        token = part.strip().lower()
+        if not token:
+            continue
+        if token == "last":
+            chosen.add(avail[-1])
+            continue
+        m = _RANGE.match(token)
+        if m:
+            lo = int(m.group(1)) if m.group(1) else avail[0]
+            hi = int(m.group(2)) if m.group(2) else avail[-1]
+            inside = [e for e in avail if lo <= e <= hi]
+            if not inside:
+                raise UsageError(f"--epochs {token}: no epoch of the file lies in {lo}..{hi}")
+            chosen.update(inside)
+            continue
+        try:
+            e = int(token)
+        except ValueError:
+            raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)") from None
+        if e not in avail:
+            raise UsageError(f"--epochs: epoch {e} is not in the file "
+                             f"(first {avail[0]}, last {avail[-1]}, {len(avail)} epochs)")
+        chosen.add(e)
+    if not chosen:
+        raise UsageError("--epochs selects no epoch")
+    return sorted(chosen)
+
+
+class Analysis:
+    """Compute the requested quantities for the selected epochs of one run file.
+
+    ``header`` is available at once; iterating yields :class:`EpochResult` in epoch order,
+    each as soon as it is computed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    settings : Settings
+    progress : callable, optional
+        Called as ``progress(done_rows, total_rows)`` while reading.
+    """
+
+    def __init__(self, path, settings: Settings, progress: Callable[[int, int], None] | None = None):
+        settings.validate()
+        self.settings = settings
+        self.progress = progress
+        self.run: Run = open_run(path, allow_external=settings.allow_external)
+        try:
+            self._prepare()
+        except BaseException:
+            self.run.close()
+            raise
+
+    def _prepare(self) -> None:
+        s, info = self.settings, self.run.info
+        for name in s.splits:
+            if name not in info.splits:
+                have = ", ".join(info.splits) or "none"
+                raise UsageError(f"--split {name}: the file has no /splits/{name} (splits: {have})")
+        if s.layers and not info.layers:
+            self.run_warnings = ["--layers: the file has no /layers group"]
+        else:
+            self.run_warnings = []
+        self.epochs = select_epochs(s.epochs, info.epochs)
+        self.backend: Backend = get_backend(s.backend)
+        self.weight_decay = s.weight_decay if s.weight_decay is not None else (
+            info.weight_decay if info.weight_decay is not None else 0.0)
+        if "decompose" in s.quantities and not info.has_weight and s.quantities == ("decompose",):
+            raise InputError("decompose needs the classifier, but /weight is missing",
+                             file=info.path, dataset="/weight")
+        self._labels_dev: dict[str, Any] = {}
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """Run-level facts for the output document (SPEC §4)."""
+        info = self.run.info
+        settings = self.settings.public()
+        settings["backend"] = self.backend.name
+        settings["weight_decay"] = self.weight_decay
+        return {
+            "ncanalyze": __version__,
+            "file": info.path,
+            "classes": info.num_classes,
+            "samples": info.num_samples,
+            "features": info.num_features,
+            "settings": settings,
+        }
+
+    def close(self) -> None:
+        self.run.close()
+
+    def __enter__(self) -> "Analysis":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ passes
+    def _device_labels(self, source: Source):
+        if source.labels_path not in self._labels_dev:
+            self._labels_dev[source.labels_path] = self.backend.xp.asarray(
+                self.run.labels(source))
+        return self._labels_dev[source.labels_path]
+
+    def _chunks(self, epoch: int, source: Source):
+        """Yield ``(device_features, device_labels, host_labels)`` for one pass."""
+        be = self.backend
+        labels_dev = self._device_labels(source)
+        start = 0
+        for chunk, labels in self.run.iter_chunks(epoch, source, rows=self.settings.chunk_rows):
+            stop = start + chunk.shape[0]
+            yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
+            start = stop
+
+    def _stats(self, epoch: int, source: Source, keep: bool):
+        """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
+        xp = self.backend.xp
+        acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
+                               self.settings.dtype)
+        itemsize = np.dtype(self.run.info.features_dtype).itemsize
+        cache: list | None = [] if keep and (
+            source.num_samples * source.num_features * itemsize <= CACHE_BYTES) else None
+        for x, y, y_host in self._chunks(epoch, source):
+            acc.update(x, y, y_host)
+            if cache is not None:
+                cache.append((x, y))
+            if self.progress:
+                self.progress(x.shape[0], source.num_samples)
+        counts = acc.counts
+        if np.any(counts == 0):
+            missing = np.flatnonzero(counts == 0)[:10].tolist()
+            raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
+                             dataset=source.labels_path, epoch=epoch)
+        return acc.finalize(), cache
+
+    def _predictions(self, epoch, source, cache, ncc_means, weight, bias):
+        pred = PredictionAccumulator(ncc_means, weight, bias)
+        chunks = cache if cache is not None else (
+            (x, y) for x, y, _ in self._chunks(epoch, source))
+        for x, y in chunks:
+            pred.update(x, y)
+        return pred
+
+    # ------------------------------------------------------------------ one epoch
+    def compute_epoch(self, epoch: int) -> EpochResult:
+        """All requested quantities of one epoch."""
+        s, run = self.settings, self.run
+        xp, be = self.backend.xp, self.backend
+        weight = run.weight(epoch)
+        bias = run.bias(epoch)
+        w = None if weight is None else be.asarray(weight, "float64")
+        b = None if bias is None else be.asarray(bias, "float64")
+        want_metrics = "metrics" in s.quantities
+        train = run.train
+        stats, cache = self._stats(epoch, train, keep=want_metrics)
+        values: dict[str, Any] = {"epoch": epoch}
+        warnings: list[str] = []
+
+        if want_metrics:
+            pred = self._predictions(epoch, train, cache, stats.means, w, b)
+            res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
+                                        center_weights=s.center_weights, rtol=s.rtol)
+            values.update(res.values)
+            warnings.extend(res.warnings)
+        del cache
+        if "decompose" in s.quantities:
+            if w is None:
+                warnings.append("decompose skipped: the file has no /weight")
+            else:
+                from .core.decomposition import decompose_from_stats
+
+                res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay)
+                values.update(res.values)
+                warnings.extend(res.warnings)
+        if "snr" in s.quantities:
+            from .core.snr import snr_from_stats
+
+            res = snr_from_stats(stats, ridge=s.ridge, global_mean=s.global_mean)
+            values.update(res.values)
+            warnings.extend(res.warnings)
+
+        if want_metrics and s.layers and run.info.layers:
+            layers = {}
+            for name, source in run.info.layers.items():
+                lstats, _ = self._stats(epoch, source, keep=False)
+                res = feature_metrics(lstats, global_mean=s.global_mean, rtol=s.rtol,
+                                      keys=LAYER_KEYS)
+                layers[name] = {k: res.values[k] for k in LAYER_KEYS if k in res.values}
+                warnings.extend(f"layer {name}: {m}" for m in res.warnings)
+            values["layers"] = layers
+        if want_metrics and s.splits:
+            splits = {}
+            for name in s.splits:
+                source = run.info.splits[name]
+                sstats, scache = self._stats(epoch, source, keep=True)
+                spred = self._predictions(epoch, source, scache, stats.means, w, b)
+                res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
+                                            center_weights=s.center_weights, rtol=s.rtol)
+                splits[name] = res.values
+                warnings.extend(f"split {name}: {m}" for m in res.warnings)
+            values["splits"] = splits
+        scalars = run.scalars(epoch)
+        if scalars:
+            values["scalars"] = scalars
+        return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
+
+    def __iter__(self) -> Iterator[EpochResult]:
+        for epoch in self.epochs:
+            yield self.compute_epoch(epoch)
+
+
+def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, list[EpochResult]]:
+    """Compute everything for a run file in memory (convenience for the Python API).
+
+    Returns
+    -------
+    header : dict
+    results : list of EpochResult
+    """
+    settings = settings or Settings(**options)
+    with Analysis(path, settings) as a:
+        return a.header, list(a)

@@ -1,0 +1,55 @@
+"""Rich rendering of ``ncanalyze inspect``."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_inspection(report: dict, console: Console) -> None:
+    """Print the layout table, the run summary and the problems found."""
+    console.print(f"[bold]{report['file']}[/bold]  ({_size(report['size_bytes'])})")
+    if report["attrs"]:
+        console.print("attributes: " + ", ".join(f"{k}={v!r}" for k, v in report["attrs"].items()))
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("path", "kind", "shape", "dtype", "chunks", "filters", "size"):
+        table.add_column(col)
+    for m in report["members"]:
+        if m["kind"] == "dataset":
+            table.add_row(m["path"], "dataset", "×".join(map(str, m["shape"])) or "scalar",
+                          m["dtype"], "×".join(map(str, m["chunks"])) if m["chunks"] else "contiguous",
+                          ",".join(m["filters"]) or "-", _size(m["nbytes"]))
+        else:
+            table.add_row(m["path"], m["kind"], "", "", "", "", m.get("target", ""))
+    console.print(table)
+    run = report.get("run")
+    if run:
+        ep = run["epochs"]
+        shown = (", ".join(map(str, ep)) if len(ep) <= 8
+                 else f"{ep[0]}, {ep[1]}, …, {ep[-1]} ({len(ep)} epochs)")
+        console.print(f"classes C={run['classes']} · samples N={run['samples']} · features "
+                      f"P={run['features']} ({run['features_dtype']}) · epochs: {shown}")
+        console.print(f"classifier: {'W' if run['has_weight'] else 'none'}"
+                      f"{' + b' if run['has_bias'] else ''} · loss: {run['loss'] or '?'} · "
+                      f"weight_decay: {run['weight_decay']}")
+        counts = run["class_counts"]
+        head = ", ".join(map(str, counts[:20])) + (" …" if len(counts) > 20 else "")
+        console.print(f"class counts ({'balanced' if run['balanced'] else 'imbalanced'}, "
+                      f"min {min(counts)}, max {max(counts)}): {head}")
+        for kind in ("scalars", "layers", "splits"):
+            if run[kind]:
+                console.print(f"{kind}: {run[kind] if isinstance(run[kind], list) else dict(run[kind])}")
+    if report["problems"]:
+        console.print("[bold red]problems:[/bold red]")
+        for p in report["problems"]:
+            console.print(f"  • {p}", markup=False)
+    else:
+        console.print("[green]no problems found[/green]")

@@ -1,0 +1,367 @@
+"""The neural-collapse metrics of SPEC §2.2, from :class:`~ncanalyze.core.stats.ClassStats`.
+
+Every formula of the ``metrics`` command is in this file. Conventions (see docs/METRICS.md):
+NC1 uses Σ_B^† restricted to the numerical rank of M̄ and is divided by C; μ_G is weighted by
+samples unless ``global_mean="classes"``; standard deviations use ddof=1 over classes or over
+unordered class pairs; self-duality is squared; the ETF distance of the weights uses W as
+stored unless ``center_weights``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .stats import ClassStats
+
+#: Keys computed from the features alone.
+FEATURE_KEYS = (
+    "nc1", "nc1_rank", "cdnv", "equinorm_means", "equiangle_means", "maxangle_means",
+    "etf_distance_means", "of_distance_means", "ncc_accuracy",
+)
+#: Keys that need the classifier W (and b when present).
+WEIGHT_KEYS = (
+    "equinorm_weights", "equiangle_weights", "maxangle_weights", "etf_distance_weights",
+    "of_distance_weights", "self_duality", "nc3_etf", "nc3_of", "bias_collapse", "accuracy",
+    "ncc_mismatch",
+)
+#: Output order of the ``metrics`` keys (SPEC §2.2 order).
+METRIC_KEYS = (
+    "nc1", "nc1_rank", "cdnv", "equinorm_means", "equinorm_weights", "equiangle_means",
+    "equiangle_weights", "maxangle_means", "maxangle_weights", "etf_distance_means",
+    "etf_distance_weights", "of_distance_means", "of_distance_weights", "self_duality",
+    "nc3_etf", "nc3_of", "bias_collapse", "accuracy", "ncc_accuracy", "ncc_mismatch",
+)
+#: Keys computed for every ``/layers/<name>`` (depth-wise collapse).
+LAYER_KEYS = ("nc1", "nc1_rank", "cdnv", "etf_distance_means", "of_distance_means",
+              "equinorm_means")
+
+
+@dataclass
+class MetricValues:
+    """Values of one epoch: ``values[key]`` is a float, an int or ``None`` (undefined)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def set(self, key: str, value, undefined_reason: str | None = None) -> None:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            self.values[key] = None
+            self.warnings.append(f"{key} is undefined: {undefined_reason or 'not finite'}")
+        else:
+            self.values[key] = value
+
+
+def default_rtol(num_features: int, num_classes: int) -> float:
+    """rtol of the numerical rank of M̄: ``max(P, C) · ε_float64`` (SPEC §2.1)."""
+    return max(num_features, num_classes) * float(np.finfo(np.float64).eps)
+
+
+def _fro(x) -> float:
+    xp = array_namespace(x)
+    return float(xp.sqrt(xp.sum(x * x)))
+
+
+def _pairs_mask(xp, c: int):
+    idx = xp.arange(c)
+    return idx[:, None] < idx[None, :]
+
+
+# ---------------------------------------------------------------------- NC1
+
+
+def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = None):
+    """NC1 = tr(Σ_W Σ_B^†) / C with Σ_B^† restricted to the numerical rank r of M̄.
+
+    With the thin SVD M̄ = U S Vᵀ (P×C) and Σ_B = M̄M̄ᵀ/C, Σ_B^† = C U_r S_r^{-2} U_rᵀ, so
+    NC1 = Σ_{j<r} u_jᵀ Σ_W u_j / s_j². No P×P pseudo-inverse is formed.
+
+    Returns
+    -------
+    nc1 : float or None
+    rank : int
+        r, the number of singular values of M̄ above ``rtol · s_max``.
+    """
+    xp = stats.xp
+    mbar = stats.centred_means(global_mean).T  # (P, C)
+    u, s, _ = xp.linalg.svd(mbar, full_matrices=False)
+    s_host = np.asarray(_to_host(s), dtype=np.float64)
+    if s_host.size == 0 or s_host[0] == 0.0:
+        return None, 0
+    tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
+    rank = int(np.sum(s_host > tol * s_host[0]))
+    ur = u[:, :rank]
+    proj = xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0)  # u_jᵀ Σ_W u_j
+    value = float(xp.sum(proj / (s[:rank] ** 2)))
+    return value, rank
+
+
+def _to_host(a):
+    """Array -> NumPy (CuPy's arrays do not convert implicitly)."""
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+# ---------------------------------------------------------------------- geometry helpers
+
+
+def cdnv(stats: ClassStats):
+    """Mean over c<c′ of (σ_c² + σ_c′²) / (2‖μ_c − μ_c′‖²), σ_c² = scatter_c / n_c."""
+    xp = stats.xp
+    c = stats.num_classes
+    var = stats.class_scatter / stats.counts
+    m = stats.centred_means("samples")  # centring first keeps ‖μ_c − μ_c′‖² accurate
+    sq = xp.sum(m * m, axis=1)
+    dist2 = sq[:, None] + sq[None, :] - 2.0 * xp.matmul(m, m.T)
+    mask = _pairs_mask(xp, c)
+    d = dist2[mask]
+    if float(xp.min(d)) <= 0.0:
+        return None
+    ratio = (var[:, None] + var[None, :])[mask] / (2.0 * d)
+    return float(xp.mean(ratio))
+
+
+def equinorm(vectors):
+    """std_c ‖v_c‖ / mean_c ‖v_c‖ (ddof=1) over the rows of ``vectors`` (n_classes, n_features)."""
+    xp = array_namespace(vectors)
+    norms = xp.sqrt(xp.sum(vectors * vectors, axis=1))
+    mean = float(xp.mean(norms))
+    if mean == 0.0:
+        return None
+    return float(xp.std(norms, correction=1)) / mean
+
+
+def pair_cosines(vectors):
+    """cos(v_c, v_c′) for the unordered pairs c<c′ of the rows; ``None`` if a row is zero."""
+    xp = array_namespace(vectors)
+    norms = xp.sqrt(xp.sum(vectors * vectors, axis=1))
+    if float(xp.min(norms)) == 0.0:
+        return None
+    unit = vectors / norms[:, None]
+    gram = xp.matmul(unit, unit.T)
+    return gram[_pairs_mask(xp, vectors.shape[0])]
+
+
+def equiangle(vectors):
+    """std over unordered pairs c<c′ of cos(v_c, v_c′) (ddof=1)."""
+    xp = array_namespace(vectors)
+    cos = pair_cosines(vectors)
+    if cos is None or cos.shape[0] < 2:
+        return None
+    return float(xp.std(cos, correction=1))
+
+
+def maxangle(vectors):
+    """mean over unordered pairs c<c′ of |cos(v_c, v_c′) + 1/(C−1)|."""
+    xp = array_namespace(vectors)
+    cos = pair_cosines(vectors)
+    if cos is None:
+        return None
+    c = vectors.shape[0]
+    return float(xp.mean(xp.abs(cos + 1.0 / (c - 1))))
+
+
+def gram_distance(gram, target: str):
+    """‖G/‖G‖ − T‖ with T = Π/√(C−1) (``"etf"``) or I/√C (``"of"``) for a C×C matrix G."""
+    xp = array_namespace(gram)
+    c = gram.shape[0]
+    norm = _fro(gram)
+    if norm == 0.0:
+        return None
+    eye = xp.eye(c, dtype=gram.dtype)
+    if target == "etf":
+        ref = (eye - xp.ones((c, c), dtype=gram.dtype) / c) / math.sqrt(c - 1)
+    elif target == "of":
+        ref = eye / math.sqrt(c)
+    else:
+        raise ValueError(target)
+    return _fro(gram / norm - ref)
+
+
+def self_duality(weight, mbar_rows):
+    """‖Wᵀ/‖W‖ − M̄/‖M̄‖‖² (squared), with M̄ given as rows (n_classes, n_features)."""
+    nw, nm = _fro(weight), _fro(mbar_rows)
+    if nw == 0.0 or nm == 0.0:
+        return None
+    diff = weight / nw - mbar_rows / nm
+    return _fro(diff) ** 2
+
+
+# ---------------------------------------------------------------------- per-sample pass
+
+
+class PredictionAccumulator:
+    """Count classifier / NCC decisions over row chunks (accuracy, NCC accuracy, NC4).
+
+    Parameters
+    ----------
+    ncc_means : array, shape (n_classes, n_features)
+        Class means of the nearest-class-centre rule (the training means).
+    weight : array, shape (n_classes, n_features), optional
+    bias : array, shape (n_classes,), optional
+
+    Ties in argmax/argmin go to the lowest class index.
+    """
+
+    def __init__(self, ncc_means, weight=None, bias=None):
+        xp = array_namespace(ncc_means)
+        self.xp = xp
+        # ‖h − μ_c‖² = ‖h − o‖² − 2(h − o)·(μ_c − o) + ‖μ_c − o‖², with o the mean of the
+        # class means: centring keeps the decision accurate when the means are far from 0.
+        self._origin = xp.mean(ncc_means, axis=0)
+        self._centred = ncc_means - self._origin[None, :]
+        self._half_sq = 0.5 * xp.sum(self._centred * self._centred, axis=1)
+        self.weight = weight
+        self.bias = bias
+        self.total = 0
+        self.ncc_correct = 0
+        self.classifier_correct = 0
+        self.mismatch = 0
+
+    def update(self, features, labels) -> None:
+        """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,)."""
+        xp = self.xp
+        x = xp.astype(features, xp.float64)
+        score = xp.matmul(x - self._origin[None, :], self._centred.T) - self._half_sq[None, :]
+        ncc = xp.argmax(score, axis=1)  # argmin distance = argmax of this score
+        self.total += int(x.shape[0])
+        self.ncc_correct += int(xp.sum(xp.astype(ncc == labels, xp.int64)))
+        if self.weight is not None:
+            logits = xp.matmul(x, self.weight.T)
+            if self.bias is not None:
+                logits = logits + self.bias[None, :]
+            pred = xp.argmax(logits, axis=1)
+            self.classifier_correct += int(xp.sum(xp.astype(pred == labels, xp.int64)))
+            self.mismatch += int(xp.sum(xp.astype(pred != ncc, xp.int64)))
+
+    def values(self) -> dict[str, float]:
+        """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
+        out = {"ncc_accuracy": self.ncc_correct / self.total}
+        if self.weight is not None:
+            out["accuracy"] = self.classifier_correct / self.total
+            out["ncc_mismatch"] = self.mismatch / self.total
+        return out
+
+
+# ---------------------------------------------------------------------- all of §2.2
+
+
+def feature_metrics(stats: ClassStats, *, global_mean: str = "samples",
+                    rtol: float | None = None, keys=FEATURE_KEYS) -> MetricValues:
+    """The feature-only keys of SPEC §2.2 (NCC accuracy excluded: it needs a second pass)."""
+    out = MetricValues()
+    xp = stats.xp
+    c, p = stats.num_classes, stats.num_features
+    mbar = stats.centred_means(global_mean)
+    if "nc1" in keys:
+        value, rank = nc1(stats, global_mean, rtol)
+        out.set("nc1", value, "the class means coincide (Σ_B = 0)")
+        out.values["nc1_rank"] = rank
+    if "cdnv" in keys:
+        out.set("cdnv", cdnv(stats), "two class means coincide")
+    if "equinorm_means" in keys:
+        out.set("equinorm_means", equinorm(mbar), "all class means equal μ_G")
+    if "equiangle_means" in keys:
+        out.set("equiangle_means", equiangle(mbar),
+                "a class mean equals μ_G (cosine 0/0)" if c > 2 else "needs at least 3 classes")
+    if "maxangle_means" in keys:
+        out.set("maxangle_means", maxangle(mbar), "a class mean equals μ_G (cosine 0/0)")
+    if "etf_distance_means" in keys:
+        out.set("etf_distance_means", gram_distance(xp.matmul(mbar, mbar.T), "etf"),
+                "all class means equal μ_G")
+    if "of_distance_means" in keys:
+        out.set("of_distance_means", gram_distance(xp.matmul(stats.means, stats.means.T), "of"),
+                "all class means are zero")
+    if c - 1 > p and any(k in keys for k in ("etf_distance_means", "maxangle_means")):
+        out.warnings.append(f"C − 1 = {c - 1} > P = {p}: an exact simplex ETF is impossible "
+                            "(Zhou et al., d < K−1); ETF distances cannot reach 0")
+    return out
+
+
+def weight_metrics(stats: ClassStats, weight, bias=None, *, global_mean: str = "samples",
+                   center_weights: bool = False) -> MetricValues:
+    """The classifier keys of SPEC §2.2 (accuracy and NC4 excluded: per-sample pass)."""
+    out = MetricValues()
+    xp = stats.xp
+    mbar = stats.centred_means(global_mean)
+    out.set("equinorm_weights", equinorm(weight), "W = 0")
+    out.set("equiangle_weights", equiangle(weight),
+            "a classifier row is zero (cosine 0/0)" if stats.num_classes > 2
+            else "needs at least 3 classes")
+    out.set("maxangle_weights", maxangle(weight), "a classifier row is zero (cosine 0/0)")
+    w_etf = weight - xp.mean(weight, axis=0)[None, :] if center_weights else weight
+    out.set("etf_distance_weights", gram_distance(xp.matmul(w_etf, w_etf.T), "etf"), "W = 0")
+    out.set("of_distance_weights", gram_distance(xp.matmul(weight, weight.T), "of"), "W = 0")
+    out.set("self_duality", self_duality(weight, mbar), "W = 0 or M̄ = 0")
+    out.set("nc3_etf", gram_distance(xp.matmul(weight, mbar.T), "etf"), "W M̄ = 0")
+    out.set("nc3_of", gram_distance(xp.matmul(weight, stats.means.T), "of"), "W M = 0")
+    shift = xp.matmul(weight, stats.global_mean(global_mean))
+    if bias is not None:
+        shift = shift + bias
+    out.values["bias_collapse"] = float(xp.sqrt(xp.sum(shift * shift)))
+    return out
+
+
+def nc_metrics_from_stats(stats: ClassStats, weight=None, bias=None, predictions=None, *,
+                          global_mean: str = "samples", center_weights: bool = False,
+                          rtol: float | None = None) -> MetricValues:
+    """Every key of SPEC §2.2 for one epoch, in SPEC order.
+
+    Parameters
+    ----------
+    stats : ClassStats
+    weight : array, shape (n_classes, n_features), optional
+    bias : array, shape (n_classes,), optional
+    predictions : PredictionAccumulator, optional
+        Filled by a pass over the samples; gives ``accuracy``, ``ncc_accuracy`` and
+        ``ncc_mismatch``.
+    """
+    out = feature_metrics(stats, global_mean=global_mean, rtol=rtol)
+    if weight is not None:
+        w = weight_metrics(stats, weight, bias, global_mean=global_mean,
+                           center_weights=center_weights)
+        out.values.update(w.values)
+        out.warnings.extend(w.warnings)
+    if predictions is not None:
+        out.values.update(predictions.values())
+    out.values = {k: out.values[k] for k in METRIC_KEYS if k in out.values}
+    return out
+
+
+def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | None = None,
+               global_mean: str = "samples", center_weights: bool = False,
+               rtol: float | None = None) -> dict[str, Any]:
+    """All §2.2 metrics of in-memory arrays (NumPy, CuPy or any array-API namespace).
+
+    Parameters
+    ----------
+    features : array, shape (n_samples, n_features)
+    labels : integer array, shape (n_samples,)
+    weight : array, shape (n_classes, n_features), optional
+    bias : array, shape (n_classes,), optional
+    num_classes : int, optional
+
+    Returns
+    -------
+    dict
+        Key -> float, int or ``None``; ``"warnings"`` holds the reasons for ``None`` values.
+    """
+    from .stats import class_stats
+
+    xp = array_namespace(features)
+    stats = class_stats(features, labels, num_classes)
+    w = None if weight is None else xp.astype(weight, xp.float64)
+    b = None if bias is None else xp.astype(bias, xp.float64)
+    pred = PredictionAccumulator(stats.means, w, b)
+    lab = xp.asarray(np.asarray(_to_host(labels)).astype(np.int64))
+    pred.update(features, lab)
+    res = nc_metrics_from_stats(stats, w, b, pred, global_mean=global_mean,
+                                center_weights=center_weights, rtol=rtol)
+    out = dict(res.values)
+    out["warnings"] = res.warnings
+    return out

@@ -1,0 +1,218 @@
+"""Per-epoch sufficient statistics (SPEC §2.1), accumulated over row chunks in float64.
+
+Every quantity of SPEC §2 is a function of these statistics (plus W, b and one per-sample
+pass for the argmax/argmin counts), so one pass over the features feeds ``metrics``,
+``decompose`` and ``snr`` at once.
+
+Numerics. Σ_W is never formed as a difference of large uncentred sums. Each row is shifted by
+a per-class reference point ``ref_c`` — the mean of class ``c``'s rows in the first chunk that
+contains the class — before any product is taken:
+
+    z_i = h_i − ref_{y_i},    d_c = (1/n_c) Σ_{y_i=c} z_i,    μ_c = ref_c + d_c
+    N Σ_W = Σ_i z_i z_iᵀ − Σ_c n_c d_c d_cᵀ
+
+``ref_c`` is within sampling noise of μ_c, so the entries of ``z`` are of the size of the
+within-class spread and the correction term is small: the float64 result keeps its relative
+accuracy down to deep collapse (NC1 ≈ 1e-8 and below), unlike ``Σ h hᵀ/N − μ μᵀ``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, is_numpy_namespace
+
+GLOBAL_MEANS = ("samples", "classes")
+
+
+def segment_sum(values, labels, num_classes: int):
+    """Sum the rows of ``values`` per label.
+
+    Parameters
+    ----------
+    values : array, shape (n_rows,) or (n_rows, n_cols)
+    labels : integer array, shape (n_rows,)
+        Values in ``0..num_classes-1``.
+    num_classes : int
+
+    Returns
+    -------
+    array, shape (num_classes,) or (num_classes, n_cols)
+        In the dtype of ``values``; classes without rows get 0.
+    """
+    xp = array_namespace(values, labels)
+    vector = values.ndim == 1
+    if is_numpy_namespace(xp) and num_classes > 16:
+        # Sorted segments: O(rows × cols) instead of the one-hot product's O(rows × C × cols).
+        v = np.asarray(values)
+        lab = np.asarray(labels)
+        order = np.argsort(lab, kind="stable")
+        sorted_lab = lab[order]
+        starts = np.flatnonzero(np.r_[True, sorted_lab[1:] != sorted_lab[:-1]])
+        out = np.zeros((num_classes,) + v.shape[1:], dtype=v.dtype)
+        out[sorted_lab[starts]] = np.add.reduceat(v[order], starts, axis=0)
+        return xp.asarray(out)
+    onehot = xp.astype(labels[:, None] == xp.arange(num_classes)[None, :], values.dtype)
+    if vector:
+        return xp.matmul(onehot.T, values[:, None])[:, 0]
+    return xp.matmul(onehot.T, values)
+
+
+@dataclass
+class ClassStats:
+    """Sufficient statistics of one feature matrix and its labels (SPEC §2.1).
+
+    Attributes
+    ----------
+    counts : array, shape (n_classes,)
+        n_c, float64.
+    means : array, shape (n_classes, n_features)
+        Class means μ_c as rows (Mᵀ in the SPEC's notation).
+    within_scatter : array, shape (n_features, n_features)
+        N Σ_W = Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ.
+    class_scatter : array, shape (n_classes,)
+        Σ_{y_i=c} ‖h_i − μ_c‖² (n_c σ_c² of the CDNV).
+    num_samples : int
+        N.
+    """
+
+    counts: Any
+    means: Any
+    within_scatter: Any
+    class_scatter: Any
+    num_samples: int
+
+    @property
+    def xp(self):
+        return array_namespace(self.means)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.means.shape[1])
+
+    @property
+    def sigma_w(self):
+        """Within-class covariance Σ_W, shape ``(n_features, n_features)``."""
+        return self.within_scatter / self.num_samples
+
+    def global_mean(self, kind: str = "samples"):
+        """μ_G, shape ``(n_features,)``: sample-weighted (default) or the mean of class means."""
+        xp = self.xp
+        if kind == "samples":
+            return xp.sum(self.counts[:, None] * self.means, axis=0) / self.num_samples
+        if kind == "classes":
+            return xp.mean(self.means, axis=0)
+        raise ValueError(f"global mean must be one of {GLOBAL_MEANS}, got {kind!r}")
+
+    def centred_means(self, kind: str = "samples"):
+        """M̄ᵀ = rows μ_c − μ_G, shape ``(n_classes, n_features)``."""
+        return self.means - self.global_mean(kind)[None, :]
+
+
+class StatsAccumulator:
+    """Accumulate :class:`ClassStats` over row chunks of one epoch.
+
+    Parameters
+    ----------
+    num_classes, num_features : int
+    xp : namespace
+        Array namespace of the chunks (NumPy, CuPy, array-api-strict, …).
+    compute_dtype : {"float64", "float32"}
+        Precision of the per-chunk Gram product ``zᵀz``; chunk results are always summed in
+        float64.
+    """
+
+    def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64"):
+        self.xp = xp
+        self.num_classes = num_classes
+        self.num_features = num_features
+        self.compute_dtype = getattr(xp, compute_dtype)
+        f64 = xp.float64
+        self._ref = xp.zeros((num_classes, num_features), dtype=f64)
+        self._has_ref = np.zeros(num_classes, dtype=bool)
+        self._counts = np.zeros(num_classes, dtype=np.int64)
+        self._zsum = xp.zeros((num_classes, num_features), dtype=f64)
+        self._zsq = xp.zeros((num_classes,), dtype=f64)
+        self._scatter = xp.zeros((num_features, num_features), dtype=f64)
+
+    def update(self, features, labels, labels_host: np.ndarray | None = None) -> None:
+        """Add one chunk.
+
+        Parameters
+        ----------
+        features : array, shape (n_rows, n_features)
+            Any floating dtype; cast to float64 before centring.
+        labels : integer array, shape (n_rows,)
+            On the same device as ``features``.
+        labels_host : ndarray, shape (n_rows,), optional
+            The same labels as NumPy (saves a device-to-host copy).
+        """
+        xp = self.xp
+        if labels_host is None:
+            labels_host = np.asarray(labels)
+        counts = np.bincount(labels_host, minlength=self.num_classes)
+        x = xp.astype(features, xp.float64)
+        new = (counts > 0) & ~self._has_ref
+        if new.any():
+            sums = segment_sum(x, labels, self.num_classes)
+            safe = xp.asarray(np.maximum(counts, 1).astype(np.float64))
+            chunk_means = sums / safe[:, None]
+            mask = xp.asarray(new)[:, None]
+            self._ref = xp.where(mask, chunk_means, self._ref)
+            self._has_ref |= new
+        z = x - xp.take(self._ref, labels, axis=0)
+        self._counts += counts
+        self._zsum = self._zsum + segment_sum(z, labels, self.num_classes)
+        self._zsq = self._zsq + segment_sum(xp.sum(z * z, axis=1), labels, self.num_classes)
+        zc = z if self.compute_dtype == xp.float64 else xp.astype(z, self.compute_dtype)
+        self._scatter = self._scatter + xp.astype(xp.matmul(zc.T, zc), xp.float64)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Samples per class seen so far, shape ``(n_classes,)``."""
+        return self._counts.copy()
+
+    def finalize(self) -> ClassStats:
+        """Return the statistics of all chunks added (classes must all be non-empty)."""
+        xp = self.xp
+        if np.any(self._counts == 0):
+            missing = np.flatnonzero(self._counts == 0).tolist()
+            raise ValueError(f"classes {missing} have no samples")
+        n = xp.asarray(self._counts.astype(np.float64))
+        d = self._zsum / n[:, None]
+        means = self._ref + d
+        scatter = self._scatter - xp.matmul(d.T * n[None, :], d)
+        scatter = (scatter + scatter.T) / 2
+        class_scatter = xp.maximum(self._zsq - n * xp.sum(d * d, axis=1), 0.0)
+        return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
+
+
+def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows: int = 65536,
+                compute_dtype: str = "float64") -> ClassStats:
+    """Statistics of an in-memory feature matrix (convenience for the Python API).
+
+    Parameters
+    ----------
+    features : array, shape (n_samples, n_features)
+    labels : integer array, shape (n_samples,)
+    num_classes : int, optional
+        Default ``max(labels) + 1``.
+    chunk_rows : int
+        Rows per accumulation step.
+    """
+    xp = array_namespace(features)
+    labels_host = np.asarray(labels).astype(np.int64)
+    c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
+    acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype)
+    lab = xp.asarray(labels_host)
+    n = int(features.shape[0])
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        acc.update(features[start:stop, ...], lab[start:stop], labels_host[start:stop])
+    return acc.finalize()

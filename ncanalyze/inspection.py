@@ -1,0 +1,49 @@
+"""``ncanalyze inspect``: layout, sizes, dtypes, epochs, class counts and problems of a file."""
+
+from __future__ import annotations
+
+from .errors import InputError
+from .io.layout import describe_layout
+from .io.run import open_run
+
+
+def inspect_file(path, *, allow_external: bool = False) -> dict:
+    """Describe a run file; validation failures are listed under ``"problems"``.
+
+    Raises
+    ------
+    InputError
+        Only when the file cannot be opened as HDF5 at all.
+    """
+    report = describe_layout(path)
+    report["problems"] = []
+    try:
+        with open_run(path, allow_external=allow_external) as run:
+            info = run.info
+            counts = run.class_counts()
+            report["run"] = {
+                "format_version": info.format_version,
+                "classes": info.num_classes,
+                "samples": info.num_samples,
+                "features": info.num_features,
+                "features_dtype": str(info.features_dtype),
+                "epochs": [int(e) for e in info.epochs],
+                "has_weight": info.has_weight,
+                "has_bias": info.has_bias,
+                "weight_decay": info.weight_decay,
+                "loss": info.loss,
+                "scalars": info.scalars,
+                "layers": {k: v.num_features for k, v in info.layers.items()},
+                "splits": {k: v.num_samples for k, v in info.splits.items()},
+                "class_counts": [int(c) for c in counts],
+                "balanced": bool(counts.min() == counts.max()),
+            }
+            if info.epochs.size == 0:
+                report["problems"].append("no complete epoch (/epoch is empty)")
+            if info.num_features >= info.num_samples - info.num_classes:
+                report["problems"].append(
+                    f"P = {info.num_features} ≥ N − C = {info.num_samples - info.num_classes}: "
+                    "Σ_W is singular (SNR needs --ridge)")
+    except InputError as exc:
+        report["problems"].append(exc.one_line())
+    return report
