@@ -1,2 +1,47 @@
-"""ncanalyze: measure Neural Collapse from saved training dumps."""
+"""ncanalyze: measure Neural Collapse from saved training dumps.
+
+Python API (SPEC §5)::
+
+    import ncanalyze
+    run = ncanalyze.open_run("run.h5")               # lazy, validated, read-only
+    with ncanalyze.RunWriter("run.h5", labels) as w:  # from a training loop
+        w.add_epoch(epoch, features, weight, bias, train_loss=loss)
+    ncanalyze.nc_metrics(H, y, W, b)                  # §2.2 on arrays (NumPy, CuPy, ...)
+    ncanalyze.decompose(H, y, W, b, weight_decay=λ)   # §2.3
+    ncanalyze.snr(H, y)                               # §2.4
+    ncanalyze.least_squares_classifier(H, y)          # W̃_LS of §2.3
+
+``import ncanalyze`` never imports CuPy.
+"""
+
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from .errors import BackendError, InputError, NcanalyzeError, UsageError  # noqa: E402
+from .io import RunWriter, open_run  # noqa: E402
+from .core.metrics import nc_metrics  # noqa: E402
+from .core.stats import ClassStats, class_stats  # noqa: E402
+from .analysis import Analysis, Settings, analyze  # noqa: E402
+
+_LAZY = {
+    "decompose": ("ncanalyze.core.decomposition", "decompose"),
+    "least_squares_classifier": ("ncanalyze.core.decomposition", "least_squares_classifier"),
+    "snr": ("ncanalyze.core.snr", "snr"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'ncanalyze' has no attribute {name!r}")
+
+
+__all__ = [
+    "__version__", "open_run", "RunWriter", "nc_metrics", "decompose", "snr",
+    "least_squares_classifier", "class_stats", "ClassStats", "Analysis", "Settings", "analyze",
+    "NcanalyzeError", "InputError", "UsageError", "BackendError",
+]

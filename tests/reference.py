@@ -1,0 +1,96 @@
+"""A deliberately straightforward float64 implementation of SPEC §2.1–2.2 for the tests.
+
+No streaming, no shifting tricks, explicit loops over classes and pairs: the obvious reading
+of each formula, to compare the real implementation against.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
+                      center_weights=False, ncc_means=None):
+    H = np.asarray(H, dtype=np.float64)
+    y = np.asarray(y)
+    N, P = H.shape
+    C = int(y.max()) + 1 if C is None else C
+    n = np.array([np.sum(y == c) for c in range(C)], dtype=np.float64)
+    mu = np.stack([H[y == c].mean(axis=0) for c in range(C)])  # (C, P)
+    muG = H.mean(axis=0) if global_mean == "samples" else mu.mean(axis=0)
+    Mbar = (mu - muG).T  # (P, C)
+    M = mu.T
+    SW = np.zeros((P, P))
+    for i in range(N):
+        d = H[i] - mu[y[i]]
+        SW += np.outer(d, d)
+    SW /= N
+    U, s, _ = np.linalg.svd(Mbar, full_matrices=False)
+    r = int(np.sum(s > max(P, C) * np.finfo(np.float64).eps * s[0]))
+    SB_pinv = C * U[:, :r] @ np.diag(1.0 / s[:r] ** 2) @ U[:, :r].T
+    out = {"nc1": np.trace(SW @ SB_pinv) / C, "nc1_rank": r}
+
+    sig2 = np.array([np.sum((H[y == c] - mu[c]) ** 2) / n[c] for c in range(C)])
+    pairs = list(itertools.combinations(range(C), 2))
+    out["cdnv"] = np.mean([(sig2[a] + sig2[b_]) / (2 * np.sum((mu[a] - mu[b_]) ** 2))
+                           for a, b_ in pairs])
+
+    def cos(u, v):
+        return u @ v / (np.linalg.norm(u) * np.linalg.norm(v))
+
+    def norms_cv(V):
+        nr = np.linalg.norm(V, axis=1)
+        return np.std(nr, ddof=1) / np.mean(nr)
+
+    def etf(G):
+        Pi = np.eye(C) - np.ones((C, C)) / C
+        return np.linalg.norm(G / np.linalg.norm(G) - Pi / np.sqrt(C - 1))
+
+    def of(G):
+        return np.linalg.norm(G / np.linalg.norm(G) - np.eye(C) / np.sqrt(C))
+
+    cent = mu - muG
+    cm = [cos(cent[a], cent[b_]) for a, b_ in pairs]
+    out["equinorm_means"] = norms_cv(cent)
+    out["equiangle_means"] = np.std(cm, ddof=1) if len(cm) > 1 else None
+    out["maxangle_means"] = np.mean([abs(c + 1 / (C - 1)) for c in cm])
+    out["etf_distance_means"] = etf(Mbar.T @ Mbar)
+    out["of_distance_means"] = of(M.T @ M)
+    nm = mu if ncc_means is None else np.asarray(ncc_means, dtype=np.float64)
+    ncc = np.array([np.argmin([np.sum((h - nm[c]) ** 2) for c in range(C)]) for h in H])
+    out["ncc_accuracy"] = np.mean(ncc == y)
+    if W is not None:
+        W = np.asarray(W, dtype=np.float64)
+        bb = np.zeros(C) if b is None else np.asarray(b, dtype=np.float64)
+        cw = [cos(W[a], W[b_]) for a, b_ in pairs]
+        out["equinorm_weights"] = norms_cv(W)
+        out["equiangle_weights"] = np.std(cw, ddof=1) if len(cw) > 1 else None
+        out["maxangle_weights"] = np.mean([abs(c + 1 / (C - 1)) for c in cw])
+        We = W - W.mean(axis=0) if center_weights else W
+        out["etf_distance_weights"] = etf(We @ We.T)
+        out["of_distance_weights"] = of(W @ W.T)
+        out["self_duality"] = np.linalg.norm(W.T / np.linalg.norm(W)
+                                             - Mbar / np.linalg.norm(Mbar)) ** 2
+        WM = W @ Mbar
+        Pi = np.eye(C) - np.ones((C, C)) / C
+        out["nc3_etf"] = np.linalg.norm(WM / np.linalg.norm(WM) - Pi / np.sqrt(C - 1))
+        WM0 = W @ M
+        out["nc3_of"] = np.linalg.norm(WM0 / np.linalg.norm(WM0) - np.eye(C) / np.sqrt(C))
+        out["bias_collapse"] = np.linalg.norm(W @ muG + bb)
+        pred = np.array([np.argmax(W @ h + bb) for h in H])
+        out["accuracy"] = np.mean(pred == y)
+        out["ncc_mismatch"] = np.mean(pred != ncc)
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
+
+
+def assert_close(actual: dict, expected: dict, rtol=1e-6, atol=1e-9, keys=None):
+    keys = keys if keys is not None else expected.keys()
+    for k in keys:
+        e, a = expected[k], actual.get(k)
+        if e is None:
+            assert a is None, f"{k}: expected null, got {a}"
+            continue
+        assert a is not None, f"{k}: missing/null, expected {e}"
+        assert abs(a - e) <= atol + rtol * abs(e), f"{k}: {a!r} vs reference {e!r}"
