@@ -93,7 +93,10 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     if s_host.size == 0 or s_host[0] == 0.0:
         return None, 0
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
-    rank = int(np.sum(s_host > tol * s_host[0]))
+    # M̄ has at most min(C − 1, P) independent columns (Σ_c n_c μ̄_c = 0, or Σ_c μ̄_c = 0 for
+    # the class-mean μ_G): a rounding-level C-th singular value must never enter the inverse.
+    rank = min(int(np.sum(s_host > tol * s_host[0])), stats.num_classes - 1,
+               stats.num_features)
     ur = u[:, :rank]
     proj = xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0)  # u_jᵀ Σ_W u_j
     value = float(xp.sum(proj / (s[:rank] ** 2)))
