@@ -166,6 +166,9 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
     epochs: list[dict[str, Any]] = []
     with Analysis(file, settings) as analysis:
         warnings.extend(analysis.run_warnings)
+        if not quiet:
+            for w in analysis.run_warnings:
+                err_console.print(f"ncanalyze: warning: {w}", markup=False)
         header = analysis.header
         sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
         with sink as out, _Progress(not quiet, len(analysis.epochs)) as progress:
