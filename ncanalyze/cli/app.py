@@ -189,6 +189,8 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
                 out.write(output.csv_text(epochs))
             elif fmt == "markdown":
                 out.write(output.markdown_text(header, command, epochs, verdicts))
+                for line in (table_footer(extra) if table_footer else []):
+                    out.write(f"\n{line}\n")
             elif fmt == "table":
                 tty = out is sys.stdout and sys.stdout.isatty()
                 console = Console(file=out, width=None if tty else 160, highlight=False,
@@ -246,6 +248,108 @@ def metrics(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto
                         splits=tuple(split or ()), layers=layers, chunk_rows=chunk_rows,
                         allow_external=allow_external)
     code = run_command("metrics", settings, file, fmt, output_path, fail_if, gate, quiet)
+    raise typer.Exit(code)
+
+
+PlotOpt = Annotated[Optional[Path], typer.Option(
+    "--plot", help="Also draw a figure to FILE (.png, .svg or .pdf, by extension).")]
+
+
+def _keep_epochs(kept: dict[str, Any], with_dynamics: bool):
+    """finish/table_footer hooks of decompose/snr/report: keep the epochs for --plot and fit
+    the SNR dynamics of SPEC §2.4 (the ``dynamics`` object and its one-line verdict)."""
+
+    def finish(analysis: Analysis, epochs: list[dict]) -> dict[str, Any]:
+        kept["epochs"] = epochs
+        kept["classes"] = analysis.run.info.num_classes
+        if not with_dynamics:
+            return {}
+        from ..core.dynamics import fit_dynamics
+
+        kept["dynamics"] = fit_dynamics([e["epoch"] for e in epochs],
+                                        [e.get("snr_singular_values") for e in epochs],
+                                        kept["classes"])
+        return {"dynamics": kept["dynamics"]}
+
+    def footer(extra: dict[str, Any]) -> list[str]:
+        dynamics = extra.get("dynamics")
+        return [dynamics["verdict"]] if dynamics else []
+
+    return finish, footer
+
+
+@app.command(epilog="Example: ncanalyze decompose run.h5 --weight-decay 5e-4 --plot loss.png "
+                    "--fail-if 'central_path_ratio>0.1'")
+@handle_errors
+def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
+              dtype: DtypeOpt = "float64", fmt: FormatOpt = "table",
+              output_path: OutputOpt = None, fail_if: FailIfOpt = None, gate: GateOpt = "last",
+              weight_decay: WeightDecayOpt = None, plot: PlotOpt = None,
+              chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
+              quiet: QuietOpt = False, debug: DebugOpt = False):
+    """MSE loss = L_NC1 + L_NC2/3 + L⊥_LS per epoch (Han et al. Thm. 1–2, SPEC §2.3)."""
+    from ..plots.central_path import plot_decompose, plot_format
+
+    if plot is not None:
+        plot_format(plot)
+    settings = Settings(("decompose",), epochs, backend, dtype, weight_decay=weight_decay,
+                        chunk_rows=chunk_rows, allow_external=allow_external)
+    kept: dict[str, Any] = {}
+    finish, _ = _keep_epochs(kept, with_dynamics=False)
+    code = run_command("decompose", settings, file, fmt, output_path, fail_if, gate, quiet,
+                       finish=finish)
+    if plot is not None:
+        plot_decompose(plot, kept["epochs"], title=f"MSE decomposition: {file.name}")
+    raise typer.Exit(code)
+
+
+@app.command(epilog="Example: ncanalyze snr run.h5 --plot snr.png --format json")
+@handle_errors
+def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
+        dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
+        fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
+        global_mean: GlobalMeanOpt = "samples", plot: PlotOpt = None,
+        chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
+        quiet: QuietOpt = False, debug: DebugOpt = False):
+    """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
+    epochs (Han et al. §3.2–3.3, SPEC §2.4)."""
+    from ..plots.central_path import plot_format, plot_snr
+
+    if plot is not None:
+        plot_format(plot)
+    settings = Settings(("snr",), epochs, backend, dtype, global_mean, ridge=ridge,
+                        chunk_rows=chunk_rows, allow_external=allow_external)
+    kept: dict[str, Any] = {}
+    finish, footer = _keep_epochs(kept, with_dynamics=True)
+    code = run_command("snr", settings, file, fmt, output_path, fail_if, gate, quiet,
+                       finish=finish, table_footer=footer)
+    if plot is not None:
+        plot_snr(plot, kept["epochs"], kept["dynamics"], kept["classes"],
+                 title=f"SNR dynamics: {file.name}")
+    raise typer.Exit(code)
+
+
+@app.command(epilog="Example: ncanalyze report run.h5 --format markdown --fail-if 'nc1>0.05' "
+                    ">> \"$GITHUB_STEP_SUMMARY\"")
+@handle_errors
+def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
+           dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
+           fail_if: FailIfOpt = None, gate: GateOpt = "last", split: SplitOpt = None,
+           layers: LayersOpt = False, global_mean: GlobalMeanOpt = "samples",
+           center_weights: CenterWeightsOpt = False, weight_decay: WeightDecayOpt = None,
+           ridge: RidgeOpt = None, chunk_rows: ChunkRowsOpt = None,
+           allow_external: AllowExternalOpt = False, quiet: QuietOpt = False,
+           debug: DebugOpt = False):
+    """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
+    reports (SPEC §2.2–2.4)."""
+    settings = Settings(("metrics", "decompose", "snr"), epochs, backend, dtype, global_mean,
+                        center_weights, weight_decay=weight_decay, ridge=ridge,
+                        splits=tuple(split or ()), layers=layers, chunk_rows=chunk_rows,
+                        allow_external=allow_external)
+    kept: dict[str, Any] = {}
+    finish, footer = _keep_epochs(kept, with_dynamics=True)
+    code = run_command("report", settings, file, fmt, output_path, fail_if, gate, quiet,
+                       finish=finish, table_footer=footer)
     raise typer.Exit(code)
 
 

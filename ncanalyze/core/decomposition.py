@@ -1,0 +1,321 @@
+"""The MSE decomposition of Han, Papyan & Donoho (2022), Theorems 1–2 (SPEC §2.3).
+
+Loss: L(W̃) = ½ (1/N) Σ_i ‖W̃ h̃_i − e_{y_i}‖² + (λ/2)‖W̃‖², with h̃ = [h; 1], W̃ = [W b]
+(without a bias h̃ = h, W̃ = W). Everything here comes from the class statistics (n_c, μ_c,
+Σ_W) and W, b: with π_c = n_c/N,
+
+    (1/N) Σ_i h̃_i h̃_iᵀ = Σ̃_W + Σ_c π_c μ̃_c μ̃_cᵀ,     Σ̃_W = [[Σ_W, 0], [0, 0]],
+
+so L(W̃) = ½ [tr(W Σ_W Wᵀ) + Σ_c π_c ‖W̃ μ̃_c − e_c‖² + λ‖W̃‖²]; the within-class and the
+between-class parts are separately non-negative, and every key is computed as such a sum of
+non-negative terms — never as a difference of two losses.
+
+Centred coordinates. With a bias, the solve and the class terms use g̃ = T h̃ = [h − μ_G; 1]
+(μ_G sample-weighted, T = [[I, −μ_G], [0, 1]]) and V = W̃ T^{-1} = [W, b + W μ_G], so that
+W̃ h̃ = V g̃ exactly. For λ = 0 the normal matrix becomes T A Tᵀ = diag(Σ_T, 1) (Σ_T the total
+covariance): no ‖μ_G‖² enters its condition number and no W μ_c + b cancels when the features
+sit far from the origin. W̃_LS = B A^{-1} = V_LS T with V_LS = B_c (T A Tᵀ)^{-1}, B_c rows
+π_c g̃_cᵀ. The sample-weighted μ_G is the one that makes Σ_c π_c (μ_c − μ_G) = 0, hence the
+block-diagonal form; the values do not depend on the ``--global-mean`` option.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .metrics import MetricValues, _to_host
+from .snr import checked_cholesky
+from .stats import ClassStats, class_stats
+
+#: Keys of the ``decompose`` command, in output order.
+DECOMPOSE_KEYS = ("loss", "loss_ls", "loss_nc1", "loss_nc23", "loss_ls_perp",
+                  "central_path_ratio")
+
+
+class _Problem:
+    """The least-squares problem of one epoch in centred coordinates (see module docstring).
+
+    Attributes
+    ----------
+    normal : array, shape (d, d)
+        T A Tᵀ, d = P + 1 with a bias, P without.
+    targets : array, shape (C, d)
+        B_c: row c is π_c g̃_cᵀ.
+    class_points : array, shape (C, d)
+        g̃_c as rows: [μ_c − μ_G, 1] with a bias, μ_c without.
+    shift : array, shape (P,) or None
+        μ_G with a bias (the T of the change of coordinates), None without.
+    """
+
+    def __init__(self, stats: ClassStats, with_bias: bool, weight_decay: float):
+        xp = stats.xp
+        p = stats.num_features
+        self.xp = xp
+        self.weights = stats.counts / stats.num_samples  # π_c
+        self.sigma_w = stats.sigma_w
+        self.weight_decay = float(weight_decay)
+        lam = self.weight_decay
+        if with_bias:
+            mu_g = stats.global_mean("samples")
+            centred = stats.means - mu_g[None, :]
+            sigma_t = self.sigma_w + xp.matmul(centred.T * self.weights[None, :], centred)
+            ones = xp.ones((stats.num_classes, 1), dtype=centred.dtype)
+            self.class_points = xp.concat([centred, ones], axis=1)
+            zeros = xp.zeros((p, 1), dtype=centred.dtype)
+            normal = xp.concat([
+                xp.concat([sigma_t, zeros], axis=1),
+                xp.concat([zeros.T, xp.ones((1, 1), dtype=centred.dtype)], axis=1),
+            ], axis=0)
+            if lam > 0:
+                # λ T Tᵀ, T Tᵀ = [[I + μ_G μ_Gᵀ, −μ_G], [−μ_Gᵀ, 1]]
+                col = -mu_g[:, None]
+                ttt = xp.concat([
+                    xp.concat([xp.eye(p, dtype=mu_g.dtype) + mu_g[:, None] * mu_g[None, :],
+                               col], axis=1),
+                    xp.concat([col.T, xp.ones((1, 1), dtype=mu_g.dtype)], axis=1),
+                ], axis=0)
+                normal = normal + lam * ttt
+            self.shift = mu_g
+        else:
+            self.class_points = stats.means
+            normal = self.sigma_w + xp.matmul(stats.means.T * self.weights[None, :], stats.means)
+            if lam > 0:
+                normal = normal + lam * xp.eye(p, dtype=normal.dtype)
+            self.shift = None
+        self.normal = (normal + normal.T) / 2
+        self.targets = self.class_points * self.weights[:, None]
+
+    # ------------------------------------------------------------------ coordinates
+    def to_centred(self, weight, bias):
+        """V = W̃ T^{-1}: shape (C, d)."""
+        if self.shift is None:
+            return weight
+        xp = self.xp
+        return xp.concat([weight, (bias + xp.matmul(weight, self.shift))[:, None]], axis=1)
+
+    def from_centred(self, v):
+        """(W, b) from V; b is None without a bias."""
+        if self.shift is None:
+            return v, None
+        xp = self.xp
+        p = self.shift.shape[0]
+        w = v[:, :p]
+        return w, v[:, p] - xp.matmul(w, self.shift)
+
+    # ------------------------------------------------------------------ solve
+    def solve(self) -> tuple[Any, int, int]:
+        """V_LS = B_c (T A Tᵀ)^{-1}.
+
+        Returns
+        -------
+        v_ls : array, shape (C, d)
+        rank : int
+            Numerical rank of T A Tᵀ (d when it is positive definite).
+        dim : int
+            d.
+        """
+        xp = self.xp
+        dim = int(self.normal.shape[0])
+        lower, _ = checked_cholesky(self.normal)
+        if lower is not None:
+            return xp.linalg.solve(self.normal, self.targets.T).T, dim, dim
+        # Singular (λ = 0 and rank-deficient features): least squares restricted to the
+        # numerical rank. Every key is the same for every least-squares solution (they differ
+        # by directions that no h̃_i sees), so the choice does not change the results.
+        evals, evecs = xp.linalg.eigh(self.normal)
+        ev = np.asarray(_to_host(evals), dtype=np.float64)
+        top = float(ev.max()) if ev.size else 0.0
+        keep = ev > dim * float(np.finfo(np.float64).eps) * top
+        rank = int(keep.sum())
+        if rank == 0:
+            return xp.zeros(self.targets.shape, dtype=self.targets.dtype), 0, dim
+        idx = xp.asarray(np.flatnonzero(keep))
+        u = xp.take(evecs, idx, axis=1)
+        inv = 1.0 / xp.take(evals, idx)
+        return xp.matmul(xp.matmul(self.targets, u) * inv[None, :], u.T), rank, dim
+
+    # ------------------------------------------------------------------ loss terms
+    def within(self, weight) -> float:
+        """tr(W Σ_W Wᵀ) ≥ 0."""
+        xp = self.xp
+        return max(float(xp.sum(xp.matmul(weight, self.sigma_w) * weight)), 0.0)
+
+    def between(self, v, subtract_identity: bool) -> float:
+        """Σ_c π_c ‖V g̃_c − e_c‖² (or ‖V g̃_c‖² without the targets)."""
+        xp = self.xp
+        pred = xp.matmul(v, self.class_points.T)  # column c is V g̃_c
+        if subtract_identity:
+            pred = pred - xp.eye(pred.shape[0], dtype=pred.dtype)
+        return float(xp.sum(xp.sum(pred * pred, axis=0) * self.weights))
+
+    def decay(self, weight, bias) -> float:
+        """‖W̃‖² = ‖W‖² + ‖b‖²."""
+        xp = self.xp
+        total = float(xp.sum(weight * weight))
+        if bias is not None:
+            total += float(xp.sum(bias * bias))
+        return total
+
+
+def least_squares_from_stats(stats: ClassStats, *, bias: bool = True,
+                             weight_decay: float = 0.0) -> tuple[Any, Any, list[str]]:
+    """W̃_LS = B A^{-1} of SPEC §2.3 (Prop. 1 of Han et al.) from class statistics.
+
+    Parameters
+    ----------
+    stats : ClassStats
+    bias : bool
+        Fit a bias (extended features h̃ = [h; 1]) or not.
+    weight_decay : float
+        λ ≥ 0 (the bias is decayed too, as in the paper).
+
+    Returns
+    -------
+    weight : array, shape (n_classes, n_features)
+    bias : array, shape (n_classes,), or None
+    warnings : list of str
+        Set when A is singular and a rank-restricted least-squares solution was used.
+    """
+    problem = _Problem(stats, bias, weight_decay)
+    v_ls, rank, dim = problem.solve()
+    w, b = problem.from_centred(v_ls)
+    return w, b, _rank_warning(rank, dim, problem.weight_decay)
+
+
+def _rank_warning(rank: int, dim: int, lam: float) -> list[str]:
+    if rank == dim:
+        return []
+    return [f"A = (1/N) Σ h̃h̃ᵀ + λI is singular (numerical rank {rank} of {dim}, λ = {lam:g}): "
+            "W̃_LS is the least-squares solution restricted to that rank (the decomposition "
+            "terms are the same for every least-squares solution)"]
+
+
+def decompose_from_stats(stats: ClassStats, weight, bias=None, *,
+                         weight_decay: float = 0.0) -> MetricValues:
+    """The keys of SPEC §2.3 for one epoch.
+
+    Parameters
+    ----------
+    stats : ClassStats
+    weight : array, shape (n_classes, n_features)
+        W, float64, in the namespace of ``stats``.
+    bias : array, shape (n_classes,), optional
+        b; ``None`` means a bias-free classifier (h̃ = h, W̃ = W, W̃_LS without bias).
+    weight_decay : float
+        λ ≥ 0.
+
+    Returns
+    -------
+    MetricValues
+        ``loss``, ``loss_ls``, ``loss_nc1``, ``loss_nc23``, ``loss_ls_perp``,
+        ``central_path_ratio``; ``loss = loss_nc1 + loss_nc23 + loss_ls_perp`` to rounding.
+    """
+    lam = float(weight_decay)
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise ValueError(f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}")
+    out = MetricValues()
+    problem = _Problem(stats, bias is not None, lam)
+    v_ls, rank, dim = problem.solve()
+    out.warnings.extend(_rank_warning(rank, dim, lam))
+    w_ls, b_ls = problem.from_centred(v_ls)
+    v = problem.to_centred(weight, bias)
+
+    loss = 0.5 * (problem.within(weight) + problem.between(v, True)
+                  + lam * problem.decay(weight, bias))
+    nc1 = 0.5 * (problem.within(w_ls) + lam * problem.decay(w_ls, b_ls))
+    nc23 = 0.5 * problem.between(v_ls, True)
+    dw = weight - w_ls
+    db = None if bias is None else bias - b_ls
+    perp = 0.5 * (problem.within(dw) + problem.between(v - v_ls, False)
+                  + lam * problem.decay(dw, db))
+    out.set("loss", loss)
+    out.set("loss_ls", nc1 + nc23)
+    out.set("loss_nc1", nc1)
+    out.set("loss_nc23", nc23)
+    out.set("loss_ls_perp", perp)
+    out.set("central_path_ratio", perp / loss if loss > 0 else None,
+            "the loss is 0")
+    return out
+
+
+# ---------------------------------------------------------------------- array API
+
+
+def _as_f64(xp, a):
+    return None if a is None else xp.astype(xp.asarray(a), xp.float64)
+
+
+def decompose(features, labels, weight, bias=None, *, weight_decay: float = 0.0,
+              num_classes: int | None = None) -> dict[str, Any]:
+    """MSE decomposition (SPEC §2.3) of in-memory arrays.
+
+    Parameters
+    ----------
+    features : array, shape (n_samples, n_features)
+        NumPy, CuPy or any array-API array.
+    labels : integer array, shape (n_samples,)
+    weight : array, shape (n_classes, n_features)
+    bias : array, shape (n_classes,), optional
+        Omit for a bias-free classifier.
+    weight_decay : float
+        λ of the loss ½·mean‖Wh + b − e_y‖² + (λ/2)(‖W‖² + ‖b‖²).
+    num_classes : int, optional
+
+    Returns
+    -------
+    dict
+        The keys of :data:`DECOMPOSE_KEYS` and ``"warnings"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(3), 40)
+    >>> h = 3 * np.eye(3, 5)[y] + rng.normal(size=(120, 5))
+    >>> w, b = least_squares_classifier(h, y)
+    >>> out = decompose(h, y, w, b)
+    >>> abs(out["loss_ls_perp"]) < 1e-12
+    True
+    """
+    xp = array_namespace(features)
+    stats = class_stats(features, labels, num_classes)
+    res = decompose_from_stats(stats, _as_f64(xp, weight), _as_f64(xp, bias),
+                               weight_decay=weight_decay)
+    out = dict(res.values)
+    out["warnings"] = res.warnings
+    return out
+
+
+def least_squares_classifier(features, labels, *, bias: bool = True, weight_decay: float = 0.0,
+                             num_classes: int | None = None):
+    """The MSE-optimal classifier W̃_LS = B A^{-1} for fixed features (Prop. 1 of Han et al.).
+
+    Parameters
+    ----------
+    features : array, shape (n_samples, n_features)
+    labels : integer array, shape (n_samples,)
+    bias : bool
+        Fit a bias too.
+    weight_decay : float
+        λ (applied to the bias as well).
+    num_classes : int, optional
+
+    Returns
+    -------
+    weight : array, shape (n_classes, n_features)
+    bias : array, shape (n_classes,), or None when ``bias=False``
+        In the namespace of ``features``, float64. When A is singular (λ = 0, rank-deficient
+        features) a least-squares solution restricted to the numerical rank is returned and a
+        ``RuntimeWarning`` is issued.
+    """
+    import warnings
+
+    stats = class_stats(features, labels, num_classes)
+    w, b, notes = least_squares_from_stats(stats, bias=bias, weight_decay=weight_decay)
+    for note in notes:
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
+    return w, b

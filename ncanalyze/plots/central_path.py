@@ -1,0 +1,179 @@
+"""Figures of the central-path analysis: SNR singular values (with the fitted law) and the MSE
+decomposition over epochs (as Figure 2 of Han et al.).
+
+matplotlib is imported only when a figure is drawn, through its object-oriented API (a
+``Figure`` with the Agg canvas): no pyplot, no global backend switch. Files are written
+atomically; the format follows the extension (PNG, SVG or PDF).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..core.dynamics import fitted_curves
+from ..errors import UsageError
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def plot_format(path) -> str:
+    """The figure format for ``path`` from its extension.
+
+    Raises
+    ------
+    UsageError
+        For an extension other than .png, .svg or .pdf.
+    """
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in FORMATS:
+        raise UsageError(f"--plot {os.fspath(path)}: unknown figure type {ext or '(none)'!r}; "
+                         "use .png, .svg or .pdf")
+    return FORMATS[ext]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> None:
+    fmt = plot_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=150)
+
+
+def _series(epochs_values: Sequence[dict[str, Any]], key: str):
+    """(epochs, values) of a scalar key, keeping positive finite values only (log axes)."""
+    ep, val = [], []
+    for e in epochs_values:
+        v = e.get(key)
+        if isinstance(v, (int, float)) and np.isfinite(v) and v > 0:
+            ep.append(e["epoch"])
+            val.append(float(v))
+    return np.asarray(ep), np.asarray(val)
+
+
+def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, Any] | None,
+             num_classes: int, title: str | None = None) -> None:
+    """SNR singular values ω_1..ω_{C−1} over epochs and ω_max/ω_min, fitted law dashed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        .png, .svg or .pdf.
+    epochs_values : sequence of dict
+        Per-epoch values holding ``epoch`` and ``snr_singular_values``.
+    dynamics : dict or None
+        The ``dynamics`` object of :func:`ncanalyze.core.dynamics.fit_dynamics`.
+    num_classes : int
+    title : str, optional
+    """
+    c = int(num_classes)
+    ep, rows = [], []
+    for e in epochs_values:
+        sv = e.get("snr_singular_values")
+        if sv is not None and len(sv) >= c - 1 and all(v is not None for v in sv[: c - 1]):
+            ep.append(e["epoch"])
+            rows.append([float(v) for v in sv[: c - 1]])
+    fig = _figure(11.0, 4.4)
+    ax_w, ax_r = fig.subplots(1, 2)
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    nj = c - 1
+    colours = [cmap(0.9 * j / max(nj - 1, 1)) for j in range(nj)]
+    label_each = nj <= 10
+    curves = None
+    if ep:
+        omega = np.asarray(rows).T  # (C−1, E)
+        ep_arr = np.asarray(ep, dtype=np.float64)
+        grid = np.linspace(ep_arr.min(), ep_arr.max(), 200)
+        curves = fitted_curves(dynamics or {}, grid, c)
+        for j in range(nj):
+            good = omega[j] > 0
+            ax_w.plot(ep_arr[good], omega[j][good], "o-", ms=3.5, lw=1.2, color=colours[j],
+                      label=(f"ω$_{{{j + 1}}}$" if label_each else
+                             ("measured ω$_j$" if j == 0 else None)))
+            if curves is not None:
+                ax_w.plot(grid, curves[j], "--", lw=1.1, color=colours[j], alpha=0.9,
+                          label="fitted law" if j == nj - 1 else None)
+        ratio = omega[0] / omega[nj - 1]
+        good = np.isfinite(ratio) & (omega[nj - 1] > 0)
+        ax_r.plot(ep_arr[good], ratio[good], "o-", ms=3.5, lw=1.4, color="tab:red",
+                  label="measured ω$_{max}$/ω$_{min}$")
+        if curves is not None:
+            ax_r.plot(grid, curves[0] / curves[nj - 1], "--", lw=1.2, color="tab:red",
+                      alpha=0.8, label="fitted law")
+        ax_r.axhline(1.0, color="0.5", lw=0.8, ls=":", label="simplex ETF (ratio 1)")
+    else:
+        for ax in (ax_w, ax_r):
+            ax.text(0.5, 0.5, "no epoch with a defined SNR", ha="center", va="center",
+                    transform=ax.transAxes)
+    ax_w.set_yscale("log")
+    ax_w.set_xlabel("epoch")
+    ax_w.set_ylabel("singular value ω$_j$ of Σ$_W^{-1/2}$M̄")
+    ax_w.set_title("SNR singular values")
+    ax_r.set_yscale("log")
+    ax_r.set_xlabel("epoch")
+    ax_r.set_ylabel("ω$_{max}$ / ω$_{min}$")
+    ax_r.set_title("SNR spread (→ 1: simplex ETF)")
+    for ax in (ax_w, ax_r):
+        ax.grid(True, which="major", alpha=0.3)
+        if ep:
+            ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)
+    verdict = (dynamics or {}).get("verdict")
+    heading = title or "SNR dynamics"
+    if verdict:
+        heading += "\n" + verdict.replace("dynamics: ", "")
+    fig.suptitle(heading, fontsize=9.5)
+    _save(fig, path)
+
+
+DECOMPOSE_LINES = (
+    ("loss_nc1", "L$_{NC1}$ (within-class variability)", "tab:blue", "-"),
+    ("loss_nc23", "L$_{NC2/3}$ (means/classifier ≠ ETF)", "tab:orange", "-"),
+    ("loss_ls_perp", "L$^{\\perp}_{LS}$ (classifier ≠ least squares)", "tab:green", "-"),
+    ("loss", "total loss L", "black", ":"),
+)
+
+
+def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | None = None
+                   ) -> None:
+    """The three terms of the MSE decomposition and the loss over epochs (log scale).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        .png, .svg or .pdf.
+    epochs_values : sequence of dict
+        Per-epoch values holding ``epoch`` and the ``decompose`` keys.
+    title : str, optional
+    """
+    fig = _figure(7.0, 4.6)
+    ax = fig.subplots()
+    drawn = 0
+    for key, label, colour, style in DECOMPOSE_LINES:
+        ep, val = _series(epochs_values, key)
+        if ep.size:
+            ax.plot(ep, val, style, marker="o" if style == "-" else None, ms=3.5, lw=1.5,
+                    color=colour, label=label)
+            drawn += 1
+    if drawn:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no positive loss values to draw", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss term (log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(title or "MSE decomposition (Han et al. Thm. 1–2)", fontsize=10)
+    _save(fig, path)
