@@ -1,8 +1,14 @@
 """Reading run files (SPEC §1): validation, lazy per-epoch access, row-chunked reads.
 
-This package is the only code that touches h5py. Files are always opened read-only; a file
-being appended to by a :class:`~ncanalyze.io.writer.RunWriter` is opened in SWMR-read mode so
-that only complete epochs (slots below ``len(/epoch)``) are seen.
+This package is the only code that touches h5py. Files are always opened read-only (the input
+file's bytes are never changed); a file being appended to by a
+:class:`~ncanalyze.io.writer.RunWriter` is opened in SWMR-read mode and only complete epochs
+(slots whose number ``/epoch`` holds) are seen.
+
+Files are treated as untrusted (SPEC §7): every declared size is checked against the limits
+below before anything is allocated, external links / external raw storage / virtual datasets
+pointing outside the file are refused unless ``allow_external=True``, and nothing in a file is
+evaluated or unpickled (only numeric datasets and plain attributes are read).
 """
 
 from __future__ import annotations
@@ -18,12 +24,25 @@ import numpy as np
 from ..errors import InputError
 
 FORMAT_VERSION = 1
+#: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
+EPOCH_FILL = np.iinfo(np.int64).min
 #: Target size of one row chunk read from ``/features`` (bytes, in the file's dtype).
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 #: Largest P accepted: Σ_W is P×P float64 (4 GiB at this limit).
 MAX_FEATURES = 23_000
 #: Largest C accepted (C×C and C×P matrices are built).
 MAX_CLASSES = 100_000
+#: Largest C·P accepted: W and the class means are C×P float64 (2 GiB each at this limit).
+MAX_CLASSES_X_FEATURES = 2**28
+#: Largest N accepted: the labels are held in memory as int64 (1 GiB at this limit).
+MAX_SAMPLES = 2**27
+#: Largest number of epoch slots accepted.
+MAX_EPOCHS = 10_000_000
+#: Largest HDF5 chunk of a filtered (compressed) dataset: HDF5 decodes whole chunks.
+MAX_FILTERED_CHUNK_BYTES = 256 * 2**20
+_FLOATS = (np.float16, np.float32, np.float64)
+#: What h5py raises for damaged or malformed files.
+_H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,52 @@ class RunInfo:
     splits: dict[str, Source] = field(default_factory=dict)
 
 
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def open_file(path) -> h5py.File:
+    """Open an HDF5 file read-only, in SWMR-read mode when possible.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, not HDF5, truncated, damaged, or held open by a non-SWMR writer.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError("no such file", file=path)
+    if os.path.isdir(path):
+        raise InputError("is a directory, not a run file", file=path)
+    if not os.access(path, os.R_OK):
+        raise InputError("permission denied (cannot read the file)", file=path)
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc}", file=path) from exc
+    if not is_hdf5:
+        size = os.path.getsize(path)
+        what = "is empty (0 bytes)" if size == 0 else "is not an HDF5 file (no HDF5 signature)"
+        raise InputError(what, file=path)
+    try:
+        # SWMR-read sees a consistent file while a RunWriter appends to it.
+        return h5py.File(path, "r", swmr=True)
+    except OSError:
+        pass
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        text = str(exc)
+        if "already open for write" in text:
+            raise InputError(
+                "no complete epoch yet: the file is held open by a writer that is not in SWMR "
+                "mode, or such a writer was killed (HDF5: file is already open for write; "
+                "`h5clear -s` on a copy clears the flag of a dead writer)", file=path) from exc
+        if "truncated" in text:
+            raise InputError(f"is truncated (HDF5: {text})", file=path) from exc
+        raise InputError(f"cannot be read as HDF5 (damaged?): {text}", file=path) from exc
+
+
 def _external_problem(obj: h5py.Dataset) -> str | None:
     """Describe how a dataset's data lives outside the file, or ``None``."""
     if obj.is_virtual:
@@ -82,13 +147,21 @@ def _external_problem(obj: h5py.Dataset) -> str | None:
 
 
 def _filter_problem(obj: h5py.Dataset) -> str | None:
-    """Describe a compression filter of ``obj`` that this HDF5 library cannot decode."""
+    """Describe a filter of ``obj`` that cannot be decoded here, or a too-large filtered chunk."""
     dcpl = obj.id.get_create_plist()
-    for i in range(dcpl.get_nfilters()):
+    nfilters = dcpl.get_nfilters()
+    for i in range(nfilters):
         code, _flags, _values, name = dcpl.get_filter(i)
         if not h5py.h5z.filter_avail(code):
             label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-            return f"needs HDF5 filter {code} ({label or 'unnamed'}), which is not available here"
+            return (f"needs HDF5 filter {code} ({label or 'unnamed'}), which is not available "
+                    "here (install the plugin, e.g. hdf5plugin, or re-write the file with "
+                    "h5repack -f NONE)")
+    if nfilters and obj.chunks is not None:
+        nbytes = math.prod(obj.chunks) * obj.dtype.itemsize
+        if nbytes > MAX_FILTERED_CHUNK_BYTES:
+            return (f"has compressed chunks of {_gib(nbytes)}, which must be decoded whole "
+                    f"(limit {_gib(MAX_FILTERED_CHUNK_BYTES)}; re-chunk with h5repack -l)")
     return None
 
 
@@ -108,31 +181,18 @@ class Run:
     def __init__(self, path, *, allow_external: bool = False):
         self.path = os.fspath(path)
         self.allow_external = allow_external
-        if not os.path.exists(self.path):
-            raise InputError("no such file", file=self.path)
-        if os.path.isdir(self.path):
-            raise InputError("is a directory, not a run file", file=self.path)
-        self._file = self._open()
+        self._file = open_file(self.path)
         try:
             self.info = self._validate()
+        except InputError:
+            self._file.close()
+            raise
+        except _H5_ERRORS as exc:
+            self._file.close()
+            raise self._error(f"is damaged or malformed: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             self._file.close()
             raise
-
-    # ------------------------------------------------------------------ opening
-    def _open(self) -> h5py.File:
-        if not h5py.is_hdf5(self.path):
-            raise InputError("not an HDF5 file", file=self.path)
-        try:
-            # SWMR-read sees a consistent file while a RunWriter appends to it.
-            return h5py.File(self.path, "r", swmr=True)
-        except OSError:
-            pass
-        try:
-            return h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputError(f"cannot be read as HDF5 (truncated or damaged?): {exc}",
-                             file=self.path) from exc
 
     def close(self) -> None:
         """Close the file."""
@@ -148,52 +208,133 @@ class Run:
     def _error(self, message, dataset=None, epoch=None) -> InputError:
         return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
 
+    def _attr(self, name: str):
+        """A root attribute as a plain Python value, or ``None`` when absent."""
+        try:
+            if name not in self._file.attrs:
+                return None
+            value = self._file.attrs[name]
+        except _H5_ERRORS as exc:
+            raise self._error(f"attribute {name} cannot be read: {exc}", "/") from exc
+        if isinstance(value, bytes):
+            return value.decode(errors="replace")
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(())[()]
+        return value.item() if isinstance(value, np.generic) else value
+
+    def _int_attr(self, name: str) -> int | None:
+        value = self._attr(name)
+        if value is None:
+            return None
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str)):
+            raise self._error(f"attribute {name}={value!r} is not an integer", "/")
+        try:
+            number = float(value)
+        except ValueError:
+            raise self._error(f"attribute {name}={value!r} is not an integer", "/") from None
+        if not math.isfinite(number) or number != int(number):
+            raise self._error(f"attribute {name}={value!r} is not an integer", "/")
+        return int(number)
+
+    def _link_problem(self, name: str, depth: int = 0) -> str | None:
+        """Describe an external link met while resolving ``name`` (each component), or None."""
+        if depth > 16:
+            return "soft links nest too deeply"
+        current = ""
+        for part in [p for p in name.split("/") if p]:
+            parent, current = current or "/", f"{current}/{part}"
+            link = self._file.get(current, getlink=True)
+            if link is None:
+                return None
+            if isinstance(link, h5py.ExternalLink):
+                return (f"{current} is an external link to {link.filename}:{link.path}")
+            if isinstance(link, h5py.SoftLink):
+                target = link.path if link.path.startswith("/") else \
+                    f"{parent.rstrip('/')}/{link.path}"
+                problem = self._link_problem(target, depth + 1)
+                if problem:
+                    return problem
+        return None
+
     def _get(self, name: str, *, required: bool) -> h5py.Dataset | None:
         f = self._file
+        if not self.allow_external:
+            try:
+                problem = self._link_problem(name)
+            except _H5_ERRORS as exc:
+                raise self._error(f"cannot be opened: {exc}", name) from exc
+            if problem:
+                raise self._error(f"{problem}; refused (pass --allow-external to follow it)",
+                                  name)
         try:
-            link = f.get(name, getlink=True)
-        except (KeyError, OSError, RuntimeError) as exc:
-            raise self._error(f"cannot be read: {exc}", name) from exc
-        if link is None:
+            obj = f.get(name)
+        except _H5_ERRORS as exc:
+            raise self._error(f"cannot be opened: {exc}", name) from exc
+        if obj is None:
             if required:
                 raise self._error("required dataset is missing", name)
             return None
-        if isinstance(link, h5py.ExternalLink) and not self.allow_external:
-            raise self._error(
-                f"is an external link to {link.filename}:{link.path}; refused "
-                "(pass --allow-external to follow it)", name)
-        try:
-            obj = f[name]
-        except (KeyError, OSError, RuntimeError) as exc:
-            raise self._error(f"cannot be opened: {exc}", name) from exc
         if not isinstance(obj, h5py.Dataset):
-            raise self._error("is a group, expected a dataset", name)
-        if not self.allow_external:
-            problem = _external_problem(obj)
-            if problem:
-                raise self._error(f"{problem}; refused (pass --allow-external to read it)", name)
-        problem = _filter_problem(obj)
+            raise self._error(f"is a {type(obj).__name__.lower()}, expected a dataset", name)
+        try:
+            if not self.allow_external:
+                problem = _external_problem(obj)
+                if problem:
+                    raise self._error(f"{problem}; refused (pass --allow-external to read it)",
+                                      name)
+            problem = _filter_problem(obj)
+        except _H5_ERRORS as exc:
+            raise self._error(f"cannot be inspected: {exc}", name) from exc
         if problem:
             raise self._error(problem, name)
         return obj
 
-    def _read_labels(self, name: str) -> np.ndarray:
+    def _group_members(self, name: str) -> list[str]:
+        """Names in group ``name`` (checked like a dataset path); [] when absent."""
+        f = self._file
+        if not self.allow_external:
+            problem = self._link_problem(name)
+            if problem:
+                raise self._error(f"{problem}; refused (pass --allow-external to follow it)",
+                                  name)
+        obj = f.get(name)
+        if obj is None:
+            return []
+        if not isinstance(obj, h5py.Group):
+            raise self._error("must be a group", name)
+        return sorted(obj.keys())
+
+    def _read_labels(self, name: str, num_classes: int | None = None) -> np.ndarray:
+        """Read and check a labels dataset; returns int64 labels."""
         ds = self._get(name, required=True)
         if ds.ndim != 1:
             raise self._error(f"must be 1-D (N,), has shape {ds.shape}", name)
         if not np.issubdtype(ds.dtype, np.integer):
-            raise self._error(f"must hold integers, has dtype {ds.dtype}", name)
-        try:
-            labels = ds[()].astype(np.int64, copy=False)
-        except OSError as exc:
-            raise self._error(f"cannot be read: {exc}", name) from exc
-        return labels
+            raise self._error(f"must hold integers (class indices), has dtype {ds.dtype}", name)
+        n = ds.shape[0]
+        if n == 0:
+            raise self._error("is empty (no samples)", name)
+        if n > MAX_SAMPLES:
+            raise self._error(f"declares N = {n} samples; the labels alone would need "
+                              f"{_gib(8 * n)} in memory (limit N ≤ {MAX_SAMPLES})", name)
+        raw = self._read(name, (), None)
+        lo, hi = raw.min(), raw.max()
+        if lo < 0:
+            raise self._error(f"has negative labels ({int(np.sum(raw < 0))} of them, min {lo})",
+                              name)
+        if num_classes is not None and hi >= num_classes:
+            bad = int(np.sum(raw >= num_classes))
+            raise self._error(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
+                              f"lie in 0..{num_classes - 1}", name)
+        if hi >= MAX_CLASSES:
+            raise self._error(f"has label {hi}: C would be above the limit {MAX_CLASSES}", name)
+        return raw.astype(np.int64, copy=False)
 
     def _check_features(self, ds, name, num_samples, num_epochs, num_features=None):
         if ds.ndim != 3:
             raise self._error(f"must be 3-D (E, N, P), has shape {ds.shape}", name)
-        if not (np.issubdtype(ds.dtype, np.floating)):
-            raise self._error(f"must hold floats, has dtype {ds.dtype}", name)
+        if ds.dtype not in _FLOATS:
+            raise self._error(f"must hold float16/32/64, has dtype {ds.dtype}", name)
         e, n, p = ds.shape
         if n != num_samples:
             raise self._error(f"has {n} rows but the labels have {num_samples}", name)
@@ -206,61 +347,69 @@ class Run:
         if p > MAX_FEATURES:
             raise self._error(
                 f"declares P = {p} features; the P×P covariance would need "
-                f"{8 * p * p / 2**30:.0f} GiB (limit P ≤ {MAX_FEATURES})", name)
+                f"{_gib(8 * p * p)} (limit P ≤ {MAX_FEATURES})", name)
+
+    def _read_epochs(self, has_features: bool) -> np.ndarray:
+        ds = self._get("/epoch", required=False)
+        if ds is None:
+            if has_features:
+                raise self._error("required dataset is missing (it lists the complete epochs)",
+                                  "/epoch")
+            raise self._error("no complete epoch yet (no /epoch: a RunWriter that has not "
+                              "finished its first add_epoch leaves none)", "/epoch")
+        if ds.ndim != 1 or not np.issubdtype(ds.dtype, np.integer):
+            raise self._error(f"must be 1-D integers, has shape {ds.shape} dtype {ds.dtype}",
+                              "/epoch")
+        if ds.shape[0] > MAX_EPOCHS:
+            raise self._error(f"declares {ds.shape[0]} epochs (limit {MAX_EPOCHS})", "/epoch")
+        raw = self._read("/epoch", (), None)
+        if raw.dtype == np.uint64 and raw.size and raw.max() > np.iinfo(np.int64).max:
+            raise self._error("has epoch numbers beyond the int64 range", "/epoch")
+        epochs = raw.astype(np.int64)
+        # A slot still holding the fill value was being written when its writer stopped.
+        incomplete = np.flatnonzero(epochs == EPOCH_FILL)
+        if incomplete.size:
+            epochs = epochs[: incomplete[0]]
+        if epochs.size > 1 and np.any(np.diff(epochs) <= 0):
+            i = int(np.flatnonzero(np.diff(epochs) <= 0)[0])
+            raise self._error(f"epoch numbers must be strictly increasing (slot {i + 1} holds "
+                              f"{epochs[i + 1]} after {epochs[i]})", "/epoch")
+        return epochs
 
     def _validate(self) -> RunInfo:
-        f = self._file
-        version = f.attrs.get("ncanalyze_format")
-        if version is not None:
-            try:
-                version = int(np.asarray(version).item())
-            except (TypeError, ValueError):
-                raise self._error(f"attribute ncanalyze_format={version!r} is not an integer", "/")
-            if version != FORMAT_VERSION:
-                raise self._error(
-                    f"unknown ncanalyze_format {version} (this version reads {FORMAT_VERSION})", "/")
+        version = self._int_attr("ncanalyze_format")
+        if version is not None and version != FORMAT_VERSION:
+            raise self._error(f"unknown ncanalyze_format {version} (this version reads "
+                              f"format {FORMAT_VERSION}; upgrade ncanalyze?)", "/")
+        declared = self._int_attr("num_classes")
+        if declared is not None and declared < 2:
+            raise self._error(f"num_classes = {declared}: at least 2 classes are needed", "/")
+        if declared is not None and declared > MAX_CLASSES:
+            raise self._error(f"num_classes = {declared} is above the limit {MAX_CLASSES}", "/")
 
-        labels = self._read_labels("/labels")
+        labels = self._read_labels("/labels", declared)
         num_samples = labels.shape[0]
-        if num_samples == 0:
-            raise self._error("is empty (no samples)", "/labels")
-
-        epoch_ds = self._get("/epoch", required=True)
-        if epoch_ds.ndim != 1 or not np.issubdtype(epoch_ds.dtype, np.integer):
-            raise self._error(f"must be 1-D integers, has shape {epoch_ds.shape} "
-                              f"dtype {epoch_ds.dtype}", "/epoch")
-        epochs = epoch_ds[()].astype(np.int64)
-        if epochs.size > 1 and np.any(np.diff(epochs) <= 0):
-            raise self._error("epoch numbers must be strictly increasing", "/epoch")
-        num_epochs = epochs.size
-
-        feats = self._get("/features", required=True)
-        self._check_features(feats, "/features", num_samples, num_epochs)
-        num_features = feats.shape[2]
-
-        declared = f.attrs.get("num_classes")
-        if labels.min() < 0:
-            raise self._error(f"has negative labels (min {labels.min()})", "/labels")
-        if declared is not None:
-            try:
-                num_classes = int(np.asarray(declared).item())
-            except (TypeError, ValueError):
-                raise self._error(f"attribute num_classes={declared!r} is not an integer", "/")
-            if labels.max() >= num_classes:
-                raise self._error(
-                    f"has label {labels.max()} ≥ num_classes = {num_classes}", "/labels")
-        else:
-            num_classes = int(labels.max()) + 1
+        num_classes = declared if declared is not None else int(labels.max()) + 1
         if num_classes < 2:
-            raise self._error(f"C = {num_classes}: at least 2 classes are needed", "/labels")
-        if num_classes > MAX_CLASSES:
-            raise self._error(f"C = {num_classes} classes is above the limit {MAX_CLASSES}", "/")
+            raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
+                              "are 0)", "/labels")
         counts = np.bincount(labels, minlength=num_classes)
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
             raise self._error(f"class(es) {shown} have no samples (C = {num_classes})", "/labels")
         self._labels_cache = {"/labels": labels}
+
+        has_features = self._file.get("/features", getlink=True) is not None
+        epochs = self._read_epochs(has_features)
+        num_epochs = epochs.size
+
+        feats = self._get("/features", required=True)
+        self._check_features(feats, "/features", num_samples, num_epochs)
+        num_features = feats.shape[2]
+        if num_classes * num_features > MAX_CLASSES_X_FEATURES:
+            raise self._error(f"C·P = {num_classes}·{num_features}: the C×P matrices would "
+                              f"need {_gib(8 * num_classes * num_features)} each", "/features")
 
         weight = self._get("/weight", required=False)
         if weight is not None:
@@ -272,8 +421,8 @@ class Run:
             if weight.shape[2] != num_features:
                 raise self._error(f"has P = {weight.shape[2]} but /features has P = "
                                   f"{num_features}", "/weight")
-            if not np.issubdtype(weight.dtype, np.floating):
-                raise self._error(f"must hold floats, has dtype {weight.dtype}", "/weight")
+            if weight.dtype not in _FLOATS:
+                raise self._error(f"must hold float16/32/64, has dtype {weight.dtype}", "/weight")
         bias = self._get("/bias", required=False)
         if bias is not None:
             if weight is None:
@@ -281,40 +430,46 @@ class Run:
             if bias.ndim != 2 or bias.shape[0] < num_epochs or bias.shape[1] != num_classes:
                 raise self._error(f"must be (E, C) = (≥{num_epochs}, {num_classes}), "
                                   f"has {bias.shape}", "/bias")
-            if not np.issubdtype(bias.dtype, np.floating):
-                raise self._error(f"must hold floats, has dtype {bias.dtype}", "/bias")
+            if bias.dtype not in _FLOATS:
+                raise self._error(f"must hold float16/32/64, has dtype {bias.dtype}", "/bias")
 
         scalars = []
-        if "scalars" in f:
-            for name in f["scalars"]:
+        for name in self._group_members("/scalars"):
+            try:
                 ds = self._get(f"/scalars/{name}", required=True)
-                if ds.ndim == 1 and ds.shape[0] >= num_epochs and (
-                        np.issubdtype(ds.dtype, np.number) or ds.dtype == bool):
-                    scalars.append(name)
+            except InputError:
+                continue  # an unusable scalar is skipped, not fatal (it is informational)
+            if ds.ndim == 1 and ds.shape[0] >= num_epochs and (
+                    np.issubdtype(ds.dtype, np.number) or ds.dtype == bool):
+                scalars.append(name)
 
         layers = {}
-        if "layers" in f:
-            for name in f["layers"]:
-                path = f"/layers/{name}"
-                ds = self._get(path, required=True)
-                self._check_features(ds, path, num_samples, num_epochs)
-                layers[name] = Source("layer", name, path, "/labels", num_samples, ds.shape[2])
+        for name in self._group_members("/layers"):
+            path = f"/layers/{name}"
+            ds = self._get(path, required=True)
+            self._check_features(ds, path, num_samples, num_epochs)
+            layers[name] = Source("layer", name, path, "/labels", num_samples, ds.shape[2])
         splits = {}
-        if "splits" in f:
-            for name in f["splits"]:
-                lpath, fpath = f"/splits/{name}/labels", f"/splits/{name}/features"
-                slabels = self._read_labels(lpath)
-                if slabels.size and (slabels.min() < 0 or slabels.max() >= num_classes):
-                    raise self._error(f"has labels outside 0..{num_classes - 1}", lpath)
-                ds = self._get(fpath, required=True)
-                self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
-                self._labels_cache[lpath] = slabels
-                splits[name] = Source("split", name, fpath, lpath, slabels.shape[0], num_features)
+        for name in self._group_members("/splits"):
+            lpath, fpath = f"/splits/{name}/labels", f"/splits/{name}/features"
+            if not isinstance(self._file.get(f"/splits/{name}"), h5py.Group):
+                raise self._error("must be a group holding labels and features",
+                                  f"/splits/{name}")
+            slabels = self._read_labels(lpath, num_classes)
+            ds = self._get(fpath, required=True)
+            self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
+            self._labels_cache[lpath] = slabels
+            splits[name] = Source("split", name, fpath, lpath, slabels.shape[0], num_features)
 
-        wd = f.attrs.get("weight_decay")
-        loss = f.attrs.get("loss")
-        if isinstance(loss, bytes):
-            loss = loss.decode(errors="replace")
+        wd = self._attr("weight_decay")
+        if wd is not None:
+            try:
+                wd = float(wd)
+            except (TypeError, ValueError):
+                raise self._error(f"attribute weight_decay={wd!r} is not a number", "/") from None
+            if not math.isfinite(wd) or wd < 0:
+                raise self._error(f"attribute weight_decay={wd!r} must be finite and ≥ 0", "/")
+        loss = self._attr("loss")
         return RunInfo(
             path=self.path,
             num_classes=num_classes,
@@ -324,7 +479,7 @@ class Run:
             features_dtype=feats.dtype,
             has_weight=weight is not None,
             has_bias=bias is not None,
-            weight_decay=None if wd is None else float(np.asarray(wd).item()),
+            weight_decay=wd,
             loss=None if loss is None else str(loss),
             format_version=version,
             scalars=scalars,
@@ -361,10 +516,10 @@ class Run:
                               f"(has {_describe_epochs(self.info.epochs)})", "/epoch")
         return int(idx[0])
 
-    def _read(self, path: str, sel, epoch: int):
+    def _read(self, path: str, sel, epoch: int | None):
         try:
             data = self._file[path][sel]
-        except (OSError, ValueError, RuntimeError) as exc:
+        except _H5_ERRORS as exc:
             raise self._error(f"cannot be read: {exc}", path, epoch) from exc
         return data
 
@@ -372,7 +527,7 @@ class Run:
         bad = ~np.isfinite(arr)
         if bad.any():
             n = int(bad.any(axis=-1).sum()) if arr.ndim > 1 else int(bad.sum())
-            raise self._error(f"{n} {what} contain NaN or Inf", path, epoch)
+            raise self._error(f"{n} of {arr.shape[0]} {what} contain NaN or Inf", path, epoch)
         return arr
 
     def weight(self, epoch: int) -> np.ndarray | None:
@@ -380,7 +535,7 @@ class Run:
         if not self.info.has_weight:
             return None
         w = self._read("/weight", self.slot(epoch), epoch)
-        return self._finite(w, "/weight", epoch, "row(s)")
+        return self._finite(w, "/weight", epoch, "rows")
 
     def bias(self, epoch: int) -> np.ndarray | None:
         """Classifier bias b of ``epoch``, shape ``(n_classes,)``, or ``None``."""
@@ -390,23 +545,22 @@ class Run:
         return self._finite(b, "/bias", epoch, "entries")
 
     def scalars(self, epoch: int) -> dict[str, float]:
-        """The ``/scalars/<name>`` values of ``epoch``."""
+        """The ``/scalars/<name>`` values of ``epoch`` (non-finite values as ``None``)."""
         slot = self.slot(epoch)
         out = {}
         for name in self.info.scalars:
-            value = float(self._file[f"/scalars/{name}"][slot])
+            value = float(self._read(f"/scalars/{name}", slot, epoch))
             out[name] = value if math.isfinite(value) else None
         return out
 
     def chunk_rows(self, source: Source | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-        """Rows per read: about ``chunk_bytes``, rounded to the dataset's HDF5 chunk rows."""
+        """Rows per read: at most ``chunk_bytes``, rounded down to whole HDF5 chunks if possible."""
         source = source or self.train
         ds = self._file[source.path]
         row_bytes = max(1, ds.shape[2] * ds.dtype.itemsize)
         rows = max(1, chunk_bytes // row_bytes)
-        if ds.chunks is not None:
-            crow = ds.chunks[1]
-            rows = max(crow, (rows // crow) * crow)
+        if ds.chunks is not None and ds.chunks[1] <= rows:
+            rows = (rows // ds.chunks[1]) * ds.chunks[1]
         return int(min(rows, max(1, ds.shape[1])))
 
     def iter_chunks(self, epoch: int, source: Source | None = None, *, rows: int | None = None,
@@ -439,10 +593,21 @@ class Run:
             stop = min(n, start + rows)
             chunk = self._read(source.path, np.s_[slot, start:stop, :], epoch)
             if check_finite and not np.isfinite(chunk).all():
-                bad = int((~np.isfinite(chunk)).any(axis=1).sum())
-                raise self._error(f"{bad} row(s) in rows {start}..{stop - 1} contain NaN or Inf",
-                                  source.path, epoch)
+                raise self._nonfinite_error(epoch, source, start, rows)
             yield chunk, labels[start:stop]
+
+    def _nonfinite_error(self, epoch: int, source: Source, start: int, rows: int) -> InputError:
+        """Count the rows with NaN/Inf from ``start`` to the end of the epoch (chunk by chunk)."""
+        slot, n = self.slot(epoch), source.num_samples
+        bad, first = 0, None
+        for lo in range(start, n, rows):
+            chunk = self._read(source.path, np.s_[slot, lo:min(n, lo + rows), :], epoch)
+            rows_bad = np.flatnonzero(~np.isfinite(chunk).all(axis=1))
+            if first is None and rows_bad.size:
+                first = lo + int(rows_bad[0])
+            bad += rows_bad.size
+        return self._error(f"{bad} of {n} rows contain NaN or Inf (first bad row: {first})",
+                           source.path, epoch)
 
 
 def _describe_epochs(epochs: np.ndarray) -> str:
@@ -469,6 +634,8 @@ def open_run(path, *, allow_external: bool = False) -> Run:
     Raises
     ------
     InputError
-        The file is missing, not HDF5, damaged or does not follow SPEC §1.
+        The file is missing, not HDF5, damaged, has no complete epoch yet (no ``/epoch``), or
+        does not follow SPEC §1. A file whose ``/epoch`` exists but is empty opens, with
+        ``run.epochs`` empty.
     """
     return Run(path, allow_external=allow_external)

@@ -1,25 +1,40 @@
 """Writing run files (SPEC §1) from a training loop.
 
-Crash safety and live reading rest on HDF5's single-writer / multiple-reader (SWMR) mode:
-every dataset is created at the first :meth:`RunWriter.add_epoch`, then the file switches to
-SWMR-write mode, in which HDF5 orders its metadata writes so that the file on disk is a
-consistent HDF5 file after every flush. Each ``add_epoch`` appends one slot to every
-epoch-indexed dataset, flushes, and only then grows ``/epoch`` and flushes again. Readers
-treat ``len(/epoch)`` as the number of complete epochs, so a writer killed at any moment
-leaves every epoch whose ``add_epoch`` had returned readable and nothing half-written
-visible.
+Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has the evidence):
+
+* **Until the first epoch is complete the run is built under a temporary name.** The
+  constructor writes the attributes and labels to a temporary file, closes it and renames it
+  onto ``path``; the first :meth:`RunWriter.add_epoch` builds the full layout (which needs P
+  and the set of arrays) in a new temporary file, switches it to SWMR-write mode, writes the
+  first epoch, flushes and only then renames it onto ``path``. At every instant ``path`` is
+  either absent, a closed file with labels and no ``/epoch`` ("no complete epoch yet"), or a
+  SWMR file with at least one complete epoch. (A plain, non-SWMR HDF5 writer killed while the
+  file is open leaves it flagged "open for write", unreadable without ``h5clear``; this is
+  why the non-SWMR phase never happens on ``path``.)
+* **After that, HDF5 single-writer / multiple-reader (SWMR) mode.** SWMR orders metadata
+  writes so that the file on disk is a consistent HDF5 file at every instant, which is what
+  both a concurrent reader and a reader after a SIGKILL see. Each ``add_epoch`` appends one
+  slot to every epoch-indexed dataset, flushes (all data reaches the operating system), and
+  only then grows ``/epoch``, writes the epoch number and flushes again. Readers count an
+  epoch only when ``/epoch`` holds its number; ``/epoch`` is filled with a sentinel so that
+  a slot whose extent reached the disk before its value is recognised as incomplete.
+
+Protection is against the process dying (SIGKILL, OOM killer, a crash); HDF5 does not fsync,
+so an operating-system crash or power loss can still lose recently written epochs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
 from ..errors import UsageError
-from .run import DEFAULT_CHUNK_BYTES, FORMAT_VERSION
+from .run import DEFAULT_CHUNK_BYTES, EPOCH_FILL, FORMAT_VERSION
 
 
 def to_numpy(array: Any) -> np.ndarray:
@@ -48,6 +63,14 @@ def to_numpy(array: Any) -> np.ndarray:
     if hasattr(obj, "cpu"):  # torch tensor on an accelerator
         return np.asarray(obj.cpu())
     raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Rename ``tmp`` onto ``path`` with the permissions a plain ``open`` would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
@@ -108,20 +131,41 @@ class RunWriter:
         self.compression = compression
         if os.path.exists(self.path) and not overwrite:
             raise UsageError(f"{self.path} exists; pass overwrite=True to replace it")
-        self._file = h5py.File(self.path, "w", libver="latest")
-        f = self._file
-        f.attrs["ncanalyze_format"] = FORMAT_VERSION
-        f.attrs["num_classes"] = self.num_classes
+        self._attrs: dict[str, Any] = {"ncanalyze_format": FORMAT_VERSION,
+                                       "num_classes": self.num_classes}
         if loss is not None:
-            f.attrs["loss"] = str(loss)
+            self._attrs["loss"] = str(loss)
         if weight_decay is not None:
-            f.attrs["weight_decay"] = float(weight_decay)
-        f.create_dataset("labels", data=self.labels)
-        for name, split_labels in self.splits.items():
-            f.create_dataset(f"splits/{name}/labels", data=split_labels)
+            self._attrs["weight_decay"] = float(weight_decay)
+        self._file: h5py.File | None = None
+        self._closed = False
         self._count = 0
         self._layout: dict[str, tuple] | None = None
         self._last_epoch: int | None = None
+        # Readers see a valid file with labels and no epoch until the first epoch is done.
+        tmp = self._temp_name()
+        try:
+            with h5py.File(tmp, "w", libver="latest") as f:
+                self._write_header(f)
+            _publish(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _temp_name(self) -> str:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.",
+                                   suffix=".partial", dir=folder)
+        os.close(fd)
+        return tmp
+
+    def _write_header(self, f: h5py.File) -> None:
+        for key, value in self._attrs.items():
+            f.attrs[key] = value
+        f.create_dataset("labels", data=self.labels)
+        for name, split_labels in self.splits.items():
+            f.create_dataset(f"splits/{name}/labels", data=split_labels)
 
     # ------------------------------------------------------------------ layout
     def _create(self, path: str, shape: tuple, dtype, chunks=None) -> None:
@@ -131,6 +175,10 @@ class RunWriter:
             compression=self.compression if len(shape) == 2 else None)
 
     def _start(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
+        """Create the full layout in a new temporary file and switch it to SWMR mode."""
+        self._tmp = self._temp_name()
+        self._file = f = h5py.File(self._tmp, "w", libver="latest")
+        self._write_header(f)
         layout = {}
         for path, arr in arrays.items():
             dtype = arr.dtype if arr.dtype in (np.float16, np.float32, np.float64) else np.float32
@@ -142,10 +190,10 @@ class RunWriter:
         for name in scalars:
             self._create(f"scalars/{name}", (), np.float64)
             layout[f"scalars/{name}"] = ((), np.float64)
-        self._file.create_dataset("epoch", shape=(0,), maxshape=(None,), dtype=np.int64,
-                                  chunks=(256,))
+        f.create_dataset("epoch", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,),
+                         fillvalue=EPOCH_FILL)
         self._layout = layout
-        self._file.swmr_mode = True
+        f.swmr_mode = True
 
     # ------------------------------------------------------------------ appending
     def add_epoch(self, epoch: int, features, weight=None, bias=None, *,
@@ -184,19 +232,50 @@ class RunWriter:
             arrays[f"splits/{name}/features"] = to_numpy(arr)
         scalar_values = {k: float(to_numpy(v)) for k, v in scalars.items()}
         self._check(arrays)
-        if self._layout is None:
-            self._start(arrays, scalar_values)
+        if self._closed:
+            raise UsageError("add_epoch on a closed RunWriter")
+        first = self._layout is None
+        if first:
+            self._check_first(arrays)
+            try:
+                self._start(arrays, scalar_values)
+                self._append(epoch, arrays, scalar_values)
+                # The run appears at its path only with one complete epoch in SWMR mode.
+                _publish(self._tmp, self.path)
+            except BaseException:
+                self._abandon()
+                raise
+        else:
+            self._append(epoch, arrays, scalar_values)
+
+    def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
+        for name in self.splits:
+            if f"splits/{name}/features" not in arrays:
+                raise UsageError(f"split {name!r} was declared; pass its features in "
+                                 "add_epoch(..., splits={...})")
+
+    def _abandon(self) -> None:
+        if self._file is not None and self._file.id.valid:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        self._file, self._layout = None, None
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+    def _append(self, epoch: int, arrays: dict[str, np.ndarray],
+                scalar_values: dict[str, float]) -> None:
         expected = {p for p in self._layout if not p.startswith("scalars/")}
         if set(arrays) != expected or {f"scalars/{k}" for k in scalar_values} != (
                 set(self._layout) - expected):
             raise UsageError("add_epoch must pass the same arrays and scalars every epoch "
                              f"(first epoch had {sorted(self._layout)})")
-        f = self._file
-        k = self._count
         for path, arr in arrays.items():
             shape, _ = self._layout[path]
             if arr.shape != shape:
                 raise UsageError(f"{path} has shape {arr.shape}, first epoch had {shape}")
+        f = self._file
+        k = self._count
+        for path, arr in arrays.items():
             ds = f[path]
             ds.resize(k + 1, axis=0)
             ds[k] = arr
@@ -234,7 +313,8 @@ class RunWriter:
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
         """Flush and close the file."""
-        if self._file.id.valid:
+        self._closed = True
+        if self._file is not None and self._file.id.valid:
             self._file.close()
 
     def __enter__(self) -> "RunWriter":
