@@ -171,3 +171,49 @@ def fitted_curves(dynamics: dict[str, Any], epochs, num_classes: int):
     beta = np.asarray(dynamics["intercepts"], dtype=np.float64)
     values = dynamics["slope"] * t[None, :] + beta[:, None]
     return phi_inverse(values, num_classes)
+
+
+def central_path_flow(snr0, times: Sequence[float], *, steps_per_unit: int = 200) -> list:
+    """Integrate the gradient flow of the SNR matrix on the central path (RK4).
+
+    Flow: dS/dt = −∇_S L_LS(S) = S (C I + SᵀS)^{-2}, L_LS = ½ tr((C I + SᵀS)^{-1}) (balanced
+    classes, λ = 0, Σ_W = I: the renormalised coordinates of Han et al.). It keeps the
+    singular vectors of S and moves each singular value by dω/dt = ω/(C + ω²)², so
+    φ(ω_j(t)) − t is constant: a test bench for :func:`fit_dynamics`.
+
+    Parameters
+    ----------
+    snr0 : ndarray, shape (n_features, n_classes)
+        S at t = 0 (columns summing to zero for centred class means).
+    times : sequence of float
+        Non-decreasing times ≥ 0 at which to return S.
+    steps_per_unit : int
+        RK4 steps per unit of time.
+
+    Returns
+    -------
+    list of ndarray, shape (n_features, n_classes) each
+    """
+    s = np.array(snr0, dtype=np.float64)
+    c = s.shape[1]
+    eye = np.eye(c)
+
+    def field(x):
+        a = c * eye + x.T @ x  # symmetric, eigenvalues ≥ C: well conditioned
+        return np.linalg.solve(a, np.linalg.solve(a, x.T)).T
+
+    out, t = [], 0.0
+    for target in times:
+        if target < t:
+            raise ValueError("times must be non-decreasing and ≥ 0")
+        n = max(1, int(np.ceil((target - t) * steps_per_unit)))
+        h = (target - t) / n
+        for _ in range(n):
+            k1 = field(s)
+            k2 = field(s + 0.5 * h * k1)
+            k3 = field(s + 0.5 * h * k2)
+            k4 = field(s + h * k3)
+            s = s + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+        t = float(target)
+        out.append(s.copy())
+    return out

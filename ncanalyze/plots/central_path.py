@@ -50,6 +50,17 @@ def _save(fig, path) -> None:
         fig.savefig(tmp, format=fmt, dpi=150)
 
 
+def _plain_log_ticks(ax) -> None:
+    """Tick labels 0.5, 1, 2, 3 instead of 5×10⁻¹, 10⁰, … on a log axis of a short range."""
+    from matplotlib.ticker import FuncFormatter
+
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 1e3:
+        fmt = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(fmt)
+        ax.yaxis.set_minor_formatter(fmt)
+
+
 def _series(epochs_values: Sequence[dict[str, Any]], key: str):
     """(epochs, values) of a scalar key, keeping positive finite values only (log axes)."""
     ep, val = [], []
@@ -119,13 +130,14 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
                     transform=ax.transAxes)
     ax_w.set_yscale("log")
     ax_w.set_xlabel("epoch")
-    ax_w.set_ylabel("singular value ω$_j$ of Σ$_W^{-1/2}$M̄")
+    ax_w.set_ylabel("singular value ω$_j$ of $\\Sigma_W^{-1/2}\\bar{M}$")
     ax_w.set_title("SNR singular values")
     ax_r.set_yscale("log")
     ax_r.set_xlabel("epoch")
     ax_r.set_ylabel("ω$_{max}$ / ω$_{min}$")
     ax_r.set_title("SNR spread (→ 1: simplex ETF)")
     for ax in (ax_w, ax_r):
+        _plain_log_ticks(ax)
         ax.grid(True, which="major", alpha=0.3)
         if ep:
             ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)

@@ -1,0 +1,269 @@
+"""MSE decomposition (SPEC §2.3): float64 reference, identity, W̃_LS, invariance (Eq. 7)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ncanalyze.backend import get_backend
+from ncanalyze.core.decomposition import (
+    DECOMPOSE_KEYS, decompose, decompose_from_stats, least_squares_classifier,
+    least_squares_from_stats,
+)
+from ncanalyze.core.stats import class_stats
+
+BACKENDS = ["numpy", "array_api_strict"]
+
+
+# ---------------------------------------------------------------------- float64 reference
+def reference(h, y, weight, bias, lam, c):
+    """SPEC §2.3 written out literally: per-sample sums, np.linalg.solve / pinv."""
+    h = np.asarray(h, dtype=np.float64)
+    n, p = h.shape
+    ht = np.hstack([h, np.ones((n, 1))]) if bias is not None else h
+    wt = np.hstack([weight, bias[:, None]]) if bias is not None else np.asarray(weight)
+    d = ht.shape[1]
+    onehot = np.eye(c)[y]
+    a = np.zeros((d, d))
+    for i in range(n):
+        a += np.outer(ht[i], ht[i])
+    a = a / n + lam * np.eye(d)
+    b = onehot.T @ ht / n
+    if np.linalg.matrix_rank(a) == d:
+        w_ls = np.linalg.solve(a, b.T).T
+    else:
+        w_ls = b @ np.linalg.pinv(a, hermitian=True)
+
+    def loss(x):
+        r = ht @ x.T - onehot
+        return 0.5 * np.mean(np.sum(r * r, axis=1)) + 0.5 * lam * np.sum(x * x)
+
+    mu = np.stack([ht[y == k].mean(axis=0) for k in range(c)])
+    sw = np.zeros((d, d))
+    for i in range(n):
+        dev = ht[i] - mu[y[i]]
+        sw += np.outer(dev, dev)
+    sw /= n
+    nc1 = 0.5 * np.trace(w_ls @ (sw + lam * np.eye(d)) @ w_ls.T)
+    nc23 = 0.5 * sum(np.mean(y == k) * np.sum((w_ls @ mu[k] - np.eye(c)[k]) ** 2)
+                     for k in range(c))
+    delta = wt - w_ls
+    perp = 0.5 * np.trace(delta @ a @ delta.T)
+    total = loss(wt)
+    return {"loss": total, "loss_ls": loss(w_ls), "loss_nc1": nc1, "loss_nc23": nc23,
+            "loss_ls_perp": perp, "central_path_ratio": perp / total}, w_ls
+
+
+def make_data(rng, c, p, n_per, *, balanced=True, offset=0.0, spread=2.0):
+    if balanced:
+        y = np.repeat(np.arange(c), n_per)
+    else:
+        counts = rng.integers(max(2, n_per // 4), 2 * n_per, size=c)
+        y = np.repeat(np.arange(c), counts)
+    rng.shuffle(y)
+    means = spread * rng.normal(size=(c, p)) + offset
+    h = means[y] + rng.normal(size=(y.size, p)) * rng.uniform(0.3, 1.5, size=p)
+    return h, y
+
+
+def assert_close(got, want, rtol=1e-6):
+    for k in DECOMPOSE_KEYS:
+        assert got[k] == pytest.approx(want[k], rel=rtol, abs=1e-14), k
+
+
+# ---------------------------------------------------------------------- agreement
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("lam", [0.0, 0.05])
+@pytest.mark.parametrize("balanced", [True, False])
+def test_matches_float64_reference(backend, with_bias, lam, balanced):
+    rng = np.random.default_rng(7 + 2 * with_bias + 5 * balanced)
+    c, p = 5, 7
+    h, y = make_data(rng, c, p, 30, balanced=balanced, offset=1.5)
+    w = rng.normal(size=(c, p)) * 0.3
+    b = rng.normal(size=c) * 0.3 if with_bias else None
+    want, _ = reference(h, y, w, b, lam, c)
+    be = get_backend(backend)
+    stats = class_stats(be.asarray(h, "float64"), be.asarray(y, "int64"), c, chunk_rows=37)
+    res = decompose_from_stats(stats, be.asarray(w, "float64"),
+                               None if b is None else be.asarray(b, "float64"),
+                               weight_decay=lam)
+    assert res.warnings == []
+    assert list(res.values) == list(DECOMPOSE_KEYS)
+    assert_close(res.values, want)
+
+
+def test_float32_features_agree_with_float64_computation(rng):
+    c, p = 4, 9
+    h, y = make_data(rng, c, p, 50, balanced=False, offset=3.0)
+    h32 = h.astype(np.float32)
+    w = rng.normal(size=(c, p)).astype(np.float32)
+    b = rng.normal(size=c).astype(np.float32)
+    want, _ = reference(h32.astype(np.float64), y, w.astype(np.float64),
+                        b.astype(np.float64), 0.01, c)
+    got = decompose(h32, y, w, b, weight_decay=0.01)
+    assert_close(got, want)
+
+
+def test_features_far_from_origin_keep_the_identity(rng):
+    """Large offsets: every term is a sum of non-negative parts, nothing cancels."""
+    c, p = 3, 4
+    h, y = make_data(rng, c, p, 40, offset=1e4, spread=1.0)
+    w_ls, b_ls = least_squares_classifier(h, y)
+    out = decompose(h, y, w_ls, b_ls)
+    assert out["loss_ls_perp"] <= 1e-9 * out["loss"]
+    assert out["loss_nc1"] > 0 and out["loss_nc23"] > 0
+    # the least-squares loss does not depend on a shift of the features (bias absorbs it)
+    shifted = decompose(h - 1e4, y, w_ls, b_ls + w_ls @ np.full(p, 1e4))
+    assert out["loss_ls"] == pytest.approx(shifted["loss_ls"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------- identity
+@given(c=st.integers(2, 6), p=st.integers(1, 9), n_per=st.integers(2, 12),
+       with_bias=st.booleans(), lam=st.sampled_from([0.0, 1e-3, 0.5]),
+       balanced=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_identity_loss_equals_sum_of_terms(c, p, n_per, with_bias, lam, balanced, seed):
+    rng = np.random.default_rng(seed)
+    h, y = make_data(rng, c, p, n_per, balanced=balanced)
+    w = rng.normal(size=(c, p))
+    b = rng.normal(size=c) if with_bias else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = decompose(h, y, w, b, weight_decay=lam, num_classes=c)
+    parts = out["loss_nc1"] + out["loss_nc23"] + out["loss_ls_perp"]
+    assert out["loss"] == pytest.approx(parts, rel=1e-9, abs=1e-12)
+    assert out["loss_ls"] == pytest.approx(out["loss_nc1"] + out["loss_nc23"], rel=1e-12)
+    assert min(out["loss_nc1"], out["loss_nc23"], out["loss_ls_perp"]) >= 0
+    assert out["loss_ls"] <= out["loss"] * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("lam", [0.0, 0.2])
+def test_perp_vanishes_at_least_squares_classifier(backend, with_bias, lam):
+    rng = np.random.default_rng(3)
+    c, p = 4, 6
+    h, y = make_data(rng, c, p, 25, balanced=False, offset=2.0)
+    be = get_backend(backend)
+    hx, yx = be.asarray(h, "float64"), be.asarray(y, "int64")
+    w_ls, b_ls = least_squares_classifier(hx, yx, bias=with_bias, weight_decay=lam)
+    assert (b_ls is None) == (not with_bias)
+    out = decompose(hx, yx, w_ls, b_ls, weight_decay=lam)
+    assert out["loss_ls_perp"] <= 1e-12 * out["loss"]
+    assert out["loss"] == pytest.approx(out["loss_ls"], rel=1e-12)
+    _, want = reference(h, y, np.asarray(w_ls), None if b_ls is None else np.asarray(b_ls),
+                        lam, c)
+    got = np.asarray(w_ls) if b_ls is None else np.hstack([np.asarray(w_ls),
+                                                           np.asarray(b_ls)[:, None]])
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_balanced_least_squares_matches_proposition_1(rng):
+    """Balanced: W̃_LS = (1/C) M̃ᵀ (Σ̃_T + μ̃_G μ̃_Gᵀ + λI)^{-1} (Han et al. Prop. 1)."""
+    c, p, lam = 4, 5, 0.1
+    h, y = make_data(rng, c, p, 30, offset=1.0)
+    ht = np.hstack([h, np.ones((h.shape[0], 1))])
+    mt = np.stack([ht[y == k].mean(axis=0) for k in range(c)]).T  # (P+1, C)
+    mu_g = ht.mean(axis=0)
+    sigma_t = (ht - mu_g).T @ (ht - mu_g) / ht.shape[0]
+    want = np.linalg.solve(sigma_t + np.outer(mu_g, mu_g) + lam * np.eye(p + 1), mt).T / c
+    w, b = least_squares_classifier(h, y, weight_decay=lam)
+    np.testing.assert_allclose(np.hstack([w, b[:, None]]), want, rtol=1e-10, atol=1e-13)
+
+
+def test_weight_decay_changes_values_consistently(rng):
+    c, p = 3, 4
+    h, y = make_data(rng, c, p, 20)
+    w, b = rng.normal(size=(c, p)), rng.normal(size=c)
+    small = decompose(h, y, w, b, weight_decay=0.0)
+    big = decompose(h, y, w, b, weight_decay=1.0)
+    # the loss gains exactly (λ/2)‖W̃‖²
+    assert big["loss"] - small["loss"] == pytest.approx(0.5 * (np.sum(w * w) + np.sum(b * b)),
+                                                        rel=1e-10)
+    assert big["loss_ls"] > small["loss_ls"]
+
+
+# ---------------------------------------------------------------------- singular A
+def test_rank_deficient_features_use_restricted_least_squares(rng):
+    c, p = 3, 12  # N = 9 < P: A is singular for λ = 0
+    y = np.repeat(np.arange(c), 3)
+    h = rng.normal(size=(9, p)) + 2.0
+    w, b = rng.normal(size=(c, p)), rng.normal(size=c)
+    res = decompose_from_stats(class_stats(h, y, c), w, b, weight_decay=0.0)
+    assert any("singular" in m and "rank" in m for m in res.warnings)
+    want, _ = reference(h, y, w, b, 0.0, c)
+    assert_close(res.values, want)
+    # with λ = 0 and N ≤ P the least-squares classifier interpolates: loss_ls = 0
+    assert res.values["loss_ls"] == pytest.approx(0.0, abs=1e-10)
+    with pytest.warns(RuntimeWarning, match="singular"):
+        w_ls, b_ls = least_squares_classifier(h, y)
+    assert decompose(h, y, w_ls, b_ls)["loss_ls_perp"] <= 1e-10
+    # the weight part is the minimum-norm one: its rows lie in the span of the centred data
+    centred = h - h.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    basis = vt[s > 1e-10 * s[0]]
+    np.testing.assert_allclose(w_ls @ basis.T @ basis, w_ls, atol=1e-9)
+
+
+def test_dead_feature_without_bias_and_without_decay(rng):
+    c, p = 3, 5
+    h, y = make_data(rng, c, p, 20)
+    h[:, 2] = 0.0  # a dead unit: A has a zero row and column
+    w = rng.normal(size=(c, p))
+    res = decompose_from_stats(class_stats(h, y, c), w, None, weight_decay=0.0)
+    assert any("rank 4 of 5" in m for m in res.warnings)
+    want, _ = reference(h, y, w, None, 0.0, c)
+    assert_close(res.values, want)
+
+
+def test_least_squares_from_stats_without_warnings_on_regular_data(rng):
+    h, y = make_data(rng, 3, 4, 20)
+    w, b, notes = least_squares_from_stats(class_stats(h, y), bias=True, weight_decay=0.0)
+    assert notes == [] and w.shape == (3, 4) and b.shape == (3,)
+
+
+# ---------------------------------------------------------------------- invariance (Eq. 7)
+@given(c=st.integers(2, 5), p=st.integers(2, 8), seed=st.integers(0, 2**31 - 1),
+       balanced=st.booleans())
+def test_invariance_of_least_squares_predictions(c, p, seed, balanced):
+    """W_LS(AH̄)·AH̄ = W_LS(H̄)·H̄ for invertible A (λ = 0, centred features)."""
+    rng = np.random.default_rng(seed)
+    h, y = make_data(rng, c, p, 3 + p, balanced=balanced)
+    hbar = h - h.mean(axis=0)
+    # A = Q₁ diag(s) Q₂ with s in [0.5, 2]: invertible with condition number ≤ 4 by construction
+    q1, _ = np.linalg.qr(rng.normal(size=(p, p)))
+    q2, _ = np.linalg.qr(rng.normal(size=(p, p)))
+    a = q1 @ np.diag(rng.uniform(0.5, 2.0, size=p)) @ q2
+    w0, _ = least_squares_classifier(hbar, y, bias=False, num_classes=c)
+    w1, _ = least_squares_classifier(hbar @ a.T, y, bias=False, num_classes=c)
+    np.testing.assert_allclose((hbar @ a.T) @ w1.T, hbar @ w0.T, rtol=1e-8, atol=1e-9)
+
+
+def test_array_api_strict_least_squares_keeps_namespace():
+    xs = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(0)
+    h, y = make_data(rng, 3, 4, 10)
+    w, b = least_squares_classifier(xs.asarray(h), xs.asarray(y))
+    assert type(w).__module__.startswith("array_api_strict")
+    w_np, b_np = least_squares_classifier(h, y)
+    np.testing.assert_allclose(np.asarray(w), w_np, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b), b_np, rtol=1e-12)
+
+
+def test_negative_weight_decay_is_refused(rng):
+    h, y = make_data(rng, 3, 4, 10)
+    with pytest.raises(ValueError, match="weight_decay"):
+        decompose(h, y, np.zeros((3, 4)), weight_decay=-1.0)
+
+
+def test_zero_loss_gives_null_ratio():
+    # features = one-hot targets, W = I, b = 0: the loss is exactly 0
+    y = np.repeat(np.arange(3), 4)
+    h = np.eye(3)[y]
+    out = decompose(h, y, np.eye(3), np.zeros(3))
+    assert out["loss"] == 0.0 and out["central_path_ratio"] is None
+    assert any("central_path_ratio" in m for m in out["warnings"])
