@@ -15,7 +15,7 @@ import numpy as np
 from . import __version__
 from .backend import Backend, get_backend
 from .core.metrics import LAYER_KEYS, PredictionAccumulator, feature_metrics, nc_metrics_from_stats
-from .core.stats import GLOBAL_MEANS, StatsAccumulator
+from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
 from .io.run import Run, Source, open_run
 
@@ -42,6 +42,11 @@ class Settings:
     layers: bool = False
     chunk_rows: int | None = None
     allow_external: bool = False
+    #: Processes computing whole epochs at once (None: all local cores when several large
+    #: epochs are selected, see :mod:`ncanalyze.parallel`; 1: in this process).
+    workers: int | None = None
+    #: Address of a dask.distributed scheduler: epochs are computed on its workers.
+    dask: str | None = None
 
     def validate(self) -> None:
         bad = [q for q in self.quantities if q not in QUANTITIES]
@@ -57,6 +62,8 @@ class Settings:
             raise UsageError("--ridge must be > 0")
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError("--workers must be ≥ 1")
 
     def public(self) -> dict[str, Any]:
         """The settings as they appear in JSON output."""
@@ -205,14 +212,26 @@ class Analysis:
         return self._labels_dev[source.labels_path]
 
     def _chunks(self, epoch: int, source: Source):
-        """Yield ``(device_features, device_labels, host_labels)`` for one pass."""
+        """Yield ``(device_features, device_labels, host_labels)`` for one pass.
+
+        A reader thread reads the next chunk while this one is computed on (h5py drops the
+        GIL in HDF5's read and decompression, BLAS drops it in products, CuPy kernels run
+        asynchronously), so reading and computing overlap; at most ``PREFETCH`` chunks wait.
+        """
         be = self.backend
         labels_dev = self._device_labels(source)
+        rows = self.settings.chunk_rows or self._default_rows(source)
         start = 0
-        for chunk, labels in self.run.iter_chunks(epoch, source, rows=self.settings.chunk_rows):
+        for chunk, labels in _prefetch(self.run.iter_chunks(epoch, source, rows=rows), PREFETCH):
             stop = start + chunk.shape[0]
             yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
             start = stop
+
+    def _default_rows(self, source: Source) -> int:
+        """The file's preferred read size, rounded to whole accumulation blocks when larger."""
+        rows = self.run.chunk_rows(source)
+        block = block_rows(source.num_features)
+        return max(block, (rows // block) * block) if rows >= block else rows
 
     def _stats(self, epoch: int, source: Source, keep: bool):
         """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
@@ -307,8 +326,55 @@ class Analysis:
         return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
 
     def __iter__(self) -> Iterator[EpochResult]:
-        for epoch in self.epochs:
-            yield self.compute_epoch(epoch)
+        from .parallel import iter_epochs
+
+        yield from iter_epochs(self)
+
+
+#: Chunks read ahead by the reader thread of one pass.
+PREFETCH = 2
+
+
+def _prefetch(iterable, depth: int):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (errors re-raised)."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in iterable:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+
+    thread = threading.Thread(target=work, name="ncanalyze-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = items.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, list[EpochResult]]:

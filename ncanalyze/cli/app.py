@@ -123,6 +123,12 @@ WeightDecayOpt = Annotated[Optional[float], typer.Option(
     "--weight-decay", help="λ of the MSE loss (default: the file's weight_decay, else 0).")]
 RidgeOpt = Annotated[Optional[float], typer.Option(
     "--ridge", help="Add ε·I to a singular Σ_W for the SNR (default: none, keys null).")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", help="Processes computing whole epochs in parallel (default: all cores when "
+                      "several large epochs are selected; 1: no worker processes).")]
+DaskOpt = Annotated[Optional[str], typer.Option(
+    "--dask", metavar="ADDRESS", help="Compute the epochs on a dask.distributed cluster, e.g. "
+                                      "tcp://scheduler:8786 (the file must be readable there).")]
 
 
 class _Progress:
@@ -241,12 +247,12 @@ def metrics(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto
             fail_if: FailIfOpt = None, gate: GateOpt = "last", split: SplitOpt = None,
             layers: LayersOpt = False, global_mean: GlobalMeanOpt = "samples",
             center_weights: CenterWeightsOpt = False, chunk_rows: ChunkRowsOpt = None,
-            allow_external: AllowExternalOpt = False, quiet: QuietOpt = False,
-            debug: DebugOpt = False):
+            allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+            dask: DaskOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False):
     """NC1–NC4, equinorm/equiangle, ETF and orthogonal-frame distances per epoch (SPEC §2.2)."""
     settings = Settings(("metrics",), epochs, backend, dtype, global_mean, center_weights,
                         splits=tuple(split or ()), layers=layers, chunk_rows=chunk_rows,
-                        allow_external=allow_external)
+                        allow_external=allow_external, workers=workers, dask=dask)
     code = run_command("metrics", settings, file, fmt, output_path, fail_if, gate, quiet)
     raise typer.Exit(code)
 

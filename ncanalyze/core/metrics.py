@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from .stats import ClassStats
 
@@ -209,6 +209,16 @@ class PredictionAccumulator:
     bias : array, shape (n_classes,), optional
 
     Ties in argmax/argmin go to the lowest class index.
+
+    Notes
+    -----
+    The decisions are those of the float64 scores below. On NumPy with float16/float32
+    features the scores are first computed in float32 (one ``rows × P × C`` BLAS product);
+    every row whose best-vs-second margin is not larger than twice a rigorous bound on the
+    float32 error, ``(P+4)·u·‖h‖·max_c‖v_c‖ + 2u·(|const| + |score|)`` (u = 2⁻²⁴, Cauchy–
+    Schwarz on the dot products), is scored again in float64. The counts are therefore
+    exactly those of the float64 computation. Other backends score in float64 and keep the
+    counts on the device until :meth:`values` (no host round trip per chunk).
     """
 
     def __init__(self, ncc_means, weight=None, bias=None):
@@ -222,25 +232,68 @@ class PredictionAccumulator:
         self.weight = weight
         self.bias = bias
         self.total = 0
-        self.ncc_correct = 0
-        self.classifier_correct = 0
-        self.mismatch = 0
+        self._numpy = is_numpy_namespace(xp)
+        zero = xp.zeros((), dtype=xp.int64)
+        self._ncc_correct = self._classifier_correct = self._mismatch = zero
+        self.rescored_rows = 0
+        if self._numpy:
+            # score_c = h·m_c − k_c with m_c = μ_c − o and k_c = o·m_c + ½‖m_c‖².
+            m = np.asarray(self._centred)
+            self._ncc32 = _Linear32(m, -(m @ np.asarray(self._origin)) - np.asarray(self._half_sq))
+            if weight is not None:
+                self._cls32 = _Linear32(np.asarray(weight),
+                                        None if bias is None else np.asarray(bias))
+
+    def _ncc_scores64(self, x):
+        xp = self.xp
+        return xp.matmul(x - self._origin[None, :], self._centred.T) - self._half_sq[None, :]
+
+    def _logits64(self, x):
+        xp = self.xp
+        logits = xp.matmul(x, self.weight.T)
+        return logits if self.bias is None else logits + self.bias[None, :]
 
     def update(self, features, labels) -> None:
         """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,)."""
         xp = self.xp
+        self.total += int(features.shape[0])
+        if self._numpy and features.dtype in (np.float32, np.float16):
+            self._update_numpy32(np.asarray(features, dtype=np.float32), np.asarray(labels))
+            return
         x = xp.astype(features, xp.float64)
-        score = xp.matmul(x - self._origin[None, :], self._centred.T) - self._half_sq[None, :]
-        ncc = xp.argmax(score, axis=1)  # argmin distance = argmax of this score
-        self.total += int(x.shape[0])
-        self.ncc_correct += int(xp.sum(xp.astype(ncc == labels, xp.int64)))
+        ncc = xp.argmax(self._ncc_scores64(x), axis=1)  # argmin distance = argmax of this score
+        self._ncc_correct = self._ncc_correct + xp.sum(xp.astype(ncc == labels, xp.int64))
         if self.weight is not None:
-            logits = xp.matmul(x, self.weight.T)
-            if self.bias is not None:
-                logits = logits + self.bias[None, :]
-            pred = xp.argmax(logits, axis=1)
-            self.classifier_correct += int(xp.sum(xp.astype(pred == labels, xp.int64)))
-            self.mismatch += int(xp.sum(xp.astype(pred != ncc, xp.int64)))
+            pred = xp.argmax(self._logits64(x), axis=1)
+            self._classifier_correct = self._classifier_correct + xp.sum(
+                xp.astype(pred == labels, xp.int64))
+            self._mismatch = self._mismatch + xp.sum(xp.astype(pred != ncc, xp.int64))
+
+    def _update_numpy32(self, x: np.ndarray, labels: np.ndarray) -> None:
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+        ncc = self._ncc32.decide(x, norms, lambda rows: np.asarray(
+            self._ncc_scores64(x[rows].astype(np.float64))))
+        self._ncc_correct = self._ncc_correct + int(np.count_nonzero(ncc == labels))
+        self.rescored_rows += self._ncc32.last_rescored
+        if self.weight is not None:
+            pred = self._cls32.decide(x, norms, lambda rows: np.asarray(
+                self._logits64(x[rows].astype(np.float64))))
+            self.rescored_rows += self._cls32.last_rescored
+            self._classifier_correct = self._classifier_correct + int(
+                np.count_nonzero(pred == labels))
+            self._mismatch = self._mismatch + int(np.count_nonzero(pred != ncc))
+
+    @property
+    def ncc_correct(self) -> int:
+        return int(self._ncc_correct)
+
+    @property
+    def classifier_correct(self) -> int:
+        return int(self._classifier_correct)
+
+    @property
+    def mismatch(self) -> int:
+        return int(self._mismatch)
 
     def values(self) -> dict[str, float]:
         """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
@@ -249,6 +302,50 @@ class PredictionAccumulator:
             out["accuracy"] = self.classifier_correct / self.total
             out["ncc_mismatch"] = self.mismatch / self.total
         return out
+
+
+class _Linear32:
+    """argmax_c (h·v_c + k_c) in float32, with rows too close to call redone in float64.
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (n_classes, n_features)
+        float64 v_c.
+    offset : ndarray, shape (n_classes,), optional
+        float64 k_c.
+    """
+
+    _U = 2.0 ** -24
+
+    def __init__(self, vectors: np.ndarray, offset: np.ndarray | None):
+        self.v32 = np.ascontiguousarray(vectors, dtype=np.float32).T  # (P, C)
+        self.k32 = None if offset is None else np.asarray(offset, dtype=np.float32)
+        p = vectors.shape[1]
+        vmax = float(np.sqrt(np.max(np.sum(vectors * vectors, axis=1))))
+        # float32 rounding of v (u per entry) plus the dot product's γ_P, via Cauchy–Schwarz.
+        self.dot_factor = (p + 4) * self._U * vmax * (1.0 + 1e-3)
+        self.kmax = 0.0 if offset is None else float(np.max(np.abs(offset)))
+        self.last_rescored = 0
+
+    def decide(self, x: np.ndarray, norms: np.ndarray, exact) -> np.ndarray:
+        """Class index per row of ``x`` (float32, (n, P)); ``exact(rows)`` scores rows in float64."""
+        s = x @ self.v32
+        if self.k32 is not None:
+            s += self.k32
+        c = s.shape[1]
+        best = np.argmax(s, axis=1)
+        if c > 1:
+            top2 = np.partition(s, c - 2, axis=1)[:, c - 2:]
+            margin = top2[:, 1].astype(np.float64) - top2[:, 0]
+            smax = np.max(np.abs(top2), axis=1).astype(np.float64)
+        else:
+            return best
+        bound = norms * self.dot_factor + 2.0 * self._U * (self.kmax + smax + 1e-30)
+        unsure = np.flatnonzero(margin <= 2.0 * bound)
+        self.last_rescored = int(unsure.size)
+        if unsure.size:
+            best[unsure] = np.argmax(exact(unsure), axis=1)
+        return best
 
 
 # ---------------------------------------------------------------------- all of §2.2

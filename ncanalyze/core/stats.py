@@ -115,8 +115,32 @@ class ClassStats:
         return self.means - self.global_mean(kind)[None, :]
 
 
+#: Rows per accumulation block. The statistics are computed block by block over fixed row
+#: ranges ``[k·B, (k+1)·B)`` whatever the size of the chunks handed to :meth:`update`, so the
+#: result does not depend on how a file is read (bit for bit). 4096 rows keep the float64
+#: add of each block's P×P product below ~1 % of the product's own cost.
+BLOCK_ROWS = 4096
+#: Upper bound on one block's float64 centred copy (very wide features get shorter blocks).
+BLOCK_BYTES = 64 * 2**20
+
+
+def block_rows(num_features: int) -> int:
+    """Rows per accumulation block for ``num_features`` columns (a function of P only)."""
+    return int(max(256, min(BLOCK_ROWS, BLOCK_BYTES // (8 * max(1, num_features)))))
+
+
 class StatsAccumulator:
     """Accumulate :class:`ClassStats` over row chunks of one epoch.
+
+    Arithmetic (see docs/PERFORMANCE.md). Rows are regrouped into fixed blocks of
+    :func:`block_rows` rows. In each block, every row is shifted by its class reference point
+    (``z = h − ref_y``), then the block's ``zᵀz`` (one symmetric BLAS product), per-class
+    ``Σ z`` and ``Σ ‖z‖²`` are formed in ``compute_dtype`` and added to float64 totals. With
+    ``compute_dtype="float32"`` the reference points are rounded to float32 once, so
+    ``h − ref`` of float32 features is exact wherever the two agree to a factor of two
+    (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
+    carries float32 rounding of a centred, small quantity, which keeps every SPEC §2 value
+    within ~1e-7 relative of the float64 computation (tests/test_precision.py).
 
     Parameters
     ----------
@@ -124,62 +148,130 @@ class StatsAccumulator:
     xp : namespace
         Array namespace of the chunks (NumPy, CuPy, array-api-strict, …).
     compute_dtype : {"float64", "float32"}
-        Precision of the per-chunk Gram product ``zᵀz``; chunk results are always summed in
-        float64.
+        Precision of the per-block centring and products; block results are always summed
+        in float64.
     """
 
     def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64"):
+        if compute_dtype not in ("float64", "float32"):
+            raise ValueError(f"compute_dtype must be float64 or float32, got {compute_dtype!r}")
         self.xp = xp
         self.num_classes = num_classes
         self.num_features = num_features
         self.compute_dtype = getattr(xp, compute_dtype)
+        self.block_rows = block_rows(num_features)
+        self._numpy = is_numpy_namespace(xp)
         f64 = xp.float64
         self._ref = xp.zeros((num_classes, num_features), dtype=f64)
+        self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype)
         self._has_ref = np.zeros(num_classes, dtype=bool)
         self._counts = np.zeros(num_classes, dtype=np.int64)
         self._zsum = xp.zeros((num_classes, num_features), dtype=f64)
         self._zsq = xp.zeros((num_classes,), dtype=f64)
         self._scatter = xp.zeros((num_features, num_features), dtype=f64)
+        self._pending: list[tuple[Any, Any, np.ndarray]] = []
+        self._pending_rows = 0
 
     def update(self, features, labels, labels_host: np.ndarray | None = None) -> None:
-        """Add one chunk.
+        """Add one chunk (any number of rows; consecutive chunks are consecutive rows).
 
         Parameters
         ----------
         features : array, shape (n_rows, n_features)
-            Any floating dtype; cast to float64 before centring.
+            Any floating dtype.
         labels : integer array, shape (n_rows,)
             On the same device as ``features``.
         labels_host : ndarray, shape (n_rows,), optional
             The same labels as NumPy (saves a device-to-host copy).
         """
-        xp = self.xp
         if labels_host is None:
             labels_host = np.asarray(labels)
+        n = int(features.shape[0])
+        b = self.block_rows
+        start = 0
+        if self._pending_rows:
+            take = min(n, b - self._pending_rows)
+            self._pending.append((self.xp.asarray(features[:take, ...], copy=True),
+                                  labels[:take], np.array(labels_host[:take])))
+            self._pending_rows += take
+            start = take
+            if self._pending_rows < b:
+                return
+            self._flush()
+        while n - start >= b:
+            stop = start + b
+            self._block(features[start:stop, ...], labels[start:stop], labels_host[start:stop])
+            start = stop
+        if start < n:
+            # Pending rows are copied: the caller may reuse its buffer for the next chunk.
+            xp = self.xp
+            self._pending.append((xp.asarray(features[start:, ...], copy=True), labels[start:],
+                                  np.array(labels_host[start:])))
+            self._pending_rows = n - start
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        xp = self.xp
+        if len(self._pending) == 1:
+            x, y, yh = self._pending[0]
+        else:
+            x = xp.concat([p[0] for p in self._pending], axis=0)
+            y = xp.concat([p[1] for p in self._pending], axis=0)
+            yh = np.concatenate([p[2] for p in self._pending])
+        self._pending, self._pending_rows = [], 0
+        self._block(x, y, yh)
+
+    def _block(self, features, labels, labels_host: np.ndarray) -> None:
+        """Add one block of rows (the unit of the fixed row grouping)."""
+        xp = self.xp
+        cdt = self.compute_dtype
+        f64 = xp.float64
         counts = np.bincount(labels_host, minlength=self.num_classes)
-        x = xp.astype(features, xp.float64)
         new = (counts > 0) & ~self._has_ref
         if new.any():
-            sums = segment_sum(x, labels, self.num_classes)
+            x64 = xp.astype(features, f64)
+            sums = segment_sum(x64, labels, self.num_classes)
             safe = xp.asarray(np.maximum(counts, 1).astype(np.float64))
             chunk_means = sums / safe[:, None]
+            if cdt != f64:
+                # The reference is exactly a compute-dtype number, so ref_c and ref agree.
+                chunk_means = xp.astype(xp.astype(chunk_means, cdt), f64)
             mask = xp.asarray(new)[:, None]
             self._ref = xp.where(mask, chunk_means, self._ref)
+            self._ref_c = xp.astype(self._ref, cdt)
             self._has_ref |= new
-        z = x - xp.take(self._ref, labels, axis=0)
+        if cdt == f64 or features.dtype == f64:
+            # float64 centring; rounded to the compute dtype afterwards (once) if needed.
+            z = xp.astype(features, f64) - xp.take(self._ref, labels, axis=0)
+            if cdt != f64:
+                z = xp.astype(z, cdt)
+        else:  # float16/float32 features, float32 products: centre in float32 (see above)
+            z = xp.astype(features, cdt) - xp.take(self._ref_c, labels, axis=0)
+        if self._numpy:
+            z = np.asarray(z)
+            sq = np.einsum("ij,ij->i", z, z).astype(np.float64)
+            # z.T @ z on one buffer: NumPy calls BLAS syrk (half the flops of a general product).
+            np.add(self._scatter, z.T @ z, out=self._scatter)
+            self._zsum += _segment_sum64(z, labels_host, self.num_classes)
+            self._zsq += np.bincount(labels_host, weights=sq, minlength=self.num_classes)
+        else:
+            self._zsum = self._zsum + xp.astype(segment_sum(z, labels, self.num_classes), f64)
+            z64sq = xp.astype(xp.sum(z * z, axis=1), f64)
+            self._zsq = self._zsq + segment_sum(z64sq, labels, self.num_classes)
+            self._scatter = self._scatter + xp.astype(xp.matmul(z.T, z), f64)
         self._counts += counts
-        self._zsum = self._zsum + segment_sum(z, labels, self.num_classes)
-        self._zsq = self._zsq + segment_sum(xp.sum(z * z, axis=1), labels, self.num_classes)
-        zc = z if self.compute_dtype == xp.float64 else xp.astype(z, self.compute_dtype)
-        self._scatter = self._scatter + xp.astype(xp.matmul(zc.T, zc), xp.float64)
 
     @property
     def counts(self) -> np.ndarray:
         """Samples per class seen so far, shape ``(n_classes,)``."""
-        return self._counts.copy()
+        return self._counts + (np.bincount(np.concatenate([p[2] for p in self._pending]),
+                                           minlength=self.num_classes)
+                               if self._pending else 0)
 
     def finalize(self) -> ClassStats:
         """Return the statistics of all chunks added (classes must all be non-empty)."""
+        self._flush()
         xp = self.xp
         if np.any(self._counts == 0):
             missing = np.flatnonzero(self._counts == 0).tolist()
@@ -191,6 +283,20 @@ class StatsAccumulator:
         scatter = (scatter + scatter.T) / 2
         class_scatter = xp.maximum(self._zsq - n * xp.sum(d * d, axis=1), 0.0)
         return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
+
+
+def _segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class row sums of one NumPy block, as float64, shape (C, P)."""
+    if num_classes <= 16:
+        # One-hot product: 2·rows·C·P flops, summed in the block's dtype (≤ BLOCK_ROWS terms).
+        onehot = (labels[None, :] == np.arange(num_classes)[:, None]).astype(z.dtype)
+        return (onehot @ z).astype(np.float64)
+    order = np.argsort(labels, kind="stable")
+    sorted_lab = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_lab[1:] != sorted_lab[:-1]])
+    out = np.zeros((num_classes, z.shape[1]), dtype=np.float64)
+    out[sorted_lab[starts]] = np.add.reduceat(z[order], starts, axis=0, dtype=np.float64)
+    return out
 
 
 def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows: int = 65536,
