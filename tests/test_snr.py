@@ -145,6 +145,8 @@ def test_dead_feature_gives_null_with_reason(rng):
     out = snr(h, y)
     assert all(out[k] is None for k in SNR_KEYS)
     assert "singular" in out["warnings"][0]
+    assert "1 feature(s) have zero within-class variance (dead units?): index 1" \
+        in out["warnings"][0]
 
 
 def test_duplicated_feature_gives_null(rng):
@@ -152,6 +154,7 @@ def test_duplicated_feature_gives_null(rng):
     h = np.hstack([h, 2.0 * h[:, :1]])  # linearly dependent features
     out = snr(h, y)
     assert out["snr_max"] is None and "singular" in out["warnings"][0]
+    assert "linearly dependent" in out["warnings"][0]
 
 
 def test_ridge_regularises_singular_within_covariance(rng):

@@ -66,6 +66,19 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
     return lower, None
 
 
+def _dead_features(stats: ClassStats) -> str:
+    """'k features have zero within-class variance (dead units?), e.g. i, j; ' or a hint."""
+    xp = stats.xp
+    var = np.asarray(_to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
+    top = float(var.max()) if var.size else 0.0
+    dead = np.flatnonzero(var <= PIVOT_RTOL * top)
+    if dead.size == 0:
+        return "linearly dependent features? "
+    shown = ", ".join(str(i) for i in dead[:8]) + (", …" if dead.size > 8 else "")
+    return (f"{dead.size} feature(s) have zero within-class variance (dead units?): "
+            f"index {shown}; ")
+
+
 def _null(out: MetricValues, reason: str) -> MetricValues:
     for key in SNR_KEYS:
         out.values[key] = None
@@ -104,10 +117,9 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
                           "use --ridge ε")
     lower, reason = checked_cholesky(sigma)
     if lower is None:
-        what = "Σ_W + εI" if ridge is not None else "Σ_W"
-        hint = "" if ridge is not None else " (dead or linearly dependent features?); " \
-                                            "use --ridge ε"
-        return _null(out, f"{what} is singular: {reason}{hint}")
+        if ridge is not None:
+            return _null(out, f"Σ_W + εI is singular: {reason}")
+        return _null(out, f"Σ_W is singular: {reason}; {_dead_features(stats)}use --ridge ε")
     mbar = stats.centred_means(global_mean).T  # (P, C)
     whitened = xp.linalg.solve(lower, mbar)  # L^{-1} M̄, (P, C)
     omega = np.sort(np.asarray(_to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
