@@ -1,0 +1,215 @@
+"""The standard Neural Collapse figure panel over epochs (in the style of Papyan et al. 2020).
+
+Eight panels: train accuracy, NC1 (log), equinorm of means and weights, equiangularity,
+max-equiangularity, self-duality (log), NCC mismatch, and the simplex-ETF / orthogonal-frame
+distances of the class means (log). ``compare`` overlays several runs: each run has one colour
+in every panel; within a panel, class means are solid and classifier weights dashed.
+
+Results are read through :class:`ncanalyze.analysis.Analysis` (never h5py). matplotlib is
+imported only when drawing, through its object-oriented API with the Agg canvas; the file is
+written atomically and its format follows the extension (.png, .svg, .pdf).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..analysis import Analysis, Settings
+from ..atomic import atomic_path
+from ..errors import UsageError
+from .central_path import plot_format
+
+#: Colour-blind-safe palette (Okabe & Ito), one colour per run.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#F0E442")
+
+
+@dataclass
+class RunSeries:
+    """Per-epoch metric values of one run, as read by :func:`load_series`."""
+
+    label: str
+    epochs: np.ndarray
+    values: dict[str, np.ndarray]
+    loss: str | None
+
+    def get(self, key: str) -> np.ndarray | None:
+        v = self.values.get(key)
+        return None if v is None or np.all(np.isnan(v)) else v
+
+
+#: (title, y label, log y, [(key, style name)]) of each panel, in reading order.
+PANELS: tuple[tuple[str, str, bool, tuple[tuple[str, str], ...]], ...] = (
+    ("Training accuracy", "accuracy", False, (("accuracy", "train"), ("test_accuracy", "test"))),
+    ("NC1: within-class variability", r"tr$(\Sigma_W \Sigma_B^\dagger)/C$", True,
+     (("nc1", "means"),)),
+    ("Equinorm", "std / mean of norms", False,
+     (("equinorm_means", "means"), ("equinorm_weights", "weights"))),
+    ("Equiangularity", "std of cosines", False,
+     (("equiangle_means", "means"), ("equiangle_weights", "weights"))),
+    ("Maximal angle", r"mean $|\cos + 1/(C-1)|$", False,
+     (("maxangle_means", "means"), ("maxangle_weights", "weights"))),
+    ("NC3: self-duality", r"$\|W^T/\|W\| - \bar M/\|\bar M\|\|^2$", True,
+     (("self_duality", "weights"),)),
+    ("NC4: NCC mismatch", "fraction of samples", False, (("ncc_mismatch", "means"),)),
+    ("Frame distance of means", "distance", True,
+     (("etf_distance_means", "ETF"), ("of_distance_means", "OF"))),
+)
+
+_STYLES = {"means": "-", "train": "-", "ETF": "-", "weights": "--", "test": ":", "OF": ":"}
+_STYLE_NAMES = {"means": "class means (solid)", "weights": "classifier W (dashed)",
+                "train": "train", "test": "test", "ETF": "simplex ETF", "OF": "orthogonal frame"}
+
+
+def load_series(path, label: str | None = None, epochs: str | None = None,
+                settings: Settings | None = None) -> RunSeries:
+    """Compute the §2.2 metrics of one run for every selected epoch.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    label : str, optional
+        Legend label (default: the file name without extension).
+    epochs : str, optional
+        ``--epochs`` selection.
+    settings : Settings, optional
+        Base settings (backend, global mean, …); ``quantities`` and ``epochs`` are replaced.
+    """
+    base = settings or Settings()
+    s = dataclasses.replace(base, quantities=("metrics",), epochs=epochs)
+    rows: list[dict[str, Any]] = []
+    with Analysis(path, s) as analysis:
+        loss = analysis.run.info.loss
+        for result in analysis:
+            rows.append(result.values)
+    keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))}
+    values = {k: np.array([_num(r.get(k)) for r in rows]) for k in keys if k != "epoch"}
+    # Test accuracy from the training loop's scalars, when the run recorded one.
+    for name in ("test_acc", "test_accuracy"):
+        col = [_num((r.get("scalars") or {}).get(name)) for r in rows]
+        if not np.all(np.isnan(col)):
+            values["test_accuracy"] = np.array(col)
+            break
+    name = label or os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    return RunSeries(name, np.array([r["epoch"] for r in rows]), values, loss)
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and v is not None else float("nan")
+
+
+def _xscale(series: Sequence[RunSeries], xscale: str) -> str:
+    if xscale != "auto":
+        return xscale
+    ends = [s.epochs[s.epochs > 0] for s in series]
+    lo = min((e.min() for e in ends if e.size), default=1)
+    hi = max((e.max() for e in ends if e.size), default=1)
+    return "log" if hi / max(lo, 1) >= 100 else "linear"
+
+
+def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
+               xscale: str = "auto") -> None:
+    """Draw the NC panel of one or more runs and write it to ``path``.
+
+    Parameters
+    ----------
+    series : sequence of RunSeries
+        One per run; the first is the reference, the others are overlaid (``--compare``).
+    path : str or os.PathLike
+        .png, .svg or .pdf.
+    title : str, optional
+        Figure title (default: the run labels).
+    xscale : {"auto", "linear", "log"}
+        ``auto`` uses a log epoch axis when the epochs span two decades or more (e.g. the
+        log-spaced steps of ``simulate``); epoch 0 is then drawn at the axis' left edge via a
+        symmetric-log scale.
+    """
+    if not series:
+        raise UsageError("nothing to plot")
+    if xscale not in ("auto", "linear", "log"):
+        raise UsageError(f"--xscale must be auto, linear or log, got {xscale!r}")
+    fmt = plot_format(path)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    scale = _xscale(series, xscale)
+    fig = Figure(figsize=(13.5, 6.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 4, sharex=True)
+    used_styles: dict[str, None] = {}
+    for ax, (ptitle, ylabel, logy, curves) in zip(axes.flat, PANELS):
+        drawn = False
+        local_styles: dict[str, None] = {}
+        for i, s in enumerate(series):
+            colour = PALETTE[i % len(PALETTE)]
+            for key, style in curves:
+                y = s.get(key)
+                if y is None:
+                    continue
+                x = s.epochs.astype(float)
+                keep = np.isfinite(y) & ((y > 0) if logy else True)
+                if not np.any(keep):
+                    continue
+                ax.plot(x[keep], y[keep], _STYLES[style], color=colour, lw=1.6,
+                        marker="o" if keep.sum() <= 12 else None, ms=3)
+                drawn = True
+                if style in ("means", "weights") and len(curves) > 1:
+                    used_styles.setdefault(style)
+                elif len(curves) > 1:
+                    local_styles.setdefault(style)
+        ax.set_title(ptitle, fontsize=10.5)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.tick_params(labelsize=8.5)
+        ax.grid(True, which="major", alpha=0.3, lw=0.6)
+        if logy and drawn:
+            ax.set_yscale("log")
+            ax.grid(True, which="minor", axis="y", alpha=0.12, lw=0.4)
+        if ptitle.startswith("Training accuracy"):
+            ax.set_ylim(-0.02, 1.04)
+        if ptitle.startswith("NC4"):
+            ax.set_ylim(bottom=-0.02)
+        if len(local_styles) > 1:  # train/test or ETF/OF: a small key inside the panel
+            ax.legend(handles=[Line2D([], [], color="0.35", ls=_STYLES[st], lw=1.4,
+                                      label=_STYLE_NAMES[st]) for st in local_styles],
+                      fontsize=8, frameon=False, loc="best")
+        if not drawn:
+            ax.text(0.5, 0.5, "not in the file(s)", ha="center", va="center",
+                    transform=ax.transAxes, color="0.5", fontsize=9)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch" if scale == "linear" else "epoch (log scale)", fontsize=9)
+    if scale == "log":
+        right = max(float(s.epochs.max()) for s in series)
+        for ax in axes.flat:
+            ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+        axes.flat[0].set_xlim(0, right * 1.3)
+    handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], lw=2.2,
+                      label=s.label + (f" ({s.loss})" if s.loss and s.loss not in s.label else ""))
+               for i, s in enumerate(series)]
+    handles += [Line2D([], [], color="0.35", ls=_STYLES[st], lw=1.6, label=_STYLE_NAMES[st])
+                for st in used_styles]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
+               fontsize=9, frameon=False)
+    names = ", ".join(s.label for s in series)
+    fig.suptitle(title or f"Neural collapse over training: {names}", fontsize=12)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=150)
+
+
+def plot_runs(paths: Sequence, out, *, labels: Sequence[str] | None = None,
+              epochs: str | None = None, settings: Settings | None = None,
+              title: str | None = None, xscale: str = "auto") -> list[RunSeries]:
+    """Read every run of ``paths`` and draw their panel into ``out`` (the ``plot`` command)."""
+    labels = list(labels or [])
+    if labels and len(labels) != len(paths):
+        raise UsageError(f"--label given {len(labels)} times for {len(paths)} runs")
+    plot_format(out)  # fail on a bad extension before any computation
+    series = [load_series(p, labels[i] if labels else None, epochs, settings)
+              for i, p in enumerate(paths)]
+    draw_panel(series, out, title=title, xscale=xscale)
+    return series
