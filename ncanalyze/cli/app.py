@@ -359,6 +359,10 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
     raise typer.Exit(code)
 
 
+from .workflow import register as _register_workflow  # noqa: E402
+_register_workflow(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="ncanalyze")
