@@ -26,11 +26,13 @@ Pure NumPy (float64), vectorised; nothing here depends on the analysis code.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import UsageError
 
 MODELS = ("mse", "ce", "extended")
@@ -325,16 +327,32 @@ def simulate(path, config: UFMConfig, *, overwrite: bool = False,
     UsageError
         For invalid settings, or when gradient descent diverges (lower ``--lr``).
     """
-    from .io.writer import RunWriter
-
     model = UFM(config)
     c = config
     steps = _save_steps(c.epochs, c.saves)
+    if os.path.exists(path) and not overwrite:
+        raise UsageError(f"{os.fspath(path)} exists; pass --overwrite to replace it")
+    # Written under a temporary name and renamed at the end: a diverged or interrupted
+    # simulation leaves no partial run behind.
+    with atomic_path(path) as tmp:
+        os.unlink(tmp)  # RunWriter creates the file itself
+        _train(model, tmp, steps, progress)
+    fit, obj = model.objective()
+    return {"steps": steps, "objective": obj, "fit_loss": fit,
+            "prediction": predicted_geometry(c), "config": asdict(c)}
+
+
+def _train(model: "UFM", path, steps: list[int], progress) -> None:
+    """Run gradient descent, writing the steps in ``steps`` to ``path``."""
+    from .io.writer import RunWriter
+
+    c = model.cfg
     wanted = set(steps)
     loss_name = "ce" if c.model == "ce" else "mse"
-    fit = obj = float("nan")
+    # Divergence shows as inf/nan and is reported below as a clear error, not as warnings.
     with RunWriter(path, model.labels, num_classes=c.classes, weight_decay=c.lambda_w,
-                   loss=loss_name, overwrite=overwrite) as writer:
+                   loss=loss_name, overwrite=True) as writer, \
+            np.errstate(over="ignore", invalid="ignore"):
         for t in range(c.epochs + 1):
             if t > 0:
                 model.step()
@@ -351,5 +369,3 @@ def simulate(path, config: UFMConfig, *, overwrite: bool = False,
                              objective=obj, fit_loss=fit, lr=c.lr)
             if progress:
                 progress(t, c.epochs)
-    return {"steps": steps, "objective": obj, "fit_loss": fit,
-            "prediction": predicted_geometry(c), "config": asdict(c)}

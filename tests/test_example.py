@@ -1,0 +1,37 @@
+"""The bundled example trains end to end (few epochs) and its run is readable."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ncanalyze.analysis import analyze
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
+BUNDLED = SCRIPT.parent / "digits_mlp.h5"
+
+
+def test_example_script_runs_and_reports(tmp_path):
+    out = tmp_path / "run.h5"
+    r = subprocess.run([sys.executable, str(SCRIPT), "--epochs", "6", "--save-every", "2", "--lr", "0.1",
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ncanalyze report" in r.stdout or "ncanalyze metrics" in r.stdout
+    header, res = analyze(out, layers=True, splits=("test",))
+    assert [e.epoch for e in res] == [0, 2, 4, 6]
+    assert header["classes"] == 10 and header["samples"] == 1347
+    assert res[-1].values["accuracy"] > 0.3  # chance is 0.1
+    assert res[-1].values["nc1"] < res[0].values["nc1"]
+    assert set(res[-1].values["layers"]) == {"block2", "block3"}
+
+
+def test_bundled_run_shows_collapse():
+    _, res = analyze(BUNDLED, epochs="0,last")
+    first, last = res[0].values, res[-1].values
+    assert last["accuracy"] == 1.0
+    assert last["nc1"] < first["nc1"] / 500
+    assert last["ncc_mismatch"] == 0.0
+    assert BUNDLED.stat().st_size <= 5 * 2**20
