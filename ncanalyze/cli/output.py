@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 from typing import Any, Iterable, TextIO
 
 from rich.console import Console
@@ -16,7 +17,8 @@ from ..results import Verdict, clean_number, flatten
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
 #: Keys where a larger value means more collapse / a better model (markdown "best").
-HIGHER_IS_BETTER = {"accuracy", "ncc_accuracy", "snr_min", "snr_max", "nc1_rank"}
+HIGHER_IS_BETTER = {"accuracy", "ncc_accuracy", "snr_min", "snr_max", "snr_singular_values",
+                    "nc1_rank"}
 #: Keys shown but not ranked.
 UNRANKED = {"epoch", "nc1_rank", "loss_ls_predicted"}
 
@@ -159,8 +161,8 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         valid = [(e, v) for e, v in series if isinstance(v, (int, float)) and v is not None]
         first = series[0][1]
         last = series[-1][1]
-        if valid and c.split(".")[-1] not in UNRANKED and not c.startswith("scalars."):
-            leaf = c.split(".")[-1]
+        leaf = re.sub(r"_\d+$", "", c.split(".")[-1])  # list items: snr_singular_values_3
+        if valid and leaf not in UNRANKED and not c.startswith("scalars."):
             pick = max if leaf in HIGHER_IS_BETTER else min
             be, bv = pick(valid, key=lambda t: t[1])
             best = f"{fmt(bv)} ({be})"
