@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from .run import _H5_ERRORS, open_file
 
 
 def describe_layout(path) -> dict:
@@ -20,46 +21,72 @@ def describe_layout(path) -> dict:
         files that do not follow SPEC §1 (nothing is validated here).
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError("no such file", file=path)
-    if not h5py.is_hdf5(path):
-        raise InputError("not an HDF5 file", file=path)
+    f = open_file(path)
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"cannot be read as HDF5 (truncated or damaged?): {exc}",
-                         file=path) from exc
+        with f:
+            return _describe(f, path)
+    except _H5_ERRORS as exc:
+        raise InputError(f"is damaged: cannot list its members (HDF5: {exc})", file=path) from exc
+
+
+def _describe(f: h5py.File, path: str) -> dict:
     members: list[dict] = []
-    with f:
-        names: list[str] = []
-        f.visit_links(lambda name: names.append(name))
-        for name in names:
-            link = f.get(name, getlink=True)
-            entry = {"path": "/" + name}
-            if isinstance(link, h5py.ExternalLink):
-                entry.update(kind="external link", target=f"{link.filename}:{link.path}")
-            elif isinstance(link, h5py.SoftLink):
-                entry.update(kind="soft link", target=link.path)
-            else:
-                obj = f.get(name)
-                if isinstance(obj, h5py.Dataset):
-                    filters = []
-                    if obj.compression:
-                        filters.append(str(obj.compression))
-                    if obj.shuffle:
-                        filters.append("shuffle")
-                    entry.update(kind="dataset", shape=list(obj.shape), dtype=str(obj.dtype),
-                                 chunks=None if obj.chunks is None else list(obj.chunks),
-                                 filters=filters, virtual=bool(obj.is_virtual),
-                                 nbytes=int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize)
-                else:
-                    entry.update(kind="group")
-            members.append(entry)
-        attrs = {}
-        for k, v in f.attrs.items():
-            v = v.decode(errors="replace") if isinstance(v, bytes) else v
-            attrs[k] = v.item() if isinstance(v, np.generic) else (
-                v.tolist() if isinstance(v, np.ndarray) else str(v) if not isinstance(
-                    v, (int, float, str)) else v)
+    names: list[str] = []
+    f.visit_links(lambda name: names.append(name))
+    for name in names:
+        link = f.get(name, getlink=True)
+        entry = {"path": "/" + name}
+        if isinstance(link, h5py.ExternalLink):
+            entry.update(kind="external link", target=f"{link.filename}:{link.path}")
+        elif isinstance(link, h5py.SoftLink):
+            entry.update(kind="soft link", target=link.path)
+        else:
+            try:
+                entry.update(_describe_object(f.get(name)))
+            except _H5_ERRORS as exc:
+                entry.update(kind="unreadable", error=str(exc))
+        members.append(entry)
+    attrs = {}
+    for k in f.attrs.keys():
+        try:
+            v = f.attrs[k]
+        except _H5_ERRORS as exc:
+            attrs[k] = f"<unreadable: {exc}>"
+            continue
+        attrs[k] = _plain(v)
     return {"file": path, "size_bytes": os.path.getsize(path), "attrs": attrs,
             "members": members}
+
+
+def _plain(value):
+    """An attribute value as JSON-safe Python (strings for anything exotic or non-finite)."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray):
+        if value.size > 16:
+            return f"<array {value.shape} {value.dtype}>"
+        return [_plain(v) for v in value.ravel().tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _describe_object(obj) -> dict:
+    if not isinstance(obj, h5py.Dataset):
+        return {"kind": "group" if isinstance(obj, h5py.Group) else type(obj).__name__.lower()}
+    filters = []
+    dcpl = obj.id.get_create_plist()
+    for i in range(dcpl.get_nfilters()):
+        code, _flags, _values, name = dcpl.get_filter(i)
+        label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        filters.append(label or str(code))
+    nbytes = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize if obj.shape else \
+        obj.dtype.itemsize
+    return {"kind": "dataset", "shape": list(obj.shape or ()), "dtype": str(obj.dtype),
+            "chunks": None if obj.chunks is None else list(obj.chunks), "filters": filters,
+            "virtual": bool(obj.is_virtual),
+            "external": dcpl.get_external_count() > 0, "nbytes": nbytes}

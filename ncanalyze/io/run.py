@@ -13,8 +13,11 @@ evaluated or unpickled (only numeric datasets and plain attributes are read).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -40,6 +43,10 @@ MAX_SAMPLES = 2**27
 MAX_EPOCHS = 10_000_000
 #: Largest HDF5 chunk of a filtered (compressed) dataset: HDF5 decodes whole chunks.
 MAX_FILTERED_CHUNK_BYTES = 256 * 2**20
+#: Metadata read attempts of a SWMR reader. HDF5's default (100, sleeping 1 ns, 2 ns, 4 ns, …
+#: between attempts) makes opening a file with a bad checksum hang for hours; 24 attempts
+#: wait at most ~17 ms per metadata entry, ample for a writer's flush in progress.
+SWMR_READ_ATTEMPTS = 24
 _FLOATS = (np.float16, np.float32, np.float64)
 #: What h5py raises for damaged or malformed files.
 _H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
@@ -118,13 +125,18 @@ def open_file(path) -> h5py.File:
         raise InputError(what, file=path)
     try:
         # SWMR-read sees a consistent file while a RunWriter appends to it.
-        return h5py.File(path, "r", swmr=True)
-    except OSError:
+        return _open_swmr_read(path)
+    except _H5_ERRORS:
         pass
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except _H5_ERRORS as exc:
         text = str(exc)
+        if "already open for write" in text and _set_read_attempts() is None:
+            try:  # a live SWMR writer, on a platform where retries cannot be bounded
+                return h5py.File(path, "r", swmr=True)
+            except OSError:
+                pass
         if "already open for write" in text:
             raise InputError(
                 "no complete epoch yet: the file is held open by a writer that is not in SWMR "
@@ -133,6 +145,40 @@ def open_file(path) -> h5py.File:
         if "truncated" in text:
             raise InputError(f"is truncated (HDF5: {text})", file=path) from exc
         raise InputError(f"cannot be read as HDF5 (damaged?): {text}", file=path) from exc
+
+
+@functools.lru_cache(maxsize=1)
+def _set_read_attempts():
+    """``H5Pset_metadata_read_attempts`` of the HDF5 library h5py uses (h5py does not wrap it).
+
+    Returns ``None`` where the library cannot be located (then SWMR-read is not used).
+    """
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {m.group(1) for m in (re.search(r"(/\S*/libhdf5[-.][^/\s]*)$", line.rstrip())
+                                          for line in fh) if m}
+        paths = [p for p in paths if ".so" in p and "hdf5_hl" not in p]
+        if len(paths) != 1:
+            return None
+        fn = ctypes.CDLL(paths[0]).H5Pset_metadata_read_attempts
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+    return fn
+
+
+def _open_swmr_read(path: str) -> h5py.File:
+    """Open read-only in SWMR-read mode with a bounded number of metadata read attempts."""
+    set_attempts = _set_read_attempts()
+    if set_attempts is None:
+        raise OSError("SWMR-read with bounded retries is unavailable here")
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
+    if set_attempts(fapl.id, SWMR_READ_ATTEMPTS) < 0:
+        raise OSError("H5Pset_metadata_read_attempts failed")
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    return h5py.File(fid)
 
 
 def _external_problem(obj: h5py.Dataset) -> str | None:
@@ -181,6 +227,7 @@ class Run:
     def __init__(self, path, *, allow_external: bool = False):
         self.path = os.fspath(path)
         self.allow_external = allow_external
+        self._datasets: dict[str, h5py.Dataset] = {}
         self._file = open_file(self.path)
         try:
             self.info = self._validate()
@@ -196,6 +243,7 @@ class Run:
 
     def close(self) -> None:
         """Close the file."""
+        self._datasets.clear()
         self._file.close()
 
     def __enter__(self) -> "Run":
@@ -276,6 +324,18 @@ class Run:
             return None
         if not isinstance(obj, h5py.Dataset):
             raise self._error(f"is a {type(obj).__name__.lower()}, expected a dataset", name)
+        if self.allow_external:
+            # External raw storage and virtual sources resolve beside the file, not in the
+            # current directory (HDF5's default for external storage).
+            dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+            dapl.set_efile_prefix(b"${ORIGIN}")
+            dapl.set_virtual_prefix(b"${ORIGIN}")
+            obj = None  # HDF5 refuses a second open of a dataset under another prefix
+            try:
+                obj = h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl))
+            except _H5_ERRORS as exc:
+                raise self._error(f"cannot be opened: {exc}", name) from exc
+        self._datasets[name] = obj
         try:
             if not self.allow_external:
                 problem = _external_problem(obj)
@@ -370,6 +430,8 @@ class Run:
         incomplete = np.flatnonzero(epochs == EPOCH_FILL)
         if incomplete.size:
             epochs = epochs[: incomplete[0]]
+        if epochs.size == 0:
+            raise self._error("no complete epoch yet (/epoch is empty)", "/epoch")
         if epochs.size > 1 and np.any(np.diff(epochs) <= 0):
             i = int(np.flatnonzero(np.diff(epochs) <= 0)[0])
             raise self._error(f"epoch numbers must be strictly increasing (slot {i + 1} holds "
@@ -518,7 +580,8 @@ class Run:
 
     def _read(self, path: str, sel, epoch: int | None):
         try:
-            data = self._file[path][sel]
+            ds = self._datasets.get(path)
+            data = (ds if ds is not None else self._file[path])[sel]
         except _H5_ERRORS as exc:
             raise self._error(f"cannot be read: {exc}", path, epoch) from exc
         return data
@@ -556,7 +619,7 @@ class Run:
     def chunk_rows(self, source: Source | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
         """Rows per read: at most ``chunk_bytes``, rounded down to whole HDF5 chunks if possible."""
         source = source or self.train
-        ds = self._file[source.path]
+        ds = self._datasets[source.path]
         row_bytes = max(1, ds.shape[2] * ds.dtype.itemsize)
         rows = max(1, chunk_bytes // row_bytes)
         if ds.chunks is not None and ds.chunks[1] <= rows:
@@ -634,8 +697,7 @@ def open_run(path, *, allow_external: bool = False) -> Run:
     Raises
     ------
     InputError
-        The file is missing, not HDF5, damaged, has no complete epoch yet (no ``/epoch``), or
-        does not follow SPEC §1. A file whose ``/epoch`` exists but is empty opens, with
-        ``run.epochs`` empty.
+        The file is missing, not HDF5, damaged, has no complete epoch yet (``/epoch`` absent
+        or empty), or does not follow SPEC §1.
     """
     return Run(path, allow_external=allow_external)

@@ -1,0 +1,338 @@
+"""The bad-input corpus of SPEC §7: every case as a small generated file.
+
+Each case asserts the exit code, the one stderr line (file, dataset, epoch, what is wrong)
+and that no traceback is printed (only ``--debug`` prints one). ``write_h5`` and
+``valid_members`` are reused by the other reliability tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ncanalyze import InputError, open_run
+from ncanalyze.cli.app import app
+
+N, C, P, E = 60, 3, 8, 3
+
+
+def valid_members(seed: int = 0) -> dict:
+    """A valid run (N=60, C=3, P=8, epochs 1..3) as {hdf5 path: array}."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(N) % C
+    centres = 4.0 * rng.standard_normal((C, P))
+    feats = centres[y][None] + rng.standard_normal((E, N, P))
+    return {
+        "labels": y.astype(np.int64),
+        "epoch": np.arange(1, E + 1, dtype=np.int64),
+        "features": feats.astype(np.float32),
+        "weight": rng.standard_normal((E, C, P)),
+        "bias": rng.standard_normal((E, C)),
+        "scalars/train_loss": np.linspace(1.0, 0.1, E),
+    }
+
+
+def write_h5(path, members: dict, attrs: dict | None = None, **file_kwargs) -> Path:
+    """Write ``members`` ({path: array or dict of create_dataset kwargs}) and root ``attrs``."""
+    with h5py.File(path, "w", **file_kwargs) as f:
+        for key, value in (attrs if attrs is not None else {"ncanalyze_format": 1}).items():
+            f.attrs[key] = value
+        for name, value in members.items():
+            if isinstance(value, dict):
+                f.create_dataset(name, **value)
+            else:
+                f.create_dataset(name, data=value)
+    return Path(path)
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+def variant(tmp_path, attrs=None, drop=(), **changes) -> Path:
+    members = valid_members()
+    for key in drop:
+        del members[key]
+    members.update({k.replace("__", "/"): v for k, v in changes.items()})
+    return write_h5(tmp_path / "bad.h5", members, attrs)
+
+
+# ----------------------------------------------------------------------------- the corpus
+def _missing(tmp_path):
+    return tmp_path / "nope.h5"
+
+
+def _not_hdf5(tmp_path):
+    p = tmp_path / "notes.h5"
+    p.write_text("epoch,loss\n1,0.5\n")
+    return p
+
+
+def _empty_file(tmp_path):
+    p = tmp_path / "empty.h5"
+    p.write_bytes(b"")
+    return p
+
+
+def _truncated(tmp_path):
+    good = variant(tmp_path)
+    data = good.read_bytes()
+    p = tmp_path / "cut.h5"
+    p.write_bytes(data[: len(data) // 2])
+    return p
+
+
+def _with(**kw):
+    return lambda tmp_path: variant(tmp_path, **kw)
+
+
+def _nan_features(tmp_path):
+    m = valid_members()
+    m["features"][1, [4, 9, 50], 2] = np.nan
+    m["features"][1, 9, 0] = np.inf
+    return write_h5(tmp_path / "nan.h5", m)
+
+
+def _inf_features_chunked(tmp_path):
+    # Bad rows spread over several read chunks: the count covers the whole epoch.
+    m = valid_members()
+    m["features"][2, [1, 25, 59], :] = -np.inf
+    m["features"] = {"data": m["features"], "chunks": (1, 10, P)}
+    return write_h5(tmp_path / "inf.h5", m)
+
+
+def _nan_weight(tmp_path):
+    m = valid_members()
+    m["weight"][0, 2, 5] = np.nan
+    return write_h5(tmp_path / "nanw.h5", m)
+
+
+def _huge_p(tmp_path):
+    m = valid_members()
+    m["features"] = {"shape": (E, N, 10**6), "dtype": "f4", "chunks": (1, 1, 1024)}
+    del m["weight"], m["bias"]
+    return write_h5(tmp_path / "hugeP.h5", m)
+
+
+def _huge_n(tmp_path):
+    m = valid_members()
+    m["labels"] = {"shape": (2**40,), "dtype": "i8", "chunks": (4096,)}
+    return write_h5(tmp_path / "hugeN.h5", m)
+
+
+def _huge_e(tmp_path):
+    m = valid_members()
+    m["epoch"] = {"shape": (2**40,), "dtype": "i8", "chunks": (4096,)}
+    return write_h5(tmp_path / "hugeE.h5", m)
+
+
+def _unavailable_filter(tmp_path):
+    # HDF5 refuses to create a dataset with an unavailable filter, so write a gzip dataset
+    # (object header v1: no checksum) and patch its filter id 1 (deflate) to 7, which no HDF5
+    # build provides — as a file compressed with a plugin (blosc, zstd) looks elsewhere.
+    m = valid_members()
+    m["features"] = {"data": m["features"], "compression": "gzip", "chunks": (1, N, P)}
+    p = write_h5(tmp_path / "filter.h5", m)
+    data = bytearray(p.read_bytes())
+    pattern = bytes.fromhex("0100 0800 0100 0100") + b"deflate\0"
+    assert data.count(pattern) == 1
+    i = data.find(pattern)
+    data[i:i + 2] = (7).to_bytes(2, "little")
+    p.write_bytes(bytes(data))
+    return p
+
+
+def _huge_filtered_chunks(tmp_path):
+    m = valid_members()
+    m["features"] = {"shape": (E, 2**26, 8), "dtype": "f4", "chunks": (1, 2**24, 8),
+                     "compression": "gzip"}
+    m["labels"] = np.arange(2**26) % C
+    return write_h5(tmp_path / "bigchunk.h5", m)
+
+
+def _header_only(tmp_path):
+    from ncanalyze import RunWriter
+
+    p = tmp_path / "started.h5"
+    RunWriter(p, np.arange(N) % C).close()
+    return p
+
+
+CASES = [
+    # id, builder, dataset in message (None: none), epoch in message, expected text
+    ("missing-file", _missing, None, None, "no such file"),
+    ("not-hdf5", _not_hdf5, None, None, "not an HDF5 file"),
+    ("empty-file", _empty_file, None, None, "is empty (0 bytes)"),
+    ("truncated", _truncated, None, None, "is truncated"),
+    ("missing-labels", _with(drop=["labels"]), "/labels", None, "required dataset is missing"),
+    ("missing-features", _with(drop=["features"]), "/features", None,
+     "required dataset is missing"),
+    ("missing-epoch", _with(drop=["epoch"]), "/epoch", None, "required dataset is missing"),
+    ("no-complete-epoch", _header_only, "/epoch", None, "no complete epoch yet"),
+    ("empty-epoch", _with(epoch=np.zeros(0, np.int64)), "/epoch", None,
+     "no complete epoch yet"),
+    ("labels-vs-N", _with(labels=np.arange(N - 6) % C), "/features", None,
+     "has 60 rows but the labels have 54"),
+    ("weight-P", _with(weight=np.ones((E, C, P - 1))), "/weight", None,
+     "has P = 7 but /features has P = 8"),
+    ("weight-rows-vs-C", _with(weight=np.ones((E, C + 1, P))), "/weight", None,
+     "has 4 rows but C = 3"),
+    ("bias-shape", _with(bias=np.ones((E, C + 2))), "/bias", None, "must be (E, C)"),
+    ("labels-negative", _with(labels=np.r_[-1, np.arange(1, N) % C]), "/labels", None,
+     "negative labels"),
+    ("labels-ge-C", _with(attrs={"num_classes": 2}), "/labels", None,
+     "label(s) ≥ C = 2"),
+    ("labels-float", _with(labels=(np.arange(N) % C) + 0.5), "/labels", None,
+     "must hold integers"),
+    ("labels-2d", _with(labels=np.zeros((N, 2), np.int64)), "/labels", None, "must be 1-D"),
+    ("nan-features", _nan_features, "/features", 2,
+     "3 of 60 rows contain NaN or Inf (first bad row: 4)"),
+    ("inf-features-chunked", _inf_features_chunked, "/features", 3,
+     "3 of 60 rows contain NaN or Inf (first bad row: 1)"),
+    ("nan-weight", _nan_weight, "/weight", 1, "1 of 3 rows contain NaN or Inf"),
+    ("empty-class", _with(attrs={"num_classes": 4}), "/labels", None,
+     "class(es) 3 have no samples"),
+    ("one-class", _with(labels=np.zeros(N, np.int64), drop=["weight", "bias"]), "/labels", None,
+     "at least 2 classes"),
+    ("num-classes-1", _with(attrs={"num_classes": 1}), "/", None, "at least 2 classes"),
+    ("unknown-format", _with(attrs={"ncanalyze_format": 7}), "/", None,
+     "unknown ncanalyze_format 7"),
+    ("format-not-int", _with(attrs={"ncanalyze_format": "one"}), "/", None, "is not an integer"),
+    ("huge-P", _huge_p, "/features", None, "declares P = 1000000"),
+    ("huge-N", _huge_n, "/labels", None, "declares N = 1099511627776"),
+    ("huge-E", _huge_e, "/epoch", None, "declares 1099511627776 epochs"),
+    ("unavailable-filter", _unavailable_filter, "/features", None,
+     "needs HDF5 filter 7 (deflate), which is not available"),
+    ("huge-filtered-chunks", _huge_filtered_chunks, "/features", None,
+     "compressed chunks of 0.5 GiB"),
+    ("epochs-not-increasing", _with(epoch=np.array([1, 3, 3])), "/epoch", None,
+     "strictly increasing"),
+    ("features-2d", _with(features=np.ones((N, P), np.float32)), "/features", None,
+     "must be 3-D"),
+    ("features-int", _with(features=np.ones((E, N, P), np.int32)), "/features", None,
+     "must hold float16/32/64"),
+    ("features-group", _with(drop=["features"], features__x=np.ones(3)), "/features", None,
+     "is a group, expected a dataset"),
+    ("bias-without-weight", _with(drop=["weight"]), "/bias", None, "without /weight"),
+    ("weight-decay-negative", _with(attrs={"ncanalyze_format": 1, "weight_decay": -1.0}), "/",
+     None, "must be finite and ≥ 0"),
+]
+
+#: Problems in the bulk data, found only by commands that read it.
+DATA_CASES = {"nan-features", "inf-features-chunked", "nan-weight"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_line(tmp_path, case):
+    name, build, dataset, epoch, text = case
+    path = build(tmp_path)
+    before = path.read_bytes() if path.exists() else None
+    for command in ("metrics", "inspect"):
+        result = run_cli(command, path, *(["-f", "json"] if command == "inspect" else []))
+        if command == "inspect" and name in DATA_CASES:
+            # inspect reads no bulk data (it stays cheap on huge files): nothing to flag.
+            assert result.exit_code == 0 and "Traceback" not in result.stderr
+            continue
+        assert result.exit_code == 3, (command, result.exit_code, result.stderr, result.stdout)
+        assert "Traceback" not in result.stderr + result.stdout
+        if command == "metrics":
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, lines
+            expected = f"ncanalyze: error: {path}: "
+            if dataset:
+                expected += f"{dataset}: "
+            if epoch is not None:
+                expected += f"epoch {epoch}: "
+            assert lines[0].startswith(expected), (lines[0], expected)
+            assert text in lines[0], lines[0]
+        elif result.stdout:  # inspect lists the problem
+            assert any(text in p for p in json.loads(result.stdout)["problems"]), result.stdout
+        else:  # or cannot open the file at all
+            assert text in result.stderr
+    assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_corpus_cases_raise_input_error_from_the_api(tmp_path):
+    for name, build, _, _, text in CASES:
+        sub = tmp_path / name
+        sub.mkdir()
+        path = build(sub)
+        with pytest.raises(InputError, match=None) as info:
+            with open_run(path) as run:
+                for e in run.epochs:
+                    run.weight(e)
+                    for _ in run.iter_chunks(e):
+                        pass
+        assert text in str(info.value), (name, str(info.value))
+
+
+def test_debug_prints_the_traceback(tmp_path):
+    path = _nan_features(tmp_path)
+    plain = run_cli("metrics", path)
+    debug = run_cli("metrics", path, "--debug")
+    assert plain.exit_code == debug.exit_code == 3
+    assert "Traceback" not in plain.stderr
+    assert "Traceback" in debug.stderr and "contain NaN or Inf" in debug.stderr
+
+
+def test_real_process_prints_one_line_and_no_traceback(tmp_path):
+    path = _unavailable_filter(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "ncanalyze", "metrics", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "needs HDF5 filter 7" in proc.stderr
+
+
+def test_usage_error_exit_2(tmp_path):
+    path = variant(tmp_path)
+    result = run_cli("metrics", path, "--epochs", "banana")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "--epochs" in result.stderr
+
+
+def test_backend_unavailable_exit_4(tmp_path):
+    pytest.importorskip("ncanalyze.backend")
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except Exception:
+        pass
+    result = run_cli("metrics", variant(tmp_path), "--backend", "cupy")
+    assert result.exit_code == 4 and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")
+def test_unreadable_file(tmp_path):
+    path = variant(tmp_path)
+    path.chmod(0)
+    try:
+        result = run_cli("metrics", path)
+    finally:
+        path.chmod(0o644)
+    assert result.exit_code == 3 and "permission denied" in result.stderr
+
+
+def test_p_at_least_n_minus_c_is_a_warning_not_an_error(tmp_path):
+    # Σ_W is singular; metrics are still defined (NC1 uses Σ_B^†), inspect lists a problem.
+    rng = np.random.default_rng(3)
+    y = np.arange(8) % C
+    path = write_h5(tmp_path / "wide.h5", {
+        "labels": y, "epoch": np.array([1]),
+        "features": rng.standard_normal((1, 8, 8)).astype(np.float32)})
+    result = run_cli("metrics", path, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("inspect", path)
+    assert result.exit_code == 3
+    assert "Σ_W is singular" in result.stdout
