@@ -51,17 +51,27 @@ def to_numpy(array: Any) -> np.ndarray:
         obj = obj.detach()
     if hasattr(obj, "get") and type(obj).__module__.startswith("cupy"):
         return obj.get()
-    try:
-        return np.asarray(obj)
-    except Exception:
-        pass
+    if hasattr(obj, "__array__"):
+        try:
+            return np.asarray(obj)
+        except Exception:  # e.g. a torch tensor on an accelerator
+            pass
     if hasattr(obj, "__dlpack__"):
         try:
             return np.from_dlpack(obj)
-        except Exception:
+        except Exception:  # a device array: NumPy imports host memory only
             pass
     if hasattr(obj, "cpu"):  # torch tensor on an accelerator
-        return np.asarray(obj.cpu())
+        try:
+            return np.asarray(obj.cpu())
+        except Exception:
+            pass
+    try:
+        arr = np.asarray(obj)  # lists, Python scalars
+    except Exception:
+        arr = None
+    if arr is not None and arr.dtype != object:
+        return arr
     raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
 
 
