@@ -333,6 +333,10 @@ def test_p_at_least_n_minus_c_is_a_warning_not_an_error(tmp_path):
     result = run_cli("metrics", path, "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert "Traceback" not in result.stderr
-    result = run_cli("inspect", path)
+    result = run_cli("inspect", path, "-f", "json")
     assert result.exit_code == 3
-    assert "Σ_W is singular" in result.stdout
+    assert any("Σ_W is singular" in p for p in json.loads(result.stdout)["problems"])
+    if "snr" in {c.name or c.callback.__name__ for c in app.registered_commands}:
+        result = run_cli("snr", path, "-f", "json")
+        assert result.exit_code == 0 and "Traceback" not in result.stderr
+        assert "singular" in result.stderr

@@ -55,7 +55,7 @@ def _external_group_file(tmp_path):
     path = write_h5(tmp_path / "main.h5", m)
     with h5py.File(path, "a") as f:
         f["scalars"] = h5py.ExternalLink("other.h5", "/s")
-    return path, "/scalars", "/scalars is an external link to other.h5:/s"
+    return path, "/scalars", "is an external link to other.h5:/s"
 
 
 def _soft_to_external_file(tmp_path):

@@ -295,7 +295,8 @@ class Run:
             if link is None:
                 return None
             if isinstance(link, h5py.ExternalLink):
-                return (f"{current} is an external link to {link.filename}:{link.path}")
+                who = "is" if current == name and depth == 0 else f"{current} is"
+                return f"{who} an external link to {link.filename}:{link.path}"
             if isinstance(link, h5py.SoftLink):
                 target = link.path if link.path.startswith("/") else \
                     f"{parent.rstrip('/')}/{link.path}"
