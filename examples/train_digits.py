@@ -1,20 +1,30 @@
 #!/usr/bin/env python
 """Train an MLP on scikit-learn's digits past zero training error and record Neural Collapse.
 
-Regenerate the bundled run (examples/digits_mlp.h5) with:
+Regenerate the bundled run (examples/digits_mlp.h5, about a minute on one CPU core) with:
 
-    python examples/train_digits.py --loss mse --epochs 300 --seed 0 --out examples/digits_mlp.h5
+    python examples/train_digits.py --loss mse --activation leaky_relu --epochs 600 \
+        --lr 0.1 --weight-decay 1e-4 --widths 256,128,64,32,32,32 --records 18 --seed 0 \
+        --out examples/digits_mlp.h5 --overwrite
 
-A cross-entropy variant for comparison (e.g. ``ncanalyze plot A.h5 --compare B.h5``):
+(these are also the defaults). A cross-entropy variant for comparison (e.g.
+``ncanalyze plot A.h5 --compare B.h5``):
 
     python examples/train_digits.py --loss ce --out digits_ce.h5
 
 Real data (the 1 797 8×8 digit images shipped with scikit-learn, no download), a real network
-(ReLU MLP, 64-256-32-32-32-10 by default), CPU only and deterministic for a given --seed. Every --save-every
-epochs the script records, with :class:`ncanalyze.RunWriter`, the penultimate features of the
-training set (the input of the last linear layer), the classifier W and b, the outputs of two
-earlier blocks (``/layers``), the test split's features (``/splits/test``) and the scalars
-train_loss, train_acc, test_acc, lr; then it runs ``ncanalyze report`` on the file.
+(MLP 64-256-128-64-32-32-32-10 with LeakyReLU(0.1) by default), CPU only and deterministic for a
+given --seed. At epoch 0, the last epoch and about --records log-spaced epochs in between (or
+every --save-every epochs) the script records, with :class:`ncanalyze.RunWriter`, the
+penultimate features of the training set (the input of the last linear layer), the classifier
+W and b, the outputs of two earlier blocks (``/layers``), the test split's features
+(``/splits/test``) and the scalars train_loss, train_acc, test_acc, lr; then it runs
+``ncanalyze report`` on the file.
+
+The activation is not ReLU by default on purpose: post-ReLU features have dead units (always
+0), so Σ_W is singular and ``ncanalyze snr`` reports null SNR keys (``--activation relu`` shows
+that). A leaky activation keeps every unit alive while the network still trains past zero
+training error.
 
 The MSE loss is the paper convention ½·(1/N) Σ ‖W h_i + b − e_{y_i}‖² (Han et al.), so with
 PyTorch's ``weight_decay=wd`` the λ of ``ncanalyze decompose`` is wd; it is stored in the file.
@@ -38,19 +48,24 @@ except ImportError:  # older versions export it from ncanalyze.io only
 from ncanalyze.capture import record_epoch
 
 
+ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.1), "gelu": nn.GELU, "elu": nn.ELU,
+               "tanh": nn.Tanh, "relu": nn.ReLU}
+
+
 class MLP(nn.Module):
-    """in_dim → widths[0] → … → widths[-1] → C, ReLU after every hidden layer.
+    """in_dim → widths[0] → … → widths[-1] → C, an activation after every hidden layer.
 
     The hidden blocks are ``block1``, ``block2``, …; the last one's output is the penultimate
     feature vector and ``fc`` is the classifier.
     """
 
-    def __init__(self, in_dim: int = 64, widths=(256, 32, 32, 32), num_classes: int = 10):
+    def __init__(self, in_dim: int = 64, widths=(256, 128, 64, 32, 32, 32), num_classes: int = 10,
+                 activation: str = "leaky_relu"):
         super().__init__()
         dims = (in_dim,) + tuple(widths)
         self.blocks = []
         for i in range(len(widths)):
-            block = nn.Sequential(nn.Linear(dims[i], dims[i + 1]), nn.ReLU())
+            block = nn.Sequential(nn.Linear(dims[i], dims[i + 1]), ACTIVATIONS[activation]())
             self.add_module(f"block{i + 1}", block)
             self.blocks.append(block)
         self.fc = nn.Linear(dims[-1], num_classes)
@@ -115,16 +130,22 @@ def run_report(path: str) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loss", choices=("mse", "ce"), default="mse")
-    p.add_argument("--epochs", type=int, default=300, help="training epochs (default 300)")
+    p.add_argument("--activation", choices=tuple(ACTIVATIONS), default="leaky_relu",
+                   help="hidden activation (default leaky_relu, slope 0.1; relu leaves dead "
+                        "penultimate units, which make Σ_W singular and the SNR undefined)")
+    p.add_argument("--epochs", type=int, default=600, help="training epochs (default 600)")
     p.add_argument("--save-every", type=int, default=None,
-                   help="record every K epochs (default: about 25 records in all)")
+                   help="record every K epochs (default: --records epochs, log-spaced)")
+    p.add_argument("--records", type=int, default=18,
+                   help="without --save-every: record epoch 0 and about this many log-spaced "
+                        "epochs up to the last (default 18)")
     p.add_argument("--out", default="digits_run.h5", help="run file to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None,
-                   help="initial SGD learning rate (default 0.05 for mse, 0.02 for ce)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+                   help="initial SGD learning rate (default 0.1 for mse, 0.02 for ce)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--widths", default="256,32,32,32",
+    p.add_argument("--widths", default="256,128,64,32,32,32",
                    help="hidden widths, comma separated; the last is the feature dimension P")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                    help="storage dtype of features (float16 keeps the file small)")
@@ -138,18 +159,22 @@ def main(argv=None) -> int:
     x_tr, y_tr, x_te, y_te = load_data(args.seed)
     num_classes = 10
     widths = tuple(int(w) for w in args.widths.split(","))
-    model = MLP(x_tr.shape[1], widths, num_classes=num_classes)
+    model = MLP(x_tr.shape[1], widths, num_classes=num_classes, activation=args.activation)
     # Depth-wise collapse: the two hidden blocks before the penultimate one go to /layers.
     recorded_layers = {f"block{i + 1}": model.blocks[i]
                        for i in range(max(0, len(widths) - 3), len(widths) - 1)}
-    lr = args.lr if args.lr is not None else (0.05 if args.loss == "mse" else 0.02)
+    lr = args.lr if args.lr is not None else (0.1 if args.loss == "mse" else 0.02)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9,
                           weight_decay=args.weight_decay)
     # Papyan et al.'s schedule: divide the learning rate by 10 at 1/3 and 2/3 of training.
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[args.epochs // 3, 2 * args.epochs // 3], gamma=0.1)
     loss_fn = make_loss(args.loss, num_classes)
-    every = args.save_every or max(1, args.epochs // 25)
+    if args.save_every:
+        recorded = set(range(0, args.epochs + 1, args.save_every)) | {args.epochs}
+    else:  # collapse is fast early and slow late: log-spaced records show both
+        recorded = {0, args.epochs} | {
+            int(e) for e in np.round(np.geomspace(1, max(1, args.epochs), args.records))}
     gen = torch.Generator().manual_seed(args.seed)
     train_eval = batches(x_tr, y_tr, 512)  # fixed order, for recording
     test_eval = batches(x_te, y_te, 512)
@@ -172,7 +197,7 @@ def main(argv=None) -> int:
                     total += loss.item() * idx.numel()
                 train_loss = total / x_tr.shape[0]
                 sched.step()
-            if epoch % every == 0 or epoch == args.epochs:
+            if epoch in recorded:
                 train_acc, test_acc = accuracy(model, x_tr, y_tr), accuracy(model, x_te, y_te)
                 record_epoch(writer, epoch, model, train_eval, classifier=model.fc,
                              layers=recorded_layers,
