@@ -211,8 +211,12 @@ class Analysis:
                 self.run.labels(source))
         return self._labels_dev[source.labels_path]
 
-    def _chunks(self, epoch: int, source: Source):
+    def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
         """Yield ``(device_features, device_labels, host_labels)`` for one pass.
+
+        NaN/Inf rows are not looked for here (an extra pass over the data): the statistics
+        show them (see :meth:`_stats`), and only then is the epoch re-read with the reader's
+        row check, which raises the precise error.
 
         A reader thread reads the next chunk while this one is computed on (h5py drops the
         GIL in HDF5's read and decompression, BLAS drops it in products, CuPy kernels run
@@ -222,37 +226,53 @@ class Analysis:
         labels_dev = self._device_labels(source)
         rows = self.settings.chunk_rows or self._default_rows(source)
         start = 0
-        for chunk, labels in _prefetch(self.run.iter_chunks(epoch, source, rows=rows), PREFETCH):
+        chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite)
+        for chunk, labels in _prefetch(chunks, PREFETCH):
             stop = start + chunk.shape[0]
             yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
             start = stop
 
     def _default_rows(self, source: Source) -> int:
-        """The file's preferred read size, rounded to whole accumulation blocks when larger."""
-        rows = self.run.chunk_rows(source)
+        """Rows per read: one accumulation block (no regrouping copies), rounded down to whole
+        HDF5 chunks of the file when those are smaller."""
         block = block_rows(source.num_features)
-        return max(block, (rows // block) * block) if rows >= block else rows
+        itemsize = np.dtype(self.run.info.features_dtype).itemsize
+        return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
-    def _stats(self, epoch: int, source: Source, keep: bool):
+    def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
         """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
         xp = self.backend.xp
         acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
-                               self.settings.dtype)
+                               dtype or self.settings.dtype)
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         cache: list | None = [] if keep and (
             source.num_samples * source.num_features * itemsize <= CACHE_BYTES) else None
-        for x, y, y_host in self._chunks(epoch, source):
-            acc.update(x, y, y_host)
-            if cache is not None:
-                cache.append((x, y))
-            if self.progress:
-                self.progress(x.shape[0], source.num_samples)
+        # NaN/Inf features propagate silently into the statistics and are reported below.
+        with np.errstate(invalid="ignore", over="ignore"):
+            for x, y, y_host in self._chunks(epoch, source):
+                acc.update(x, y, y_host)
+                if cache is not None:
+                    cache.append((x, y))
+                if self.progress:
+                    self.progress(x.shape[0], source.num_samples)
         counts = acc.counts
         if np.any(counts == 0):
             missing = np.flatnonzero(counts == 0)[:10].tolist()
             raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
                              dataset=source.labels_path, epoch=epoch)
-        return acc.finalize(), cache
+        with np.errstate(invalid="ignore", over="ignore"):
+            stats = acc.finalize()
+        if not _finite(stats):
+            # A NaN/Inf feature reaches every sum of its class: re-read with the row check,
+            # which names the rows. If none is found, float32 products overflowed (features
+            # beyond ~1e19): recompute in float64.
+            for _ in self._chunks(epoch, source, check_finite=True):
+                pass
+            if acc.compute_dtype != xp.float64:
+                return self._stats(epoch, source, keep, dtype="float64")
+            raise InputError("the class statistics overflow float64", file=self.run.path,
+                             dataset=source.path, epoch=epoch)
+        return stats, cache
 
     def _predictions(self, epoch, source, cache, ncc_means, weight, bias):
         pred = PredictionAccumulator(ncc_means, weight, bias)
@@ -331,6 +351,12 @@ class Analysis:
         yield from iter_epochs(self)
 
 
+def _finite(stats) -> bool:
+    xp = stats.xp
+    return bool(xp.all(xp.isfinite(stats.class_scatter))) and bool(
+        xp.all(xp.isfinite(stats.within_scatter))) and bool(xp.all(xp.isfinite(stats.means)))
+
+
 #: Chunks read ahead by the reader thread of one pass.
 PREFETCH = 2
 
@@ -368,13 +394,17 @@ def _prefetch(iterable, depth: int):
         while True:
             ok, item = items.get()
             if not ok:
+                thread.join()
                 raise item
             if item is done:
+                thread.join()
                 return
             yield item
     finally:
+        # Abandoned early (the consumer raised, or the generator is garbage-collected,
+        # possibly while this thread holds h5py's lock): never join here, the reader stops
+        # by itself at its next put.
         stop.set()
-        thread.join()
 
 
 def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, list[EpochResult]]:

@@ -115,18 +115,19 @@ class ClassStats:
         return self.means - self.global_mean(kind)[None, :]
 
 
-#: Rows per accumulation block. The statistics are computed block by block over fixed row
-#: ranges ``[k·B, (k+1)·B)`` whatever the size of the chunks handed to :meth:`update`, so the
-#: result does not depend on how a file is read (bit for bit). 4096 rows keep the float64
-#: add of each block's P×P product below ~1 % of the product's own cost.
-BLOCK_ROWS = 4096
-#: Upper bound on one block's float64 centred copy (very wide features get shorter blocks).
-BLOCK_BYTES = 64 * 2**20
+#: Most rows per accumulation block. The statistics are computed block by block over fixed
+#: row ranges ``[k·B, (k+1)·B)`` whatever the size of the chunks handed to :meth:`update`, so
+#: the result does not depend on how a file is read (bit for bit). Large blocks keep BLAS
+#: calls few and large; the float64 add of each block's P×P product costs ~1/B of it.
+BLOCK_ROWS = 16384
+#: Size of one block in float32 (wide features get fewer rows, narrow ones at most BLOCK_ROWS).
+BLOCK_BYTES = 32 * 2**20
 
 
 def block_rows(num_features: int) -> int:
     """Rows per accumulation block for ``num_features`` columns (a function of P only)."""
-    return int(max(256, min(BLOCK_ROWS, BLOCK_BYTES // (8 * max(1, num_features)))))
+    rows = BLOCK_BYTES // (4 * max(1, num_features))
+    return int(max(256, min(BLOCK_ROWS, 1 << (int(rows).bit_length() - 1))))
 
 
 class StatsAccumulator:
@@ -171,6 +172,7 @@ class StatsAccumulator:
         self._scatter = xp.zeros((num_features, num_features), dtype=f64)
         self._pending: list[tuple[Any, Any, np.ndarray]] = []
         self._pending_rows = 0
+        self._buffer: np.ndarray | None = None
 
     def update(self, features, labels, labels_host: np.ndarray | None = None) -> None:
         """Add one chunk (any number of rows; consecutive chunks are consecutive rows).
@@ -185,7 +187,7 @@ class StatsAccumulator:
             The same labels as NumPy (saves a device-to-host copy).
         """
         if labels_host is None:
-            labels_host = np.asarray(labels)
+            labels_host = _host(labels)
         n = int(features.shape[0])
         b = self.block_rows
         start = 0
@@ -241,26 +243,57 @@ class StatsAccumulator:
             self._ref = xp.where(mask, chunk_means, self._ref)
             self._ref_c = xp.astype(self._ref, cdt)
             self._has_ref |= new
-        if cdt == f64 or features.dtype == f64:
-            # float64 centring; rounded to the compute dtype afterwards (once) if needed.
-            z = xp.astype(features, f64) - xp.take(self._ref, labels, axis=0)
-            if cdt != f64:
-                z = xp.astype(z, cdt)
-        else:  # float16/float32 features, float32 products: centre in float32 (see above)
-            z = xp.astype(features, cdt) - xp.take(self._ref_c, labels, axis=0)
         if self._numpy:
-            z = np.asarray(z)
-            sq = np.einsum("ij,ij->i", z, z).astype(np.float64)
-            # z.T @ z on one buffer: NumPy calls BLAS syrk (half the flops of a general product).
-            np.add(self._scatter, z.T @ z, out=self._scatter)
-            self._zsum += _segment_sum64(z, labels_host, self.num_classes)
-            self._zsq += np.bincount(labels_host, weights=sq, minlength=self.num_classes)
+            self._block_numpy(np.asarray(features), labels_host)
         else:
+            if cdt == f64 or features.dtype == f64:
+                # float64 centring; rounded to the compute dtype afterwards (once) if needed.
+                z = xp.astype(features, f64) - xp.take(self._ref, labels, axis=0)
+                if cdt != f64:
+                    z = xp.astype(z, cdt)
+            else:  # float16/float32 features, float32 products: centre in float32 (see above)
+                z = xp.astype(features, cdt) - xp.take(self._ref_c, labels, axis=0)
             self._zsum = self._zsum + xp.astype(segment_sum(z, labels, self.num_classes), f64)
             z64sq = xp.astype(xp.sum(z * z, axis=1), f64)
             self._zsq = self._zsq + segment_sum(z64sq, labels, self.num_classes)
             self._scatter = self._scatter + xp.astype(xp.matmul(z.T, z), f64)
         self._counts += counts
+
+    def _block_numpy(self, x: np.ndarray, labels: np.ndarray) -> None:
+        """The NumPy block: one symmetric product gives Σ zzᵀ and, for few classes, Σ_c z.
+
+        For C ≤ P/16 the centred rows are written next to their one-hot labels,
+        ``a = [z | onehot]`` (rows × (P+C)), and ``aᵀa`` (BLAS syrk: NumPy detects the
+        transposed operand) holds ``zᵀz`` and the per-class sums ``onehotᵀz`` at a cost of
+        (1 + C/P)² products; otherwise the class sums come from a sorted reduction.
+        """
+        c, p = self.num_classes, self.num_features
+        cdt = np.dtype(np.asarray(self._ref_c).dtype)
+        ref = np.asarray(self._ref_c) if (cdt == np.float64 or x.dtype != np.float64) \
+            else np.asarray(self._ref)
+        fused = c * 16 <= p
+        n = x.shape[0]
+        shape = (self.block_rows, p + (c if fused else 0))
+        if self._buffer is None or self._buffer.shape != shape or self._buffer.dtype != cdt:
+            # Reused across blocks: fresh multi-MiB arrays would be page-faulted every time.
+            self._buffer = np.empty(shape, dtype=cdt)
+        a = self._buffer[:n]
+        z = a[:, :p]
+        if ref.dtype == cdt:
+            np.take(ref, labels, axis=0, out=z)
+            np.subtract(x, z, out=z, dtype=cdt, casting="unsafe")
+        else:  # float64 features, float32 products: centre in float64, round once
+            z[...] = x - ref[labels]
+        if fused:
+            a[:, p:] = labels[:, None] == np.arange(c)[None, :]
+        gram = a.T @ a
+        np.add(self._scatter, gram[:p, :p], out=self._scatter)
+        if fused:
+            self._zsum += gram[p:, :p]
+        else:
+            self._zsum += _segment_sum64(z, labels, c)
+        sq = np.einsum("ij,ij->i", z, z)
+        self._zsq += np.bincount(labels, weights=sq, minlength=c)
 
     @property
     def counts(self) -> np.ndarray:
@@ -283,6 +316,13 @@ class StatsAccumulator:
         scatter = (scatter + scatter.T) / 2
         class_scatter = xp.maximum(self._zsq - n * xp.sum(d * d, axis=1), 0.0)
         return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
+
+
+def _host(a) -> np.ndarray:
+    """An array as NumPy (CuPy arrays do not convert implicitly)."""
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
 
 
 def _segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -313,7 +353,7 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
         Rows per accumulation step.
     """
     xp = array_namespace(features)
-    labels_host = np.asarray(labels).astype(np.int64)
+    labels_host = _host(labels).astype(np.int64)
     c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
     acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype)
     lab = xp.asarray(labels_host)

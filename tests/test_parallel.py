@@ -1,0 +1,106 @@
+"""Epoch-level parallelism: local worker processes and dask.distributed give the serial results.
+
+Kept light for 2-core CI: tiny files, one in-process dask LocalCluster (threads), one pool
+of two spawned processes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ncanalyze.analysis import Analysis, Settings
+from ncanalyze.cli.app import app
+from ncanalyze.parallel import compute_epochs, local_workers
+
+from .factories import collapsing_features, labels, write_run
+
+QUANTITIES = ("metrics", "decompose", "snr")
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory):
+    rng = np.random.default_rng(21)
+    C, P = 4, 6
+    y = labels(C, 60, rng)
+    means = rng.normal(size=(C, P)) * 2
+    feats = [collapsing_features(y, means, 1.0 / (e + 1), rng) for e in range(5)]
+    Ws = [means + 0.2 * rng.normal(size=(C, P)) for _ in feats]
+    bs = [0.1 * rng.normal(size=C) for _ in feats]
+    return write_run(tmp_path_factory.mktemp("par") / "run.h5", y, feats, Ws, bs,
+                     epochs=[1, 2, 5, 9, 10], weight_decay=1e-3)
+
+
+@pytest.fixture(scope="module")
+def dask_address():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _results(path, **kw):
+    s = Settings(QUANTITIES, backend="numpy", **kw)
+    with Analysis(path, s) as a:
+        return [(r.epoch, r.values, r.warnings) for r in a]
+
+
+def test_compute_epochs_is_plain_data_in_order(run_file):
+    out = compute_epochs(str(run_file), Settings(QUANTITIES, backend="numpy"), [9, 2])
+    assert [d["epoch"] for d in out] == [9, 2]
+    json.dumps([d["values"] for d in out])  # plain, serialisable values
+
+
+def test_dask_equals_local(run_file, dask_address):
+    local = _results(run_file, workers=1)
+    remote = _results(run_file, dask=dask_address)
+    assert [r[0] for r in remote] == [1, 2, 5, 9, 10]
+    assert remote == local
+
+
+def test_dask_epoch_selection_and_cli(run_file, dask_address):
+    runner = CliRunner()
+    args = ["metrics", str(run_file), "--format", "json", "--epochs", "2,9:10", "--quiet"]
+    serial = runner.invoke(app, args + ["--workers", "1"])
+    remote = runner.invoke(app, args + ["--dask", dask_address])
+    assert serial.exit_code == 0, serial.stderr
+    assert remote.exit_code == 0, remote.stderr
+    a, b = json.loads(serial.stdout), json.loads(remote.stdout)
+    assert [e["epoch"] for e in b["epochs"]] == [2, 9, 10]
+    assert a["epochs"] == b["epochs"]
+
+
+def test_worker_processes_equal_serial(run_file):
+    assert _results(run_file, workers=2) == _results(run_file, workers=1)
+
+
+def test_worker_errors_reach_the_caller(tmp_path, dask_address):
+    rng = np.random.default_rng(2)
+    y = labels(3, 20, rng)
+    h = collapsing_features(y, rng.normal(size=(3, 4)), 0.5, rng)
+    bad = h.copy()
+    bad[7, 1] = np.nan
+    path = write_run(tmp_path / "nan.h5", y, [h, bad])
+    runner = CliRunner()
+    res = runner.invoke(app, ["metrics", str(path), "--dask", dask_address, "--quiet"])
+    assert res.exit_code == 3
+    assert "epoch 2" in res.stderr and "NaN" in res.stderr
+
+
+def test_auto_workers(run_file):
+    with Analysis(run_file, Settings(QUANTITIES, backend="numpy")) as a:
+        assert local_workers(a) == 1  # tiny epochs: processes would cost more than they save
+    with Analysis(run_file, Settings(QUANTITIES, backend="numpy", workers=64)) as a:
+        assert local_workers(a) == 5  # never more processes than epochs
+    with Analysis(run_file, Settings(QUANTITIES, backend="numpy", epochs="last",
+                                     workers=4)) as a:
+        assert local_workers(a) == 1
+
+
+def test_bad_workers_is_usage_error(run_file):
+    res = CliRunner().invoke(app, ["metrics", str(run_file), "--workers", "0"])
+    assert res.exit_code == 2
+    assert "--workers" in res.stderr
