@@ -161,6 +161,8 @@ def test_writer_usage_errors(tmp_path, rng):
         RunWriter(tmp_path / "x.h5", y - 1)
     with pytest.raises(UsageError, match="integers"):
         RunWriter(tmp_path / "x.h5", y + 0.5)
+    with pytest.raises(UsageError, match="split 'test'"):
+        RunWriter(tmp_path / "x.h5", y, splits={"test": np.array([0, 5])})
     assert not (tmp_path / "x.h5").exists()
     RunWriter(path, y, overwrite=True).close()
     with pytest.raises(InputError, match="no complete epoch yet"):

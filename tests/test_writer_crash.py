@@ -15,6 +15,7 @@ used by ``test_live_reading.py``.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -30,14 +31,26 @@ N, P, C, P_LAYER = 3000, 48, 6, 16
 HERE = os.path.abspath(__file__)
 
 
+@functools.lru_cache(maxsize=1)
+def _base() -> tuple:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((N, P)).astype(np.float32), rng.standard_normal((C, P)),
+            rng.standard_normal(C).astype(np.float32),
+            rng.standard_normal((N, P_LAYER)).astype(np.float16))
+
+
 def epoch_data(epoch: int) -> dict:
-    """Deterministic content of one epoch (features, weight, bias, layer, scalar)."""
-    rng = np.random.default_rng(epoch)
+    """Deterministic, distinct content of one epoch (features, weight, bias, layer, scalar).
+
+    Cheap to make (an offset of fixed random arrays), so that the writer spends its time in
+    ``add_epoch`` and the random kills land there.
+    """
+    feats, weight, bias, layer = _base()
     return {
-        "features": rng.standard_normal((N, P)).astype(np.float32),
-        "weight": rng.standard_normal((C, P)),
-        "bias": rng.standard_normal(C).astype(np.float32),
-        "layer": rng.standard_normal((N, P_LAYER)).astype(np.float16),
+        "features": feats + np.float32(epoch),
+        "weight": weight * epoch,
+        "bias": bias - np.float32(epoch),
+        "layer": layer + np.float16(epoch % 512),
         "train_loss": float(epoch) / 7.0,
     }
 
@@ -136,7 +149,7 @@ def crash_campaign(tmp_path, kills: int, seed: int, max_delay: float) -> list[tu
     for i in range(kills):
         path = tmp_path / f"crash{i}.h5"
         outcomes.append(kill_and_check(path, rnd.uniform(0.0, max_delay)))
-        path.unlink()
+        path.unlink(missing_ok=True)
     return outcomes
 
 
@@ -153,6 +166,8 @@ def test_sigkill_during_add_epoch_loses_nothing_done(tmp_path):
 def test_sigkill_many(tmp_path):
     outcomes = crash_campaign(tmp_path, kills=300, seed=7, max_delay=1.5)
     assert any(d >= 10 for d, _ in outcomes)
+    print(f"kills={len(outcomes)} done-epochs={sum(d for d, _ in outcomes)} "
+          f"in-flight-epochs-also-complete={sum(l - d for d, l in outcomes)}")
 
 
 def test_killed_before_first_epoch_is_a_clear_error(tmp_path):

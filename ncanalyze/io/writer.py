@@ -137,7 +137,15 @@ class RunWriter:
         if labels.max() >= self.num_classes:
             raise UsageError(f"label {labels.max()} ≥ num_classes = {self.num_classes}")
         self.labels = labels.astype(np.int64, copy=False)
-        self.splits = {k: to_numpy(v).astype(np.int64) for k, v in (splits or {}).items()}
+        self.splits = {}
+        for name, split_labels in (splits or {}).items():
+            split_labels = to_numpy(split_labels)
+            if (split_labels.ndim != 1 or split_labels.size == 0
+                    or not np.issubdtype(split_labels.dtype, np.integer)
+                    or split_labels.min() < 0 or split_labels.max() >= self.num_classes):
+                raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
+                                 f"in 0..{self.num_classes - 1}")
+            self.splits[name] = split_labels.astype(np.int64, copy=False)
         self.compression = compression
         if os.path.exists(self.path) and not overwrite:
             raise UsageError(f"{self.path} exists; pass overwrite=True to replace it")
