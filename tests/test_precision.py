@@ -113,3 +113,17 @@ def test_float16_features_use_the_exact_decisions(tmp_path):
     ref = reference_metrics(h.astype(np.float64), y, w)
     for dtype in ("float32", "float64"):
         assert_close(_report(path, dtype), ref, rtol=1e-6, atol=1e-9, keys=FLOAT_KEYS)
+
+
+def test_many_classes_sparse_class_sums(tmp_path):
+    """C = 40 > 16 classes with P = 8: the class sums take the sparse one-hot path."""
+    rng = np.random.default_rng(9)
+    C, P = 40, 8
+    y = labels(C, 30, rng)
+    means = rng.normal(size=(C, P)) * 3 + 10.0
+    h = (means[y] + 1e-3 * rng.normal(size=(y.size, P))).astype(np.float32)
+    w = means - means.mean(0) + 0.01 * rng.normal(size=(C, P))
+    path = write_run(tmp_path / "many.h5", y, [h], [w], None, dtype=np.float32)
+    ref = reference_metrics(h.astype(np.float64), y, w)
+    for dtype in ("float32", "float64"):
+        assert_close(_report(path, dtype), ref, rtol=1e-6, atol=1e-9, keys=FLOAT_KEYS)
