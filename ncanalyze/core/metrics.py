@@ -240,9 +240,13 @@ class PredictionAccumulator:
             # score_c = h·m_c − k_c with m_c = μ_c − o and k_c = o·m_c + ½‖m_c‖².
             m = np.asarray(self._centred)
             self._ncc32 = _Linear32(m, -(m @ np.asarray(self._origin)) - np.asarray(self._half_sq))
+            parts = [self._ncc32.v32]
             if weight is not None:
                 self._cls32 = _Linear32(np.asarray(weight),
                                         None if bias is None else np.asarray(bias))
+                parts.append(self._cls32.v32)
+            # Both rules' float32 scores come from one product h @ [v_ncc | v_w].
+            self._v32 = np.ascontiguousarray(np.concatenate(parts, axis=1))
 
     def _ncc_scores64(self, x):
         xp = self.xp
@@ -270,13 +274,15 @@ class PredictionAccumulator:
             self._mismatch = self._mismatch + xp.sum(xp.astype(pred != ncc, xp.int64))
 
     def _update_numpy32(self, x: np.ndarray, labels: np.ndarray) -> None:
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-        ncc = self._ncc32.decide(x, norms, lambda rows: np.asarray(
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
+        scores = x @ self._v32
+        c = self._ncc32.v32.shape[1]
+        ncc = self._ncc32.decide(scores[:, :c], norms, lambda rows: np.asarray(
             self._ncc_scores64(x[rows].astype(np.float64))))
         self._ncc_correct = self._ncc_correct + int(np.count_nonzero(ncc == labels))
         self.rescored_rows += self._ncc32.last_rescored
         if self.weight is not None:
-            pred = self._cls32.decide(x, norms, lambda rows: np.asarray(
+            pred = self._cls32.decide(scores[:, c:], norms, lambda rows: np.asarray(
                 self._logits64(x[rows].astype(np.float64))))
             self.rescored_rows += self._cls32.last_rescored
             self._classifier_correct = self._classifier_correct + int(
@@ -327,11 +333,13 @@ class _Linear32:
         self.kmax = 0.0 if offset is None else float(np.max(np.abs(offset)))
         self.last_rescored = 0
 
-    def decide(self, x: np.ndarray, norms: np.ndarray, exact) -> np.ndarray:
-        """Class index per row of ``x`` (float32, (n, P)); ``exact(rows)`` scores rows in float64."""
-        s = x @ self.v32
+    def decide(self, s: np.ndarray, norms: np.ndarray, exact) -> np.ndarray:
+        """Class index per row from float32 ``s = h @ v32`` (n, C) and ``norms`` = ‖h‖ (n,).
+
+        ``exact(rows)`` returns the float64 scores of those rows.
+        """
         if self.k32 is not None:
-            s += self.k32
+            s = s + self.k32
         c = s.shape[1]
         best = np.argmax(s, axis=1)
         if c > 1:
