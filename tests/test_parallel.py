@@ -104,3 +104,15 @@ def test_bad_workers_is_usage_error(run_file):
     res = CliRunner().invoke(app, ["metrics", str(run_file), "--workers", "0"])
     assert res.exit_code == 2
     assert "--workers" in res.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "decompose", "snr"])
+def test_central_path_commands_take_workers_and_dask(run_file, dask_address, command):
+    runner = CliRunner()
+    args = [command, str(run_file), "--backend", "numpy", "-f", "json"]
+    serial = json.loads(runner.invoke(app, args + ["--workers", "1"]).stdout)
+    procs = runner.invoke(app, args + ["--workers", "2"])
+    on_dask = runner.invoke(app, args + ["--dask", dask_address])
+    assert procs.exit_code == 0 and on_dask.exit_code == 0, procs.stderr + on_dask.stderr
+    assert json.loads(procs.stdout)["epochs"] == serial["epochs"]
+    assert json.loads(on_dask.stdout)["epochs"] == serial["epochs"]

@@ -292,14 +292,16 @@ def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "au
               output_path: OutputOpt = None, fail_if: FailIfOpt = None, gate: GateOpt = "last",
               weight_decay: WeightDecayOpt = None, plot: PlotOpt = None,
               chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-              quiet: QuietOpt = False, debug: DebugOpt = False):
+              workers: WorkersOpt = None, dask: DaskOpt = None, quiet: QuietOpt = False,
+              debug: DebugOpt = False):
     """MSE loss = L_NC1 + L_NC2/3 + L⊥_LS per epoch (Han et al. Thm. 1–2, SPEC §2.3)."""
     from ..plots.central_path import plot_decompose, plot_format
 
     if plot is not None:
         plot_format(plot)
     settings = Settings(("decompose",), epochs, backend, dtype, weight_decay=weight_decay,
-                        chunk_rows=chunk_rows, allow_external=allow_external)
+                        chunk_rows=chunk_rows, allow_external=allow_external, workers=workers,
+                        dask=dask)
     kept: dict[str, Any] = {}
     finish, _ = _keep_epochs(kept, with_dynamics=False)
     code = run_command("decompose", settings, file, fmt, output_path, fail_if, gate, quiet,
@@ -316,7 +318,8 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
         fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
         global_mean: GlobalMeanOpt = "samples", plot: PlotOpt = None,
         chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-        quiet: QuietOpt = False, debug: DebugOpt = False):
+        workers: WorkersOpt = None, dask: DaskOpt = None, quiet: QuietOpt = False,
+        debug: DebugOpt = False):
     """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
     epochs (Han et al. §3.2–3.3, SPEC §2.4)."""
     from ..plots.central_path import plot_format, plot_snr
@@ -324,7 +327,8 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
     if plot is not None:
         plot_format(plot)
     settings = Settings(("snr",), epochs, backend, dtype, global_mean, ridge=ridge,
-                        chunk_rows=chunk_rows, allow_external=allow_external)
+                        chunk_rows=chunk_rows, allow_external=allow_external, workers=workers,
+                        dask=dask)
     kept: dict[str, Any] = {}
     finish, footer = _keep_epochs(kept, with_dynamics=True)
     code = run_command("snr", settings, file, fmt, output_path, fail_if, gate, quiet,
@@ -344,14 +348,14 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            layers: LayersOpt = False, global_mean: GlobalMeanOpt = "samples",
            center_weights: CenterWeightsOpt = False, weight_decay: WeightDecayOpt = None,
            ridge: RidgeOpt = None, chunk_rows: ChunkRowsOpt = None,
-           allow_external: AllowExternalOpt = False, quiet: QuietOpt = False,
-           debug: DebugOpt = False):
+           allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+           dask: DaskOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False):
     """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
     reports (SPEC §2.2–2.4)."""
     settings = Settings(("metrics", "decompose", "snr"), epochs, backend, dtype, global_mean,
                         center_weights, weight_decay=weight_decay, ridge=ridge,
                         splits=tuple(split or ()), layers=layers, chunk_rows=chunk_rows,
-                        allow_external=allow_external)
+                        allow_external=allow_external, workers=workers, dask=dask)
     kept: dict[str, Any] = {}
     finish, footer = _keep_epochs(kept, with_dynamics=True)
     code = run_command("report", settings, file, fmt, output_path, fail_if, gate, quiet,

@@ -247,6 +247,7 @@ class PredictionAccumulator:
                 parts.append(self._cls32.v32)
             # Both rules' float32 scores come from one product h @ [v_ncc | v_w].
             self._v32 = np.ascontiguousarray(np.concatenate(parts, axis=1))
+            self._use32 = self._ncc32.usable and (weight is None or self._cls32.usable)
 
     def _ncc_scores64(self, x):
         xp = self.xp
@@ -261,7 +262,7 @@ class PredictionAccumulator:
         """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,)."""
         xp = self.xp
         self.total += int(features.shape[0])
-        if self._numpy and features.dtype in (np.float32, np.float16):
+        if self._numpy and features.dtype in (np.float32, np.float16) and self._use32:
             self._update_numpy32(np.asarray(features, dtype=np.float32), np.asarray(labels))
             return
         x = xp.astype(features, xp.float64)
@@ -274,8 +275,11 @@ class PredictionAccumulator:
             self._mismatch = self._mismatch + xp.sum(xp.astype(pred != ncc, xp.int64))
 
     def _update_numpy32(self, x: np.ndarray, labels: np.ndarray) -> None:
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
-        scores = x @ self._v32
+        # Huge finite features overflow float32 here; such rows get inf/NaN bounds or scores
+        # and are rescored in float64 by ``decide``.
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
+            scores = x @ self._v32
         c = self._ncc32.v32.shape[1]
         ncc = self._ncc32.decide(scores[:, :c], norms, lambda rows: np.asarray(
             self._ncc_scores64(x[rows].astype(np.float64))))
@@ -324,8 +328,12 @@ class _Linear32:
     _U = 2.0 ** -24
 
     def __init__(self, vectors: np.ndarray, offset: np.ndarray | None):
-        self.v32 = np.ascontiguousarray(vectors, dtype=np.float32).T  # (P, C)
-        self.k32 = None if offset is None else np.asarray(offset, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            self.v32 = np.ascontiguousarray(vectors, dtype=np.float32).T  # (P, C)
+            self.k32 = None if offset is None else np.asarray(offset, dtype=np.float32)
+        #: False when v or k do not fit in float32: the caller must score in float64.
+        self.usable = bool(np.isfinite(self.v32).all() and (
+            self.k32 is None or np.isfinite(self.k32).all()))
         p = vectors.shape[1]
         vmax = float(np.sqrt(np.max(np.sum(vectors * vectors, axis=1))))
         # float32 rounding of v (u per entry) plus the dot product's γ_P, via Cauchy–Schwarz.
@@ -349,7 +357,8 @@ class _Linear32:
         else:
             return best
         bound = norms * self.dot_factor + 2.0 * self._U * (self.kmax + smax + 1e-30)
-        unsure = np.flatnonzero(margin <= 2.0 * bound)
+        with np.errstate(invalid="ignore"):
+            unsure = np.flatnonzero(~(margin > 2.0 * bound))  # NaN margins are unsure too
         self.last_rescored = int(unsure.size)
         if unsure.size:
             best[unsure] = np.argmax(exact(unsure), axis=1)

@@ -226,8 +226,11 @@ class StatsAccumulator:
         counts = np.bincount(labels_host, minlength=self.num_classes)
         new = (counts > 0) & ~self._has_ref
         if new.any():
-            x64 = xp.astype(features, f64)
-            sums = segment_sum(x64, labels, self.num_classes)
+            # The reference only has to lie near μ_c (any value gives exact statistics), so the
+            # block means are summed in the features' own precision when it is float32/64.
+            xs = features if features.dtype in (xp.float32, f64) else xp.astype(features,
+                                                                                xp.float32)
+            sums = xp.astype(segment_sum(xs, labels, self.num_classes), f64)
             safe = xp.asarray(np.maximum(counts, 1).astype(np.float64))
             chunk_means = sums / safe[:, None]
             if cdt != f64:
@@ -273,13 +276,18 @@ class StatsAccumulator:
             self._buffer = np.empty(shape, dtype=cdt)
         a = self._buffer[:n]
         z = a[:, :p]
+        if fused:
+            a[:, p:] = labels[:, None] == np.arange(c)[None, :]
         if ref.dtype == cdt:
-            np.take(ref, labels, axis=0, out=z)
+            if fused:
+                # onehot @ ref gathers the references exactly (one non-zero term per row) and,
+                # unlike np.take, writes fast into the strided view z.
+                np.matmul(a[:, p:], ref, out=z)
+            else:
+                np.take(ref, labels, axis=0, out=z)
             np.subtract(x, z, out=z, dtype=cdt, casting="unsafe")
         else:  # float64 features, float32 products: centre in float64, round once
             z[...] = x - ref[labels]
-        if fused:
-            a[:, p:] = labels[:, None] == np.arange(c)[None, :]
         gram = a.T @ a
         np.add(self._scatter, gram[:p, :p], out=self._scatter)
         if fused:
