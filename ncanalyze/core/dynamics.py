@@ -67,7 +67,8 @@ def phi_inverse(values, num_classes: int, *, iterations: int = 200):
     hi = np.maximum(np.log(np.maximum(4.0 * np.abs(v), 1.0)) / 4.0, 0.0) + 1.0
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        below = phi(np.exp(mid), num_classes) < v
+        with np.errstate(divide="ignore", over="ignore"):  # exp(mid) may under/overflow
+            below = phi(np.exp(mid), num_classes) < v
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
         if np.all(hi - lo <= 1e-15 * np.maximum(1.0, np.abs(mid))):

@@ -55,10 +55,15 @@ def _plain_log_ticks(ax) -> None:
     from matplotlib.ticker import FuncFormatter
 
     low, high = ax.get_ylim()
-    if low > 0 and high / low < 1e3:
+    if low > 0 and high < 1e3 * low:
         fmt = FuncFormatter(lambda v, _: f"{v:g}")
         ax.yaxis.set_major_formatter(fmt)
-        ax.yaxis.set_minor_formatter(fmt)
+        if high < 30 * low:  # label minor ticks only where few decades leave room for them
+            ax.yaxis.set_minor_formatter(fmt)
+        else:
+            from matplotlib.ticker import NullFormatter
+
+            ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _series(epochs_values: Sequence[dict[str, Any]], key: str):
@@ -108,6 +113,14 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         ep_arr = np.asarray(ep, dtype=np.float64)
         grid = np.linspace(ep_arr.min(), ep_arr.max(), 200)
         curves = fitted_curves(dynamics or {}, grid, c)
+        if curves is not None:
+            # A poor fit can predict ω far outside the data (even 0): draw the law only where
+            # it stays within a decade of the measured values, so the axes show the data.
+            positive = omega[omega > 0]
+            lo, hi = (positive.min() / 10, positive.max() * 10) if positive.size else (0, 0)
+            with np.errstate(all="ignore"):
+                curves = np.where(np.isfinite(curves) & (curves >= lo) & (curves <= hi),
+                                  curves, np.nan)
         for j in range(nj):
             good = omega[j] > 0
             ax_w.plot(ep_arr[good], omega[j][good], "o-", ms=3.5, lw=1.2, color=colours[j],
@@ -121,7 +134,9 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         ax_r.plot(ep_arr[good], ratio[good], "o-", ms=3.5, lw=1.4, color="tab:red",
                   label="measured ω$_{max}$/ω$_{min}$")
         if curves is not None:
-            ax_r.plot(grid, curves[0] / curves[nj - 1], "--", lw=1.2, color="tab:red",
+            with np.errstate(all="ignore"):
+                fitted_ratio = curves[0] / curves[nj - 1]
+            ax_r.plot(grid, fitted_ratio, "--", lw=1.2, color="tab:red",
                       alpha=0.8, label="fitted law")
         ax_r.axhline(1.0, color="0.5", lw=0.8, ls=":", label="simplex ETF (ratio 1)")
     else:
