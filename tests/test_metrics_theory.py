@@ -167,3 +167,16 @@ def test_more_classes_than_dimensions_warns(rng):
     out = nc_metrics(H, y)
     assert out["etf_distance_means"] is not None
     assert any("exact simplex ETF is impossible" in w for w in out["warnings"])
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(2, 8), st.sampled_from([0.0, 1.0, 1e3]))
+def test_nc1_is_never_negative_at_exact_collapse(seed, C, offset):
+    """Exact collapse gives Σ_W = 0 up to rounding; NC1 must come out ≥ 0, never −1e-29."""
+    rng = np.random.default_rng(seed)
+    P = C + 2
+    means = rng.normal(size=(C, P)) * rng.uniform(0.1, 10)
+    y = labels(C, rng.integers(2, 9, size=C).tolist(), rng)
+    H = (means[y] + offset * rng.normal(size=P)).astype(np.float32)
+    out = nc_metrics(H, y)
+    assert out["nc1"] >= 0.0 and out["cdnv"] >= 0.0
+    assert out["nc1"] < 1e-12

@@ -232,7 +232,8 @@ def inspect(file: RunFile, fmt: FormatOpt = "table", allow_external: AllowExtern
     elif fmt == "table":
         from .inspect_view import print_inspection
 
-        print_inspection(report, Console())
+        tty = sys.stdout.isatty()
+        print_inspection(report, Console(width=None if tty else 120, highlight=False))
     else:
         raise UsageError("inspect supports --format table or json")
     if report["problems"]:

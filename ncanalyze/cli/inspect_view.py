@@ -20,8 +20,10 @@ def print_inspection(report: dict, console: Console) -> None:
     if report["attrs"]:
         console.print("attributes: " + ", ".join(f"{k}={v!r}" for k, v in report["attrs"].items()))
     table = Table(show_edge=False, header_style="bold")
-    for col in ("path", "kind", "shape", "dtype", "chunks", "filters", "size"):
-        table.add_column(col)
+    width = max([len(m["path"]) for m in report["members"]] + [4])
+    table.add_column("path", no_wrap=True, min_width=width)
+    for col in ("kind", "shape", "dtype", "chunks", "filters", "size"):
+        table.add_column(col, no_wrap=True)
     for m in report["members"]:
         if m["kind"] == "dataset":
             table.add_row(m["path"], "dataset", "×".join(map(str, m["shape"])) or "scalar",

@@ -98,7 +98,9 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     rank = min(int(np.sum(s_host > tol * s_host[0])), stats.num_classes - 1,
                stats.num_features)
     ur = u[:, :rank]
-    proj = xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0)  # u_jᵀ Σ_W u_j
+    # u_jᵀ Σ_W u_j ≥ 0 since Σ_W is PSD; at exact collapse (Σ_W = 0) rounding can leave
+    # ±1e-30, which must not make NC1 negative.
+    proj = xp.maximum(xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0), 0.0)
     value = float(xp.sum(proj / (s[:rank] ** 2)))
     return value, rank
 
