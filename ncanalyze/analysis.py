@@ -166,10 +166,11 @@ class Analysis:
             if name not in info.splits:
                 have = ", ".join(info.splits) or "none"
                 raise UsageError(f"--split {name}: the file has no /splits/{name} (splits: {have})")
+        self.run_warnings: list[str] = []
         if s.layers and not info.layers:
-            self.run_warnings = ["--layers: the file has no /layers group"]
-        else:
-            self.run_warnings = []
+            self.run_warnings.append("--layers: the file has no /layers group")
+        if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
+            self.run_warnings.append("decompose skipped: the file has no /weight")
         self.epochs = select_epochs(s.epochs, info.epochs)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
@@ -304,15 +305,12 @@ class Analysis:
             values.update(res.values)
             warnings.extend(res.warnings)
         del cache
-        if "decompose" in s.quantities:
-            if w is None:
-                warnings.append("decompose skipped: the file has no /weight")
-            else:
-                from .core.decomposition import decompose_from_stats
+        if "decompose" in s.quantities and w is not None:  # no /weight: one run warning
+            from .core.decomposition import decompose_from_stats
 
-                res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay)
-                values.update(res.values)
-                warnings.extend(res.warnings)
+            res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay)
+            values.update(res.values)
+            warnings.extend(res.warnings)
         if "snr" in s.quantities:
             from .core.snr import snr_from_stats
 
