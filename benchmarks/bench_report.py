@@ -274,7 +274,7 @@ def peers(path: str, n: int, p: int, c: int, ours64: float, ours32: float, read:
     t_ncc = peer_ncc_loop(hh[:sub_ncc], means_all) * n / sub_ncc
     del hh
     total = read + t_outer + t_pinv + t_ncc
-    print(f"   peers (re-implemented; linear parts timed on a subset and scaled to N):")
+    print("   peers (re-implemented; linear parts timed on a subset and scaled to N):")
     print(f"     Σ_W by per-class B×P×P outer products (B={batch}, {sub} rows ×{n / sub:.0f}): "
           f"{t_outer:9.1f} s   (whole report --dtype float32 / this step: "
           f"{t_outer / ours32:.1f}× faster)")

@@ -287,7 +287,7 @@ class Analysis:
     def compute_epoch(self, epoch: int) -> EpochResult:
         """All requested quantities of one epoch."""
         s, run = self.settings, self.run
-        xp, be = self.backend.xp, self.backend
+        be = self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)
         w = None if weight is None else be.asarray(weight, "float64")

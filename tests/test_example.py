@@ -11,7 +11,6 @@ from ncanalyze.analysis import analyze
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
-BUNDLED = SCRIPT.parent / "digits_mlp.h5"
 
 
 def test_example_script_runs_and_reports(tmp_path):
@@ -38,22 +37,3 @@ def test_example_script_log_spaced_records(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     _, res = analyze(out, quantities=("metrics",))
     assert [e.epoch for e in res] == [0, 1, 2, 4, 9]  # 0, geomspace(1, 9, 4) rounded, last
-
-
-def test_bundled_run_shows_collapse():
-    _, res = analyze(BUNDLED, epochs="0,last")
-    first, last = res[0].values, res[-1].values
-    assert last["accuracy"] == 1.0
-    assert last["nc1"] < first["nc1"] / 1000
-    assert last["ncc_mismatch"] == 0.0
-    assert BUNDLED.stat().st_size <= 5_000_000
-
-
-def test_bundled_run_has_snr_on_every_epoch():
-    """No dead penultimate units: Σ_W is invertible, so `ncanalyze report` warns about nothing."""
-    _, res = analyze(BUNDLED, quantities=("metrics", "decompose", "snr"))
-    assert len(res) >= 10
-    for e in res:
-        assert e.warnings == [], (e.epoch, e.warnings)
-        assert e.values["snr_min"] is not None and e.values["snr_min"] > 0, e.epoch
-    assert res[-1].values["snr_min"] > 10 * res[0].values["snr_min"]

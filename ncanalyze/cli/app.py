@@ -6,7 +6,6 @@ turned into one stderr line and an exit code here, once.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import traceback
 from contextlib import nullcontext
