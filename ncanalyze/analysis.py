@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from array_api_compat import is_numpy_namespace
 
 from . import __version__
 from .backend import Backend, get_backend
@@ -243,11 +244,15 @@ class Analysis:
     def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
         """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
         xp = self.backend.xp
-        acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
-                               dtype or self.settings.dtype)
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
-        cache: list | None = [] if keep and (
-            source.num_samples * source.num_features * itemsize <= CACHE_BYTES) else None
+        # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
+        # bounds on ‖h‖ from the statistics pass (8 bytes per row, within the cache budget).
+        norms = keep and is_numpy_namespace(xp) and itemsize <= 4
+        cache: list | None = [] if keep and (source.num_samples * (
+            source.num_features * itemsize + (8 if norms else 0)) <= CACHE_BYTES) else None
+        acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
+                               dtype or self.settings.dtype,
+                               keep_row_norms=norms and cache is not None)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
             for x, y, y_host in self._chunks(epoch, source):
@@ -263,6 +268,14 @@ class Analysis:
                              dataset=source.labels_path, epoch=epoch)
         with np.errstate(invalid="ignore", over="ignore"):
             stats = acc.finalize()
+        bounds = acc.row_norm_bounds()
+        if cache is not None:
+            start, chunks = 0, []
+            for x, y in cache:
+                stop = start + int(x.shape[0])
+                chunks.append((x, y, None if bounds is None else bounds[start:stop]))
+                start = stop
+            cache = chunks
         if not _finite(stats):
             # A NaN/Inf feature reaches every sum of its class: re-read with the row check,
             # which names the rows. If none is found, float32 products overflowed (features
@@ -278,9 +291,9 @@ class Analysis:
     def _predictions(self, epoch, source, cache, ncc_means, weight, bias):
         pred = PredictionAccumulator(ncc_means, weight, bias)
         chunks = cache if cache is not None else (
-            (x, y) for x, y, _ in self._chunks(epoch, source))
-        for x, y in chunks:
-            pred.update(x, y)
+            (x, y, None) for x, y, _ in self._chunks(epoch, source))
+        for x, y, norm_bounds in chunks:
+            pred.update(x, y, norm_bounds)
         return pred
 
     # ------------------------------------------------------------------ one epoch

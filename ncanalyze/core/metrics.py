@@ -260,12 +260,18 @@ class PredictionAccumulator:
         logits = xp.matmul(x, self.weight.T)
         return logits if self.bias is None else logits + self.bias[None, :]
 
-    def update(self, features, labels) -> None:
-        """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,)."""
+    def update(self, features, labels, norm_bounds=None) -> None:
+        """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,).
+
+        ``norm_bounds`` (NumPy float64, n_rows), optional: upper bounds on the rows' ‖h‖
+        (e.g. :meth:`~ncanalyze.core.stats.StatsAccumulator.row_norm_bounds`), used by the
+        float32 pass instead of computing the norms again.
+        """
         xp = self.xp
         self.total += int(features.shape[0])
         if self._numpy and features.dtype in (np.float32, np.float16) and self._use32:
-            self._update_numpy32(np.asarray(features, dtype=np.float32), np.asarray(labels))
+            self._update_numpy32(np.asarray(features, dtype=np.float32), np.asarray(labels),
+                                 norm_bounds)
             return
         x = xp.astype(features, xp.float64)
         ncc = xp.argmax(self._ncc_scores64(x), axis=1)  # argmin distance = argmax of this score
@@ -276,19 +282,21 @@ class PredictionAccumulator:
                 xp.astype(pred == labels, xp.int64))
             self._mismatch = self._mismatch + xp.sum(xp.astype(pred != ncc, xp.int64))
 
-    def _update_numpy32(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _update_numpy32(self, x: np.ndarray, labels: np.ndarray, norms=None) -> None:
         # Huge finite features overflow float32 here; such rows get inf/NaN bounds or scores
         # and are rescored in float64 by ``decide``.
-        with np.errstate(over="ignore", invalid="ignore"):
-            norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
-            scores = x @ self._v32
         c = self._ncc32.v32.shape[1]
-        ncc = self._ncc32.decide(scores[:, :c], norms, lambda rows: np.asarray(
+        with np.errstate(over="ignore", invalid="ignore"):
+            if norms is None:
+                norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
+            scores = x @ self._v32  # (rows, 2C); decide takes (C, rows) views
+            s_ncc, s_cls = scores[:, :c].T, scores[:, c:].T
+        ncc = self._ncc32.decide(s_ncc, norms, lambda rows: np.asarray(
             self._ncc_scores64(x[rows].astype(np.float64))))
         self._ncc_correct = self._ncc_correct + int(np.count_nonzero(ncc == labels))
         self.rescored_rows += self._ncc32.last_rescored
         if self.weight is not None:
-            pred = self._cls32.decide(scores[:, c:], norms, lambda rows: np.asarray(
+            pred = self._cls32.decide(s_cls, norms, lambda rows: np.asarray(
                 self._logits64(x[rows].astype(np.float64))))
             self.rescored_rows += self._cls32.last_rescored
             self._classifier_correct = self._classifier_correct + int(
@@ -328,6 +336,8 @@ class _Linear32:
     """
 
     _U = 2.0 ** -24
+    #: Up to this many classes, decide finds the top two scores with a loop over classes.
+    LOOP_CLASSES = 32
 
     def __init__(self, vectors: np.ndarray, offset: np.ndarray | None):
         with np.errstate(over="ignore"):
@@ -343,21 +353,25 @@ class _Linear32:
         self.kmax = 0.0 if offset is None else float(np.max(np.abs(offset)))
         self.last_rescored = 0
 
-    def decide(self, s: np.ndarray, norms: np.ndarray, exact) -> np.ndarray:
-        """Class index per row from float32 ``s = h @ v32`` (n, C) and ``norms`` = ‖h‖ (n,).
+    def decide(self, st: np.ndarray, norms: np.ndarray, exact) -> np.ndarray:
+        """Class index per row from float32 scores ``st = (h @ v32)ᵀ`` (C, n) and ``norms``
+        (n,), upper bounds on ‖h‖ (up to the slack in ``dot_factor``).
 
         ``exact(rows)`` returns the float64 scores of those rows.
         """
-        if self.k32 is not None:
-            s = s + self.k32
-        c = s.shape[1]
-        best = np.argmax(s, axis=1)
-        if c > 1:
-            top2 = np.partition(s, c - 2, axis=1)[:, c - 2:]
-            margin = top2[:, 1].astype(np.float64) - top2[:, 0]
-            smax = np.max(np.abs(top2), axis=1).astype(np.float64)
+        c = st.shape[0]
+        if c == 1:
+            self.last_rescored = 0
+            return np.zeros(st.shape[1], dtype=np.intp)
+        if c <= self.LOOP_CLASSES:
+            best, first, second = self._top2_loop(st)
         else:
-            return best
+            s = st.T if self.k32 is None else st.T + self.k32
+            best = np.argmax(s, axis=1)
+            top2 = np.partition(s, c - 2, axis=1)[:, c - 2:]
+            second, first = top2[:, 0], top2[:, 1]
+        margin = first.astype(np.float64) - second
+        smax = np.maximum(np.abs(first), np.abs(second)).astype(np.float64)
         bound = norms * self.dot_factor + 2.0 * self._U * (self.kmax + smax + 1e-30)
         with np.errstate(invalid="ignore"):
             unsure = np.flatnonzero(~(margin > 2.0 * bound))  # NaN margins are unsure too
@@ -365,6 +379,28 @@ class _Linear32:
         if unsure.size:
             best[unsure] = np.argmax(exact(unsure), axis=1)
         return best
+
+    def _top2_loop(self, st: np.ndarray):
+        """Best index, largest and second-largest score per row of ``st + k`` (C, n), class
+        by class on contiguous rows (faster than np.partition/argmax along a short axis).
+
+        Ties keep the lowest index and give a zero margin; a NaN score anywhere in a row makes
+        its largest score NaN (``np.maximum`` propagates it), hence the row unsure.
+        """
+        k = self.k32
+        first = st[0] + k[0] if k is not None else st[0].copy()
+        second = np.full_like(first, -np.inf)
+        best = np.zeros(first.shape, dtype=np.intp)
+        gt = np.empty(first.shape, dtype=bool)
+        for j in range(1, st.shape[0]):
+            row = st[j] + k[j] if k is not None else st[j]
+            np.greater(row, first, out=gt)
+            # second ← first where row wins, else max(second, row)
+            np.maximum(second, row, out=second)
+            np.copyto(second, first, where=gt)
+            np.copyto(best, j, where=gt)
+            np.maximum(first, row, out=first)
+        return best, first, second
 
 
 # ---------------------------------------------------------------------- all of §2.2

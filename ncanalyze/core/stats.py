@@ -145,9 +145,13 @@ class StatsAccumulator:
     compute_dtype : {"float64", "float32"}
         Precision of the per-block centring and products; block results are always summed
         in float64.
+    keep_row_norms : bool
+        Keep an upper bound on every row's ‖h‖ (NumPy only; N float64 values), a by-product
+        of the per-row ‖z‖² of the CDNV: :meth:`row_norm_bounds`.
     """
 
-    def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64"):
+    def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64",
+                 keep_row_norms: bool = False):
         if compute_dtype not in ("float64", "float32"):
             raise ValueError(f"compute_dtype must be float64 or float32, got {compute_dtype!r}")
         self.xp = xp
@@ -167,6 +171,15 @@ class StatsAccumulator:
         self._pending: list[tuple[Any, Any, np.ndarray]] = []
         self._pending_rows = 0
         self._buffer: np.ndarray | None = None
+        # ‖z‖² → ‖h − ref‖ bound: z = fl(h − ref) has relative error ≤ u per entry (≤ 2u for
+        # float64 features rounded to float32), the computed Σ z² ≥ (1 − γ_P)‖z‖² in any
+        # summation order; u = 2⁻²⁴ covers float32 and float64 products.
+        u, g = 2.0**-24, (num_features + 1) * 2.0**-24
+        self._norms: list[np.ndarray] | None = (
+            [] if keep_row_norms and self._numpy and g < 0.25 else None)
+        self._sq_factor = 1.0 / (1.0 - g / (1.0 - g))
+        self._z_factor = (1.0 + 1e-12) / (1.0 - 2.0 * u)
+        self._sq_floor = num_features * 2.0**-126  # squares that underflowed
 
     def update(self, features, labels, labels_host: np.ndarray | None = None) -> None:
         """Add one chunk (any number of rows; consecutive chunks are consecutive rows).
@@ -296,6 +309,14 @@ class StatsAccumulator:
             self._zsum += _segment_sum64(z, labels, c)
         sq = np.einsum("ij,ij->i", z, z)
         self._zsq += np.bincount(labels, weights=sq, minlength=c)
+        if self._norms is not None:
+            # ‖h‖ ≤ ‖h − ref_y‖ + ‖ref_y‖ (the reference points never change once set).
+            ref64 = np.asarray(self._ref)
+            ref_norms = np.sqrt(np.einsum("ij,ij->i", ref64, ref64)) * (1.0 + 1e-12)
+            bound = np.sqrt((sq.astype(np.float64) + self._sq_floor) * self._sq_factor)
+            bound *= self._z_factor
+            bound += ref_norms[labels]
+            self._norms.append(bound)
 
     @property
     def counts(self) -> np.ndarray:
@@ -303,6 +324,13 @@ class StatsAccumulator:
         return self._counts + (np.bincount(np.concatenate([p[2] for p in self._pending]),
                                            minlength=self.num_classes)
                                if self._pending else 0)
+
+    def row_norm_bounds(self) -> np.ndarray | None:
+        """Upper bounds on ‖h_i‖ of every row added, float64, shape (n_rows,), or ``None``
+        when they were not kept (see ``keep_row_norms``). Call after :meth:`finalize`."""
+        if self._norms is None or self._pending:
+            return None
+        return np.concatenate(self._norms) if self._norms else np.zeros(0)
 
     def finalize(self) -> ClassStats:
         """Return the statistics of all chunks added (classes must all be non-empty)."""

@@ -1,0 +1,119 @@
+"""The NumPy fast paths of the two passes keep their guarantees.
+
+* ``StatsAccumulator.row_norm_bounds`` (a by-product of the CDNV's per-row ‖z‖²) are upper
+  bounds on ‖h_i‖, whatever the features' dtype, the products' dtype and the offset;
+* with those bounds in place of freshly computed norms, the float32 decision pass still gives
+  exactly the float64 counts on rows built on decision boundaries;
+* the top-2 loop of ``_Linear32.decide`` (few classes) agrees with the partition path (many
+  classes) and with float64, ties and NaN rows included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ncanalyze.core.metrics import PredictionAccumulator, _Linear32
+from ncanalyze.core.stats import StatsAccumulator
+
+
+def _accumulate(h, y, c, compute_dtype, chunk):
+    acc = StatsAccumulator(c, h.shape[1], np, compute_dtype, keep_row_norms=True)
+    for s in range(0, len(y), chunk):
+        acc.update(h[s:s + chunk], y[s:s + chunk])
+    stats = acc.finalize()
+    return stats, acc.row_norm_bounds()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("compute_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("offset", [0.0, 1e3, -5e4])
+def test_row_norm_bounds_are_upper_bounds(dtype, compute_dtype, offset):
+    rng = np.random.default_rng(2)
+    c, p, n = 5, 37, 3000
+    y = rng.integers(0, c, n)
+    means = rng.normal(size=(c, p)) * 3 + offset
+    scale = rng.choice([1e-6, 1.0, 1e2], size=(n, 1))  # some rows far from their reference
+    h = (means[y] + scale * rng.normal(size=(n, p))).astype(dtype)
+    h[7] = 0.0
+    _, bounds = _accumulate(h, y, c, compute_dtype, 700)
+    true = np.linalg.norm(h.astype(np.float64), axis=1)
+    assert bounds.shape == (n,)
+    assert np.all(bounds >= true)
+    # ... and not uselessly loose: ‖h − ref‖ + ‖ref‖ ≤ 3‖h‖ + 2‖h − ref‖ for these rows.
+    assert np.median(bounds / np.maximum(true, 1e-30)) < 3
+
+
+def test_row_norm_bounds_are_not_kept_unless_asked():
+    h = np.ones((10, 3), dtype=np.float32)
+    acc = StatsAccumulator(1, 3, np, "float32")
+    acc.update(h, np.zeros(10, dtype=np.int64))
+    acc.finalize()
+    assert acc.row_norm_bounds() is None
+
+
+def _near_ties(c, p, n, seed):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(c, p)) + 1e3
+    a, b = rng.integers(0, c, n), rng.integers(0, c, n)
+    t = 0.5 + 1e-7 * rng.normal(size=(n, 1))
+    h32 = (means[a] * t + means[b] * (1 - t) + 1e-6 * rng.normal(size=(n, p))).astype(np.float32)
+    y = rng.integers(0, c, n)
+    w = rng.normal(size=(c, p))
+    w[1] = w[0] * (1 + 1e-7)
+    w[c - 1] = w[c - 2]  # exact ties: the lowest index must win
+    bias = rng.normal(size=c)
+    bias[c - 1] = bias[c - 2]
+    return means, h32, y, w, bias
+
+
+def _float64_counts(means, h32, y, w, bias):
+    h64 = h32.astype(np.float64)
+    o = means.mean(0)
+    m = means - o
+    ncc = np.argmax((h64 - o) @ m.T - 0.5 * np.sum(m * m, axis=1), axis=1)
+    pred = np.argmax(h64 @ w.T + bias, axis=1)
+    return int(np.sum(ncc == y)), int(np.sum(pred == y)), int(np.sum(pred != ncc))
+
+
+@pytest.mark.parametrize("c", [6, 40])  # top-2 loop and partition path
+def test_decisions_exact_with_norm_bounds_from_the_statistics_pass(c):
+    means, h32, y, w, bias = _near_ties(c, 48, 6000, seed=11)
+    stats, bounds = _accumulate(h32, y, c, "float32", 1000)
+    fast = PredictionAccumulator(means, w, bias)
+    for s in range(0, len(y), 1000):
+        fast.update(h32[s:s + 1000], y[s:s + 1000], bounds[s:s + 1000])
+    assert fast.rescored_rows > 0
+    assert (fast.ncc_correct, fast.classifier_correct, fast.mismatch) == _float64_counts(
+        means, h32, y, w, bias)
+
+
+def test_top2_loop_matches_partition_ties_and_nan():
+    rng = np.random.default_rng(4)
+    c, n = 7, 500
+    s = rng.integers(-3, 4, size=(c, n)).astype(np.float32)  # many exact ties
+    s[:, 10] = np.nan
+    s[3, 11] = np.nan
+    s[:, 12] = -np.inf
+    s[5, 13] = np.inf
+    lin = _Linear32(rng.normal(size=(c, 4)), np.zeros(c))
+    best, first, second = lin._top2_loop(s)
+    ok = np.isfinite(s).all(axis=0)
+    srt = np.sort(s[:, ok], axis=0)
+    np.testing.assert_array_equal(best[ok], np.argmax(s[:, ok], axis=0))
+    np.testing.assert_array_equal(first[ok], srt[-1])
+    np.testing.assert_array_equal(second[ok], srt[-2])
+    assert np.isnan(first[10]) and np.isnan(first[11])
+    # decide re-scores every row whose margin is not certain (ties, NaN, inf) with `exact`.
+    exact_rows = []
+
+    def exact(rows):
+        exact_rows.append(rows)
+        return np.zeros((rows.size, c))
+
+    lin.decide(s, np.zeros(n), exact)
+    unsure = set(exact_rows[0].tolist())
+    assert {10, 11, 12, 13} <= unsure
+    srt_all = np.sort(s, axis=0)
+    tied = np.flatnonzero(ok & (srt_all[-1] == srt_all[-2]))
+    assert tied.size > 0 and unsure >= set(tied.tolist())
