@@ -114,6 +114,8 @@ class ClassStats:
 #: the result does not depend on how a file is read (bit for bit). Large blocks keep BLAS
 #: calls few and large; the float64 add of each block's P×P product costs ~1/B of it.
 BLOCK_ROWS = 16384
+#: Rows of a block averaged for the reference points of the classes it is the first to hold.
+REF_ROWS = 2048
 #: Size of one block in float32 (wide features get fewer rows, narrow ones at most BLOCK_ROWS).
 BLOCK_BYTES = 32 * 2**20
 
@@ -241,10 +243,18 @@ class StatsAccumulator:
         if new.any():
             # The reference only has to lie near μ_c (any value gives exact statistics), so the
             # block means are summed in the features' own precision when it is float32/64.
-            xs = features if features.dtype in (xp.float32, f64) else xp.astype(features,
-                                                                                xp.float32)
-            sums = xp.astype(segment_sum(xs, labels, self.num_classes), f64)
-            safe = xp.asarray(np.maximum(counts, 1).astype(np.float64))
+            # Only the first REF_ROWS rows of the block are averaged when every new class is
+            # among them (a mean of ~REF_ROWS/C rows is as good a reference as any).
+            head = min(int(features.shape[0]), REF_ROWS)
+            head_counts = np.bincount(labels_host[:head], minlength=self.num_classes)
+            if np.all(head_counts[new] > 0):
+                xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
+            else:
+                xs, ys, counts_ref = features, labels, counts
+            if xs.dtype not in (xp.float32, f64):
+                xs = xp.astype(xs, xp.float32)
+            sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
+            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64))
             chunk_means = sums / safe[:, None]
             if cdt != f64:
                 # The reference is exactly a compute-dtype number, so ref_c and ref agree.
