@@ -28,7 +28,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .metrics import MetricValues, _to_host
-from .snr import checked_cholesky
+from .snr import checked_cholesky, cholesky_solve
 from .stats import ClassStats, class_stats
 
 #: Keys of the ``decompose`` command, in output order.
@@ -122,7 +122,7 @@ class _Problem:
         dim = int(self.normal.shape[0])
         lower, _ = checked_cholesky(self.normal)
         if lower is not None:
-            return xp.linalg.solve(self.normal, self.targets.T).T, dim, dim
+            return cholesky_solve(lower, self.normal, self.targets.T).T, dim, dim
         # Singular (λ = 0 and rank-deficient features): least squares restricted to the
         # numerical rank. Every key is the same for every least-squares solution (they differ
         # by directions that no h̃_i sees), so the choice does not change the results.

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from .metrics import MetricValues, _to_host, default_rtol
 from .stats import ClassStats, class_stats
@@ -50,8 +50,14 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
     """
     xp = array_namespace(a)
     try:
-        lower = xp.linalg.cholesky(a)
-    except ValueError:  # numpy / array-api-strict raise LinAlgError (a ValueError)
+        if is_numpy_namespace(xp):
+            import scipy.linalg
+
+            # LAPACK potrf without NumPy's extra passes; non-finite input shows in the pivots.
+            lower = scipy.linalg.cholesky(a, lower=True, check_finite=False)
+        else:
+            lower = xp.linalg.cholesky(a)
+    except ValueError:  # numpy / scipy / array-api-strict raise LinAlgError (a ValueError)
         return None, "the Cholesky factorisation failed (not positive definite)"
     pivots = np.asarray(_to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
     if not np.all(np.isfinite(pivots)):  # CuPy signals failure with NaN
@@ -64,6 +70,33 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
     if ratio <= PIVOT_RTOL:
         return None, f"numerically singular (smallest/largest Cholesky pivot² = {ratio:.2g})"
     return lower, None
+
+
+def solve_lower(lower, b):
+    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
+
+    A triangular solve on NumPy (scipy ``trsm``); ``xp.linalg.solve`` elsewhere (the array
+    API has no triangular solve).
+    """
+    xp = array_namespace(lower, b)
+    if is_numpy_namespace(xp):
+        import scipy.linalg
+
+        return scipy.linalg.solve_triangular(lower, b, lower=True, check_finite=False)
+    return xp.linalg.solve(lower, b)
+
+
+def cholesky_solve(lower, a, b):
+    """a^{-1} b given the Cholesky factor ``lower`` of ``a`` (n, n); ``b`` (n, k).
+
+    Two triangular solves on NumPy (scipy ``potrs``); ``xp.linalg.solve(a, b)`` elsewhere.
+    """
+    xp = array_namespace(lower, b)
+    if is_numpy_namespace(xp):
+        import scipy.linalg
+
+        return scipy.linalg.cho_solve((lower, True), b, check_finite=False)
+    return xp.linalg.solve(a, b)
 
 
 def _dead_features(stats: ClassStats) -> str:
@@ -121,7 +154,7 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
             return _null(out, f"Σ_W + εI is singular: {reason}")
         return _null(out, f"Σ_W is singular: {reason}; {_dead_features(stats)}use --ridge ε")
     mbar = stats.centred_means(global_mean).T  # (P, C)
-    whitened = xp.linalg.solve(lower, mbar)  # L^{-1} M̄, (P, C)
+    whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
     omega = np.sort(np.asarray(_to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     if omega.size < c:
         omega = np.concatenate([omega, np.zeros(c - omega.size)])
