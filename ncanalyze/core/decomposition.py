@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from .metrics import MetricValues, _to_host
 from .snr import checked_cholesky, cholesky_solve
@@ -59,6 +59,9 @@ class _Problem:
         self.sigma_w = stats.sigma_w
         self.weight_decay = float(weight_decay)
         lam = self.weight_decay
+        if with_bias and is_numpy_namespace(xp):
+            self._init_numpy_bias(stats, lam)
+            return
         if with_bias:
             mu_g = stats.global_mean("samples")
             centred = stats.means - mu_g[None, :]
@@ -88,6 +91,30 @@ class _Problem:
             self.shift = None
         self.normal = (normal + normal.T) / 2
         self.targets = self.class_points * self.weights[:, None]
+
+    def _init_numpy_bias(self, stats: ClassStats, lam: float) -> None:
+        """The with-bias problem on NumPy, built in place (same matrices as the generic code,
+        up to rounding): Σ_T + λ(I + μ_G μ_Gᵀ) = Σ_W + λI + GᵀG with
+        G = [√π_c (μ_c − μ_G) …; √λ μ_G] (one syrk, exactly symmetric, no concatenations)."""
+        p = stats.num_features
+        mu_g = np.asarray(stats.global_mean("samples"))
+        centred = np.asarray(stats.means) - mu_g[None, :]
+        weights = np.asarray(self.weights)
+        g = np.empty((centred.shape[0] + 1, p))
+        np.multiply(centred, np.sqrt(weights)[:, None], out=g[:-1])
+        np.multiply(mu_g, math.sqrt(lam), out=g[-1])
+        normal = np.empty((p + 1, p + 1))
+        top = normal[:p, :p]
+        np.matmul(g.T, g, out=top)
+        top += np.asarray(self.sigma_w)
+        if lam > 0:
+            top[np.diag_indices(p)] += lam
+        normal[:p, p] = normal[p, :p] = -lam * mu_g
+        normal[p, p] = 1.0 + lam
+        self.normal = normal
+        self.class_points = np.concatenate([centred, np.ones((centred.shape[0], 1))], axis=1)
+        self.targets = self.class_points * weights[:, None]
+        self.shift = mu_g
 
     # ------------------------------------------------------------------ coordinates
     def to_centred(self, weight, bias):
