@@ -149,7 +149,7 @@ class _Problem:
         dim = int(self.normal.shape[0])
         lower, _ = checked_cholesky(self.normal)
         if lower is not None:
-            return cholesky_solve(lower, self.normal, self.targets.T).T, dim, dim
+            return cholesky_solve(lower, self.targets.T).T, dim, dim
         # Singular (λ = 0 and rank-deficient features): least squares restricted to the
         # numerical rank. Every key is the same for every least-squares solution (they differ
         # by directions that no h̃_i sees), so the choice does not change the results.
