@@ -5,8 +5,9 @@ pass for the argmax/argmin counts), so one pass over the features feeds ``metric
 ``decompose`` and ``snr`` at once.
 
 Numerics. Σ_W is never formed as a difference of large uncentred sums. Each row is shifted by
-a per-class reference point ``ref_c`` — the mean of class ``c``'s rows in the first chunk that
-contains the class — before any product is taken:
+a per-class reference point ``ref_c`` — the mean of class ``c``'s rows in the first block that
+contains the class (among its first ``REF_ROWS`` rows when they hold it) — before any product
+is taken:
 
     z_i = h_i − ref_{y_i},    d_c = (1/n_c) Σ_{y_i=c} z_i,    μ_c = ref_c + d_c
     N Σ_W = Σ_i z_i z_iᵀ − Σ_c n_c d_c d_cᵀ
