@@ -370,10 +370,10 @@ class _Linear32:
             best = np.argmax(s, axis=1)
             top2 = np.partition(s, c - 2, axis=1)[:, c - 2:]
             second, first = top2[:, 0], top2[:, 1]
-        margin = first.astype(np.float64) - second
-        smax = np.maximum(np.abs(first), np.abs(second)).astype(np.float64)
-        bound = norms * self.dot_factor + 2.0 * self._U * (self.kmax + smax + 1e-30)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # inf − inf, NaN: rows made unsure
+            margin = first.astype(np.float64) - second
+            smax = np.maximum(np.abs(first), np.abs(second)).astype(np.float64)
+            bound = norms * self.dot_factor + 2.0 * self._U * (self.kmax + smax + 1e-30)
             unsure = np.flatnonzero(~(margin > 2.0 * bound))  # NaN margins are unsure too
         self.last_rescored = int(unsure.size)
         if unsure.size:
