@@ -16,7 +16,9 @@ import tempfile
 from typing import IO, Iterator
 
 
-def _mode_for(path: str) -> int:
+def file_mode(path: str) -> int:
+    """Permissions for a file written at ``path``: those of the file it replaces, else what a
+    plain ``open`` would give (0666 minus the umask)."""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
@@ -64,7 +66,7 @@ def atomic_path(path, suffix: str | None = None) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, _mode_for(path))
+        os.chmod(tmp, file_mode(path))
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:

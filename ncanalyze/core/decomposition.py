@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-from .metrics import MetricValues, _to_host
+from .metrics import MetricValues
 from .snr import checked_cholesky, cholesky_solve
-from .stats import ClassStats, class_stats
+from .stats import ClassStats, class_stats, to_host
 
 #: Keys of the ``decompose`` command, in output order.
 DECOMPOSE_KEYS = ("loss", "loss_ls", "loss_nc1", "loss_nc23", "loss_ls_perp",
@@ -154,7 +154,7 @@ class _Problem:
         # numerical rank. Every key is the same for every least-squares solution (they differ
         # by directions that no h̃_i sees), so the choice does not change the results.
         evals, evecs = xp.linalg.eigh(self.normal)
-        ev = np.asarray(_to_host(evals), dtype=np.float64)
+        ev = np.asarray(to_host(evals), dtype=np.float64)
         top = float(ev.max()) if ev.size else 0.0
         keep = ev > dim * float(np.finfo(np.float64).eps) * top
         rank = int(keep.sum())

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-from .stats import ClassStats
+from .stats import ClassStats, to_host
 
 #: Keys computed from the features alone.
 FEATURE_KEYS = (
@@ -89,7 +89,7 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     xp = stats.xp
     mbar = stats.centred_means(global_mean).T  # (P, C)
     u, s, _ = xp.linalg.svd(mbar, full_matrices=False)
-    s_host = np.asarray(_to_host(s), dtype=np.float64)
+    s_host = np.asarray(to_host(s), dtype=np.float64)
     if s_host.size == 0 or s_host[0] == 0.0:
         return None, 0
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
@@ -103,13 +103,6 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     proj = xp.maximum(xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0), 0.0)
     value = float(xp.sum(proj / (s[:rank] ** 2)))
     return value, rank
-
-
-def _to_host(a):
-    """Array -> NumPy (CuPy's arrays do not convert implicitly)."""
-    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
 
 
 # ---------------------------------------------------------------------- geometry helpers
@@ -513,7 +506,7 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     w = None if weight is None else xp.astype(weight, xp.float64)
     b = None if bias is None else xp.astype(bias, xp.float64)
     pred = PredictionAccumulator(stats.means, w, b)
-    lab = xp.asarray(np.asarray(_to_host(labels)).astype(np.int64))
+    lab = xp.asarray(np.asarray(to_host(labels)).astype(np.int64))
     pred.update(features, lab)
     res = nc_metrics_from_stats(stats, w, b, pred, global_mean=global_mean,
                                 center_weights=center_weights, rtol=rtol)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from .metrics import MetricValues, _to_host, default_rtol
-from .stats import ClassStats, class_stats
+from .metrics import MetricValues, default_rtol
+from .stats import ClassStats, class_stats, to_host
 
 #: Keys of the ``snr`` command, in output order.
 SNR_KEYS = ("snr_singular_values", "snr_min", "snr_max", "snr_ratio", "nc1_whitened",
@@ -53,7 +53,7 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
         lower = xp.linalg.cholesky(a)
     except ValueError:  # numpy / array-api-strict raise LinAlgError (a ValueError)
         return None, "the Cholesky factorisation failed (not positive definite)"
-    pivots = np.asarray(_to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
+    pivots = np.asarray(to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
     if not np.all(np.isfinite(pivots)):  # CuPy signals failure with NaN
         return None, "the Cholesky factorisation failed (not positive definite)"
     sq = pivots**2
@@ -104,7 +104,7 @@ def cholesky_solve(lower, b):
 def _dead_features(stats: ClassStats) -> str:
     """'k features have zero within-class variance (dead units?), e.g. i, j; ' or a hint."""
     xp = stats.xp
-    var = np.asarray(_to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
+    var = np.asarray(to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
     top = float(var.max()) if var.size else 0.0
     dead = np.flatnonzero(var <= PIVOT_RTOL * top)
     if dead.size == 0:
@@ -157,7 +157,7 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
         return _null(out, f"Σ_W is singular: {reason}; {_dead_features(stats)}use --ridge ε")
     mbar = stats.centred_means(global_mean).T  # (P, C)
     whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
-    omega = np.sort(np.asarray(_to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
+    omega = np.sort(np.asarray(to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     if omega.size < c:
         omega = np.concatenate([omega, np.zeros(c - omega.size)])
     if ridge is not None:

@@ -197,7 +197,7 @@ class StatsAccumulator:
             The same labels as NumPy (saves a device-to-host copy).
         """
         if labels_host is None:
-            labels_host = _host(labels)
+            labels_host = to_host(labels)
         n = int(features.shape[0])
         b = self.block_rows
         start = 0
@@ -359,7 +359,7 @@ class StatsAccumulator:
         return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
 
 
-def _host(a) -> np.ndarray:
+def to_host(a) -> np.ndarray:
     """An array as NumPy (CuPy arrays do not convert implicitly)."""
     if type(a).__module__.startswith("cupy"):
         return a.get()
@@ -404,7 +404,7 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
         Rows per accumulation step.
     """
     xp = array_namespace(features)
-    labels_host = _host(labels).astype(np.int64)
+    labels_host = to_host(labels).astype(np.int64)
     c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
     acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype)
     lab = xp.asarray(labels_host)

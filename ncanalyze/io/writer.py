@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
+from ..atomic import file_mode
 from ..errors import UsageError
 from .run import DEFAULT_CHUNK_BYTES, EPOCH_FILL, FORMAT_VERSION
 
@@ -76,10 +77,9 @@ def to_numpy(array: Any) -> np.ndarray:
 
 
 def _publish(tmp: str, path: str) -> None:
-    """Rename ``tmp`` onto ``path`` with the permissions a plain ``open`` would have given."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    """Rename ``tmp`` onto ``path`` with the permissions :func:`~ncanalyze.atomic.file_mode`
+    gives (``mkstemp`` creates files readable by their owner only)."""
+    os.chmod(tmp, file_mode(path))
     os.replace(tmp, path)
 
 
