@@ -1,0 +1,176 @@
+"""The import contract: layers point one way and no module imports itself round a cycle.
+
+cli → orchestration (analysis, api, gates, records, parallel, plots, workflow helpers)
+    → {io, core} → backend; errors is importable from everywhere.
+
+The graph is read from the source with :mod:`ast`, lazy (function-level) imports included,
+so a cycle hidden behind a deferred import is still a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ncanalyze"
+
+# Third-party modules each layer may not import.  Exceptions carry their reason.
+ONLY_IN = {
+    "h5py": ("ncanalyze.io",),
+    "cupy": ("ncanalyze.backend",),
+    # capture hooks a torch model and convert reads .pt dumps: torch as the *training
+    # framework*, not as a compute backend.
+    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.convert"),
+    "typer": ("ncanalyze.cli",),
+    "rich": ("ncanalyze.cli",),
+    "matplotlib": ("ncanalyze.plots",),
+}
+
+# Internal prefixes each layer may import (besides itself and ncanalyze.errors).
+MAY_IMPORT = {
+    "ncanalyze.backend": (),
+    "ncanalyze.core": ("ncanalyze.backend",),
+    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic"),
+    # plots draw from results (and may evaluate a fitted law with core's pure math);
+    # they never open a run or run an analysis themselves.
+    "ncanalyze.plots": ("ncanalyze.records", "ncanalyze.results", "ncanalyze.atomic",
+                        "ncanalyze.core"),
+}
+
+
+def module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def resolve(node: ast.ImportFrom, current: str, is_package: bool, modules: set[str]) -> list[str]:
+    """Absolute names of the modules an ``ImportFrom`` node imports."""
+    if node.level:
+        base = current.split(".")
+        base = base if is_package else base[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        prefix = ".".join(base + ([node.module] if node.module else []))
+    else:
+        prefix = node.module or ""
+    targets = []
+    for alias in node.names:
+        candidate = f"{prefix}.{alias.name}"
+        targets.append(candidate if candidate in modules else prefix)
+    return targets
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Map each module of the package at ``root`` to every module name it imports."""
+    files = {module_name(p, root): p for p in root.rglob("*.py")}
+    modules = set(files)
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        edges: set[str] = set()
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                edges.update(resolve(node, name, path.name == "__init__.py", modules))
+        graph[name] = edges
+    return graph
+
+
+def internal_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks the layer rules, as readable lines."""
+    bad = []
+    for module, edges in sorted(graph.items()):
+        for target in sorted(edges):
+            top = target.split(".")[0]
+            if top in ONLY_IN and not module.startswith(ONLY_IN[top]):
+                bad.append(f"{module} imports {target} (only {', '.join(ONLY_IN[top])} may)")
+            if not target.startswith("ncanalyze") or target == "ncanalyze.errors":
+                continue
+            if target.startswith("ncanalyze.cli") and not module.startswith(
+                    ("ncanalyze.cli", "ncanalyze.__main__")):
+                bad.append(f"{module} imports {target} (nothing imports the CLI)")
+            for layer, allowed in MAY_IMPORT.items():
+                if module.startswith(layer) and not target.startswith((layer,) + allowed):
+                    bad.append(f"{module} imports {target} ({layer} may import only "
+                               f"{', '.join((layer,) + allowed) or 'itself'})")
+    return bad
+
+
+def test_no_import_cycles():
+    assert internal_cycles(import_graph(PACKAGE)) == []
+
+
+def test_layers_point_one_way():
+    assert violations(import_graph(PACKAGE)) == []
+
+
+@pytest.fixture
+def toy_package(tmp_path):
+    root = tmp_path / "ncanalyze"
+    for sub in ("", "core", "cli"):
+        (root / sub).mkdir(exist_ok=True)
+        (root / sub / "__init__.py").write_text("")
+    return root
+
+
+def test_the_contract_catches_a_lazy_cycle(toy_package):
+    (toy_package / "analysis.py").write_text("from .parallel import run\n")
+    (toy_package / "parallel.py").write_text("def run():\n    from .analysis import Analysis\n")
+    assert internal_cycles(import_graph(toy_package)) == [
+        ["ncanalyze.analysis", "ncanalyze.parallel"]]
+
+
+def test_the_contract_catches_a_package_cycle(toy_package):
+    (toy_package / "__init__.py").write_text("__version__ = '1'\nfrom .analysis import A\n")
+    (toy_package / "analysis.py").write_text("from . import __version__\nA = 1\n")
+    assert internal_cycles(import_graph(toy_package)) == [["ncanalyze", "ncanalyze.analysis"]]
+
+
+def test_the_contract_catches_layer_breaks(toy_package):
+    (toy_package / "core" / "stats.py").write_text("import h5py\nfrom ..cli import app\n")
+    lines = violations(import_graph(toy_package))
+    assert any("ncanalyze.core.stats imports h5py" in line for line in lines)
+    assert any("nothing imports the CLI" in line for line in lines)
+    assert any("ncanalyze.core may import only" in line for line in lines)
