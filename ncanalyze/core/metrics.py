@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from .stats import ClassStats, to_host
+from ..backend import detach, to_numpy, to_numpy_many
+from .stats import ClassStats
 
 #: Keys computed from the features alone.
 FEATURE_KEYS = (
@@ -66,8 +67,8 @@ def _fro(x) -> float:
     return float(xp.sqrt(xp.sum(x * x)))
 
 
-def _pairs_mask(xp, c: int):
-    idx = xp.arange(c)
+def _pairs_mask(xp, c: int, dev=None):
+    idx = xp.arange(c, device=dev)
     return idx[:, None] < idx[None, :]
 
 
@@ -89,7 +90,7 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     xp = stats.xp
     mbar = stats.centred_means(global_mean).T  # (P, C)
     u, s, _ = xp.linalg.svd(mbar, full_matrices=False)
-    s_host = np.asarray(to_host(s), dtype=np.float64)
+    s_host = np.asarray(to_numpy(s), dtype=np.float64)
     if s_host.size == 0 or s_host[0] == 0.0:
         return None, 0
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
@@ -116,7 +117,7 @@ def cdnv(stats: ClassStats):
     m = stats.centred_means("samples")  # centring first keeps ‖μ_c − μ_c′‖² accurate
     sq = xp.sum(m * m, axis=1)
     dist2 = sq[:, None] + sq[None, :] - 2.0 * xp.matmul(m, m.T)
-    mask = _pairs_mask(xp, c)
+    mask = _pairs_mask(xp, c, device(m))
     d = dist2[mask]
     if float(xp.min(d)) <= 0.0:
         return None
@@ -142,7 +143,7 @@ def pair_cosines(vectors):
         return None
     unit = vectors / norms[:, None]
     gram = xp.matmul(unit, unit.T)
-    return gram[_pairs_mask(xp, vectors.shape[0])]
+    return gram[_pairs_mask(xp, vectors.shape[0], device(vectors))]
 
 
 def equiangle(vectors):
@@ -171,9 +172,10 @@ def gram_distance(gram, target: str):
     norm = _fro(gram)
     if norm == 0.0:
         return None
-    eye = xp.eye(c, dtype=gram.dtype)
+    dev = device(gram)
+    eye = xp.eye(c, dtype=gram.dtype, device=dev)
     if target == "etf":
-        ref = (eye - xp.ones((c, c), dtype=gram.dtype) / c) / math.sqrt(c - 1)
+        ref = (eye - xp.ones((c, c), dtype=gram.dtype, device=dev) / c) / math.sqrt(c - 1)
     elif target == "of":
         ref = eye / math.sqrt(c)
     else:
@@ -228,7 +230,7 @@ class PredictionAccumulator:
         self.bias = bias
         self.total = 0
         self._numpy = is_numpy_namespace(xp)
-        zero = xp.zeros((), dtype=xp.int64)
+        zero = xp.zeros((), dtype=xp.int64, device=device(ncc_means))
         self._ncc_correct = self._classifier_correct = self._mismatch = zero
         self.rescored_rows = 0
         if self._numpy:
@@ -296,24 +298,34 @@ class PredictionAccumulator:
                 np.count_nonzero(pred == labels))
             self._mismatch = self._mismatch + int(np.count_nonzero(pred != ncc))
 
+    def _counts(self) -> tuple[int, int, int]:
+        """The three device counters, brought to the host in one transfer."""
+        if self._numpy:
+            return int(self._ncc_correct), int(self._classifier_correct), int(self._mismatch)
+        xp = self.xp
+        counts = [xp.reshape(xp.asarray(v), (1,)) for v in
+                  (self._ncc_correct, self._classifier_correct, self._mismatch)]
+        return tuple(int(v) for v in to_numpy_many(xp.concat(counts))[0])
+
     @property
     def ncc_correct(self) -> int:
-        return int(self._ncc_correct)
+        return self._counts()[0]
 
     @property
     def classifier_correct(self) -> int:
-        return int(self._classifier_correct)
+        return self._counts()[1]
 
     @property
     def mismatch(self) -> int:
-        return int(self._mismatch)
+        return self._counts()[2]
 
     def values(self) -> dict[str, float]:
         """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
-        out = {"ncc_accuracy": self.ncc_correct / self.total}
+        ncc, classifier, mismatch = self._counts()
+        out = {"ncc_accuracy": ncc / self.total}
         if self.weight is not None:
-            out["accuracy"] = self.classifier_correct / self.total
-            out["ncc_mismatch"] = self.mismatch / self.total
+            out["accuracy"] = classifier / self.total
+            out["ncc_mismatch"] = mismatch / self.total
         return out
 
 
@@ -481,6 +493,20 @@ def nc_metrics_from_stats(stats: ClassStats, weight=None, bias=None, predictions
     return out
 
 
+def as_float64(xp, array, dev):
+    """``array`` (any library, grad or not; ``None`` passes) as float64 in ``xp`` on ``dev``."""
+    if array is None:
+        return None
+    array = detach(array)
+    try:
+        same = array_namespace(array) is xp and device(array) == dev
+    except TypeError:  # not an array-API array (e.g. a list)
+        same = False
+    if not same:
+        array = xp.asarray(to_numpy(array), device=dev)
+    return xp.astype(array, xp.float64)
+
+
 def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | None = None,
                global_mean: str = "samples", center_weights: bool = False,
                rtol: float | None = None) -> dict[str, Any]:
@@ -497,16 +523,25 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     Returns
     -------
     dict
-        Key -> float, int or ``None``; ``"warnings"`` holds the reasons for ``None`` values.
+        Key -> float, int or ``None`` (plain Python numbers whatever the device);
+        ``"warnings"`` holds the reasons for ``None`` values.
+
+    Notes
+    -----
+    Computed on the device of ``features``; tensors that require grad are detached (no
+    copy). ``weight``, ``bias`` and ``labels`` may live elsewhere (e.g. NumPy): they are
+    copied to that device.
     """
     from .stats import class_stats
 
+    features = detach(features)
     xp = array_namespace(features)
+    dev = device(features)
     stats = class_stats(features, labels, num_classes)
-    w = None if weight is None else xp.astype(weight, xp.float64)
-    b = None if bias is None else xp.astype(bias, xp.float64)
+    w = as_float64(xp, weight, dev)
+    b = as_float64(xp, bias, dev)
     pred = PredictionAccumulator(stats.means, w, b)
-    lab = xp.asarray(np.asarray(to_host(labels)).astype(np.int64))
+    lab = xp.asarray(to_numpy(labels).astype(np.int64), device=dev)
     pred.update(features, lab)
     res = nc_metrics_from_stats(stats, w, b, pred, global_mean=global_mean,
                                 center_weights=center_weights, rtol=rtol)

@@ -18,10 +18,12 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
+from .. import backend
+from ..backend import solve_lower, to_numpy
 from .metrics import MetricValues, default_rtol
-from .stats import ClassStats, class_stats, to_host
+from .stats import ClassStats, class_stats
 
 #: Keys of the ``snr`` command, in output order.
 SNR_KEYS = ("snr_singular_values", "snr_min", "snr_max", "snr_ratio", "nc1_whitened",
@@ -49,11 +51,10 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
         Why ``a`` counts as singular (``None`` when ``lower`` is returned).
     """
     xp = array_namespace(a)
-    try:
-        lower = xp.linalg.cholesky(a)
-    except ValueError:  # numpy / array-api-strict raise LinAlgError (a ValueError)
+    lower = backend.cholesky(a)  # each library signals failure its own way
+    if lower is None:
         return None, "the Cholesky factorisation failed (not positive definite)"
-    pivots = np.asarray(to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
+    pivots = np.asarray(to_numpy(xp.linalg.diagonal(lower)), dtype=np.float64)
     if not np.all(np.isfinite(pivots)):  # CuPy signals failure with NaN
         return None, "the Cholesky factorisation failed (not positive definite)"
     sq = pivots**2
@@ -66,34 +67,11 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
     return lower, None
 
 
-#: Below this size ``solve_lower`` hands the triangular system to ``xp.linalg.solve``.
-_TRIANGULAR_LEAF = 64
-
-
-def solve_lower(lower, b):
-    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
-
-    The array API has no triangular solve, and ``xp.linalg.solve`` would LU-factorise L
-    (as costly as a Cholesky factorisation). Blocked forward substitution instead:
-    L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁, X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁), recursively,
-    with ``xp.linalg.solve`` on the small diagonal blocks: O(n²k) work in matrix products
-    (no SciPy, whose separate BLAS would compete with NumPy's for the cores).
-    """
-    xp = array_namespace(lower, b)
-    n = int(lower.shape[0])
-    if n <= _TRIANGULAR_LEAF:
-        return xp.linalg.solve(lower, b)
-    h = n // 2
-    x1 = solve_lower(lower[:h, :h], b[:h, ...])
-    x2 = solve_lower(lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
-    return xp.concat([x1, x2], axis=0)
-
-
 def cholesky_solve(lower, b):
     """a^{-1} b given the Cholesky factor ``lower`` of ``a`` = L Lᵀ (n, n); ``b`` (n, k).
 
-    Two triangular solves (:func:`solve_lower`); Lᵀ x = y is solved as the lower-triangular
-    system of the reversed unknowns.
+    Two triangular solves (:func:`ncanalyze.backend.solve_lower`); Lᵀ x = y is solved as the
+    lower-triangular system of the reversed unknowns.
     """
     xp = array_namespace(lower, b)
     y = solve_lower(lower, b)
@@ -104,7 +82,7 @@ def cholesky_solve(lower, b):
 def _dead_features(stats: ClassStats) -> str:
     """'k features have zero within-class variance (dead units?), e.g. i, j; ' or a hint."""
     xp = stats.xp
-    var = np.asarray(to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
+    var = np.asarray(to_numpy(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
     top = float(var.max()) if var.size else 0.0
     dead = np.flatnonzero(var <= PIVOT_RTOL * top)
     if dead.size == 0:
@@ -146,7 +124,7 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     c, p, n = stats.num_classes, stats.num_features, stats.num_samples
     sigma = stats.sigma_w
     if ridge is not None:
-        sigma = sigma + ridge * xp.eye(p, dtype=sigma.dtype)
+        sigma = sigma + ridge * xp.eye(p, dtype=sigma.dtype, device=device(sigma))
     elif p > n - c:
         return _null(out, f"Σ_W is singular: P = {p} > N − C = {n - c} (rank Σ_W ≤ N − C); "
                           "use --ridge ε")
@@ -157,7 +135,7 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
         return _null(out, f"Σ_W is singular: {reason}; {_dead_features(stats)}use --ridge ε")
     mbar = stats.centred_means(global_mean).T  # (P, C)
     whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
-    omega = np.sort(np.asarray(to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
+    omega = np.sort(np.asarray(to_numpy(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     if omega.size < c:
         omega = np.concatenate([omega, np.zeros(c - omega.size)])
     if ridge is not None:
