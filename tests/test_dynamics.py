@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ncanalyze.core.dynamics import (
-    central_path_flow, fit_dynamics, fitted_curves, phi, phi_inverse,
+    central_path_flow, cumulative_learning_rate, fit_dynamics, fitted_curves, phi, phi_inverse,
 )
 from ncanalyze.core.snr import snr
 
@@ -124,3 +124,115 @@ def test_constant_values_have_undefined_r2():
     fit = fit_dynamics([0, 1, 2], [[2.0, 1.0, 0.0]] * 3, 3)
     assert fit["r2"] == [None, None] and fit["r2_min"] is None
     assert "do not change" in fit["verdict"]
+
+
+# ---------------------------------------------------------------------- per-j slopes, diagnosis
+def test_per_j_slopes_and_their_spread_are_reported():
+    """The common slope is the mean of the per-j least-squares slopes (one time axis for all
+    j); each j's own slope and own-line R² are reported with the spread max/min."""
+    c = 4
+    t = np.arange(10.0)
+    rates = np.array([3.0, 2.0, 1.0])
+    y = rates[:, None] * t[None, :] + np.array([300.0, 100.0, 50.0])[:, None]
+    omega = phi_inverse(y, c)
+    fit = fit_dynamics(t.tolist(), as_rows(omega), c)
+    np.testing.assert_allclose(fit["slopes"], rates, rtol=1e-9)
+    assert fit["slope"] == pytest.approx(2.0, rel=1e-9)
+    assert fit["slope_spread"] == pytest.approx(3.0, rel=1e-9)
+    np.testing.assert_allclose(fit["r2_separate"], 1.0, atol=1e-9)
+    assert len(fit["r2"]) == c - 1 and fit["r2_min"] < 0.99
+
+
+def test_proportional_growth_is_named_as_the_cause():
+    """ω_j = a_j · g(t): each φ(ω_j) is close to a line, but the lines have different slopes
+    (ω⁴ dominates φ, so the slopes scale as a_j⁴): the verdict names the cause and the spread."""
+    c = 4
+    t = np.linspace(0.0, 10.0, 12)
+    a = np.array([3.0, 2.0, 1.5])
+    omega = a[:, None] * 100.0 * (1.0 + t) ** 0.25
+    fit = fit_dynamics(t.tolist(), as_rows(omega), c)
+    assert "does not describe" in fit["verdict"]
+    assert "grow in proportion instead of equalising" in fit["verdict"]
+    spread = fit["slope_spread"]
+    assert spread == pytest.approx((3.0 / 1.5) ** 4, rel=0.05)
+    assert f"per-j slopes span {spread:.0f}×" in fit["verdict"]  # e.g. "span 16×"
+
+
+def test_nonlinear_growth_names_the_worst_index_0_based():
+    """A j whose φ(ω_j) is not a line on the clock is named by its key, 0-based like the
+    snr_singular_values_j columns."""
+    c = 4
+    t = np.arange(20.0)
+    y = np.stack([5.0 * t + 400.0, 5.0 * t + 200.0, 100.0 + np.exp(t / 2.0)])
+    fit = fit_dynamics(t.tolist(), as_rows(phi_inverse(y, c)), c)
+    assert "snr_singular_values_2" in fit["verdict"]
+    assert "j = 3" not in fit["verdict"]
+    assert int(np.argmin(fit["r2_separate"])) == 2
+
+
+def test_the_verdict_and_the_object_name_the_clock():
+    c = 3
+    omega = law_values(2.0, [20.0, 5.0], [0.0, 0.5, 1.5, 2.0], c)
+    fit = fit_dynamics([0.0, 0.5, 1.5, 2.0], as_rows(omega), c, epochs=[0, 10, 30, 40],
+                       time="lr")
+    assert fit["time"] == "lr" and fit["epochs"] == [0, 10, 30, 40]
+    assert fit["times"] == [0.0, 0.5, 1.5, 2.0]
+    assert "cumulative learning rate" in fit["clock"] and fit["clock"] in fit["verdict"]
+    assert fit["slope"] == pytest.approx(2.0, rel=1e-9)
+
+
+def test_epochs_near_2_to_the_62_give_a_clean_fit_without_runtime_warnings():
+    """Float64 cannot tell 2⁶² from 2⁶² + 1: the time axis is centred in exact integers."""
+    import warnings
+
+    c = 3
+    base = 2**62
+    steps = [0, 1, 2, 3, 5]
+    omega = law_values(2.0, [20.0, 5.0], steps, c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_dynamics([base + s for s in steps], as_rows(omega), c)
+    assert fit["fitted"] and fit["slope"] == pytest.approx(2.0, rel=1e-9)
+    assert "shrink" not in fit["verdict"] and "follows the central-path law" in fit["verdict"]
+
+
+def test_a_clock_that_does_not_advance_is_not_fitted():
+    import warnings
+
+    c = 3
+    omega = law_values(2.0, [20.0, 5.0], [0, 1, 2], c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_dynamics([4.0, 4.0, 4.0], as_rows(omega), c)
+    assert fit["fitted"] is False and "does not advance" in fit["reason"]
+    assert "shrink" not in fit["verdict"]
+
+
+def test_overflowing_phi_is_not_fitted_and_does_not_warn():
+    import warnings
+
+    c = 3
+    rows = [[1e80 * (k + 1), 1e79, 0.0] for k in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_dynamics([0, 1, 2, 3], rows, c)
+    assert fit["fitted"] is False and "overflow" in fit["reason"]
+
+
+def test_cumulative_learning_rate_is_a_trapezoid_over_steps():
+    # lr 0.1 at epochs 0 and 10, 0.01 at 20: (10·0.1) + (10·(0.1 + 0.01)/2) = 1.55
+    np.testing.assert_allclose(cumulative_learning_rate([0, 10, 20], [0.1, 0.1, 0.01]),
+                               [0.0, 1.0, 1.55], rtol=1e-12)
+    # huge step counts stay exact: increments are taken in integers
+    big = 2**62
+    np.testing.assert_allclose(cumulative_learning_rate([big, big + 4], [0.5, 0.5]), [0.0, 2.0])
+
+
+@pytest.mark.parametrize("steps,lr,match", [
+    ([0, 1, 2], [0.1, float("nan"), 0.1], "not finite"),
+    ([0, 1, 2], [0.1, -0.1, 0.1], "negative"),
+    ([0, 2, 1], [0.1, 0.1, 0.1], "decrease"),
+])
+def test_cumulative_learning_rate_rejects_bad_series(steps, lr, match):
+    with pytest.raises(ValueError, match=match):
+        cumulative_learning_rate(steps, lr)
