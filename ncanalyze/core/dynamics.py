@@ -134,6 +134,10 @@ def cumulative_learning_rate(steps: Sequence[int | float], lr: Sequence[float]) 
     return out
 
 
+def _law(time: str) -> str:
+    return f"C² log ω_j + C ω_j² + ω_j⁴/4 = slope · t + intercept_j, t: {clock_name(time)}"
+
+
 def _exact_difference(a, b) -> float:
     """a − b, exactly in integers when both are integers (float64 has 53 bits)."""
     if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
@@ -141,7 +145,10 @@ def _exact_difference(a, b) -> float:
     return float(a) - float(b)
 
 
-def _not_fitted(reason: str, law: str, time: str, extra: dict[str, Any] | None = None):
+def not_fitted(reason: str, time: str = "epoch", law: str | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``dynamics`` object that says why there is no fit."""
+    law = law or _law(time)
     out = {"fitted": False, "reason": reason, "law": law, "time": time,
            "clock": clock_name(time)}
     out.update(extra or {})
@@ -182,7 +189,7 @@ def fit_dynamics(times: Sequence[int | float], singular_values: Sequence[Sequenc
         has C − 1 entries, position j for ``snr_singular_values_j``.
     """
     c = int(num_classes)
-    law = f"C² log ω_j + C ω_j² + ω_j⁴/4 = slope · t + intercept_j, t = {clock_name(time)}"
+    law = _law(time)
     epochs = list(times) if epochs is None else list(epochs)
     used_epochs: list[int] = []
     used_times: list[int | float] = []
@@ -203,24 +210,24 @@ def fit_dynamics(times: Sequence[int | float], singular_values: Sequence[Sequenc
     if len(used_epochs) < MIN_EPOCHS:
         reason = (f"needs at least {MIN_EPOCHS} epochs with a defined SNR, got "
                   f"{len(used_epochs)}" + (f" ({skipped} skipped)" if skipped else ""))
-        return _not_fitted(reason, law, time, extra)
+        return not_fitted(reason, time, law, extra)
 
     # Time relative to the first used point, in exact integers where possible; then centred.
     rel = np.asarray([_exact_difference(t, used_times[0]) for t in used_times])
     if not np.all(np.isfinite(rel)):
-        return _not_fitted("the time axis is not finite", law, time, extra)
+        return not_fitted("the time axis is not finite", time, law, extra)
     tc = rel - rel.mean()
     t_scale = float(np.max(np.abs(tc)))
     if not t_scale > 0:
-        return _not_fitted(f"the {clock_name(time)} clock does not advance over the "
-                           f"{len(used_epochs)} epochs used", law, time, extra)
+        return not_fitted(f"the {clock_name(time)} clock does not advance over the "
+                           f"{len(used_epochs)} epochs used", time, law, extra)
     omega = np.stack(rows, axis=1)  # (C−1, E)
     with np.errstate(over="ignore", invalid="ignore"):
         y = phi(omega, c)
         yc = y - y.mean(axis=1, keepdims=True)
     if not np.all(np.isfinite(yc)):
-        return _not_fitted(f"φ(ω_j) overflows float64 (ω up to {float(omega.max()):.3g})",
-                           law, time, extra)
+        return not_fitted(f"φ(ω_j) overflows float64 (ω up to {float(omega.max()):.3g})",
+                           time, law, extra)
     # Sums of squares on scaled copies (R² and slopes are scale-free): no overflow for any
     # finite φ and any finite time axis.
     u = tc / t_scale
