@@ -242,3 +242,23 @@ def test_checked_cholesky_reasons():
     lower, reason = checked_cholesky(np.diag([4.0, 1e-6]))
     assert reason is None
     np.testing.assert_allclose(lower, np.diag([2.0, 1e-3]))
+
+
+def test_relu_run_with_dead_units_has_snr_on_every_epoch(tmp_path):
+    """A run file of ReLU features whose dead units change over the epochs: every epoch has
+    finite SNR keys equal to the reduced-space reference, no warning, and the dropped count."""
+    from ncanalyze.analysis import analyze
+    from ncanalyze.io import RunWriter
+
+    c, path = 4, tmp_path / "relu.h5"
+    dead_sets = [(0, 3, 4, 9), (3, 4, 9), (4, 9), (9,)]
+    written = []
+    with RunWriter(path, relu_features(np.random.default_rng(0), c)[1], num_classes=c) as w:
+        for e, dead in enumerate(dead_sets):
+            h, y, live = relu_features(np.random.default_rng(e), c, dead=dead)
+            w.add_epoch(10 * e, h.astype(np.float32))
+            written.append((h.astype(np.float32).astype(np.float64), y, live, len(dead)))
+    _, results = analyze(path, quantities=("snr",))
+    for res, (h, y, live, n_dead) in zip(results, written):
+        assert res.warnings == [], res.warnings
+        assert_on_support(res.values, h[:, live], y, c, dropped=n_dead)
