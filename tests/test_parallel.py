@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ncanalyze.analysis import Analysis, Settings
+from ncanalyze.analysis import Analysis, Settings, compute_epochs, local_workers
 from ncanalyze.cli.app import app
-from ncanalyze.parallel import compute_epochs, local_workers
 
 from .factories import collapsing_features, labels, write_run
 
