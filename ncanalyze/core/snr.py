@@ -1,36 +1,35 @@
-"""The signal-to-noise matrix Σ_W^{-1/2} M̄ and its singular values (SPEC §2.4).
+"""The signal-to-noise matrix Σ_W^{-1/2} M̄ and its singular values (Han, Papyan & Donoho 2022,
+Def. 2; docs/CENTRAL_PATH.md §2).
 
 The singular values ω_j of SNR = Σ_W^{-1/2} M̄ are the square roots of the eigenvalues of
 M̄ᵀ Σ_W^{-1} M̄. With the Cholesky factor Σ_W = L Lᵀ, M̄ᵀ Σ_W^{-1} M̄ = (L^{-1}M̄)ᵀ(L^{-1}M̄), so
 the ω_j are the singular values of L^{-1} M̄: one Cholesky factorisation and one solve, no
 matrix square root and no inverse.
 
-Σ_W is declared singular (the keys are ``null`` with the reason, unless a ridge ε is given)
-when P > N − C (then rank Σ_W ≤ N − C < P for every data set), when the Cholesky
-factorisation fails or returns non-finite numbers (CuPy returns NaN instead of raising), or
-when its smallest squared pivot is below ``PIVOT_RTOL`` times the largest (condition number
-beyond ~1/PIVOT_RTOL: ω along the weakest directions would not have 6 correct digits).
+When Σ_W is singular — P > N − C (rank Σ_W ≤ N − C < P for every data set), or the Cholesky
+factorisation fails, returns non-finite numbers (CuPy returns NaN instead of raising), or has
+its smallest squared pivot below ``PIVOT_RTOL`` times the largest — the SNR is computed on the
+support of Σ_W from its eigendecomposition: directions of zero within-class variance along
+which the class means do not spread (dead ReLU units, constant or duplicated features) are
+dropped and counted; a class-mean direction with zero within-class variance makes the SNR
+infinite, reported as null keys with the reason (never a ridge-dependent number). ``ridge``
+remains an explicit alternative. Indices j are 0-based, as in ``snr_singular_values_j``.
 """
-
 from __future__ import annotations
 
 import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
 
-from .metrics import MetricValues, default_rtol
+from .linalg import PIVOT_RTOL, checked_cholesky, default_rtol, solve_lower
 from .stats import ClassStats, class_stats, to_host
+from .values import MetricValues
 
 #: Keys of the ``snr`` command, in output order.
 SNR_KEYS = ("snr_singular_values", "snr_min", "snr_max", "snr_ratio", "nc1_whitened",
             "loss_ls_predicted", "snr_dropped_dims")
 
-#: A symmetric matrix is treated as singular when its smallest squared Cholesky pivot is below
-#: this fraction of the largest: beyond a condition number of ~1e6/ε, float64 results along the
-#: weakest directions cannot meet the 1e-6 relative accuracy of SPEC §6.
-PIVOT_RTOL = 1e6 * float(np.finfo(np.float64).eps)
 #: On a singular Σ_W, eigenvalues at or below this fraction of the largest count as zero
 #: within-class variance (the same condition-number limit as ``PIVOT_RTOL``: a smaller
 #: eigenvalue has too few correct digits to whiten by).
@@ -40,74 +39,6 @@ ZERO_VARIANCE_RTOL = PIVOT_RTOL
 #: Σ_W (eigenvector error ε·λ_max/gap, gap ≥ ZERO_VARIANCE_RTOL·λ_max); √ZERO_VARIANCE_RTOL ≈
 #: 1.5e-5 stays clear of that.
 SPREAD_RTOL = math.sqrt(ZERO_VARIANCE_RTOL)
-
-
-def checked_cholesky(a) -> tuple[Any, str | None]:
-    """Cholesky factor of a symmetric positive semi-definite matrix, or the reason it has none.
-
-    Parameters
-    ----------
-    a : array, shape (n, n)
-        Symmetric, float64.
-
-    Returns
-    -------
-    lower : array, shape (n, n), or None
-        L with a = L Lᵀ when ``a`` is numerically positive definite.
-    reason : str or None
-        Why ``a`` counts as singular (``None`` when ``lower`` is returned).
-    """
-    xp = array_namespace(a)
-    try:
-        lower = xp.linalg.cholesky(a)
-    except ValueError:  # numpy / array-api-strict raise LinAlgError (a ValueError)
-        return None, "the Cholesky factorisation failed (not positive definite)"
-    pivots = np.asarray(to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
-    if not np.all(np.isfinite(pivots)):  # CuPy signals failure with NaN
-        return None, "the Cholesky factorisation failed (not positive definite)"
-    sq = pivots**2
-    top = float(sq.max()) if sq.size else 0.0
-    if top == 0.0:
-        return None, "the matrix is zero"
-    ratio = float(sq.min()) / top
-    if ratio <= PIVOT_RTOL:
-        return None, f"numerically singular (smallest/largest Cholesky pivot² = {ratio:.2g})"
-    return lower, None
-
-
-#: Below this size ``solve_lower`` hands the triangular system to ``xp.linalg.solve``.
-_TRIANGULAR_LEAF = 64
-
-
-def solve_lower(lower, b):
-    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
-
-    The array API has no triangular solve, and ``xp.linalg.solve`` would LU-factorise L
-    (as costly as a Cholesky factorisation). Blocked forward substitution instead:
-    L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁, X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁), recursively,
-    with ``xp.linalg.solve`` on the small diagonal blocks: O(n²k) work in matrix products
-    (no SciPy, whose separate BLAS would compete with NumPy's for the cores).
-    """
-    xp = array_namespace(lower, b)
-    n = int(lower.shape[0])
-    if n <= _TRIANGULAR_LEAF:
-        return xp.linalg.solve(lower, b)
-    h = n // 2
-    x1 = solve_lower(lower[:h, :h], b[:h, ...])
-    x2 = solve_lower(lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
-    return xp.concat([x1, x2], axis=0)
-
-
-def cholesky_solve(lower, b):
-    """a^{-1} b given the Cholesky factor ``lower`` of ``a`` = L Lᵀ (n, n); ``b`` (n, k).
-
-    Two triangular solves (:func:`solve_lower`); Lᵀ x = y is solved as the lower-triangular
-    system of the reversed unknowns.
-    """
-    xp = array_namespace(lower, b)
-    y = solve_lower(lower, b)
-    rev = xp.flip(xp.flip(lower, axis=0), axis=1).T  # J Lᵀ J, lower triangular
-    return xp.flip(solve_lower(rev, xp.flip(y, axis=0)), axis=0)
 
 
 def _feature_list(indices: np.ndarray) -> str:
@@ -122,7 +53,7 @@ def _null(out: MetricValues, reason: str) -> MetricValues:
 
 
 def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
-    """L^{-1}-free whitening on the support of a singular Σ_W (docs/CENTRAL_PATH.md §2).
+    """Whitening on the support of a singular Σ_W (docs/CENTRAL_PATH.md §2).
 
     Σ_W = U Λ Uᵀ; eigenvalues ≤ ``ZERO_VARIANCE_RTOL`` · λ_max count as zero within-class
     variance. Those directions are dropped when the class means do not spread along them
@@ -249,7 +180,7 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
 
 def snr(features, labels, *, num_classes: int | None = None, ridge: float | None = None,
         global_mean: str = "samples") -> dict[str, Any]:
-    """SNR keys (SPEC §2.4) of in-memory arrays (NumPy, CuPy or any array-API namespace).
+    """SNR keys (docs/CENTRAL_PATH.md §2) of in-memory arrays (NumPy, CuPy or any array-API namespace).
 
     Parameters
     ----------
