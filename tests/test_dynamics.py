@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -355,3 +356,31 @@ def test_a_nan_learning_rate_leaves_the_dynamics_unfitted_with_the_epoch(tmp_pat
     assert "cumulative learning rate" in fit["verdict"]
     # a selection after the NaN does not need it
     assert _dynamics(path, epochs="3:4")["reason"].startswith("needs at least 3 epochs")
+
+
+# ---------------------------------------------------------------------- CLI: --time, JSON, verdict
+def test_snr_json_dynamics_default_clock_and_per_j_slopes(cli):
+    res = cli("snr", BUNDLED, "--format", "json", "--quiet")
+    assert res.exit_code == 0, res.stderr
+    dyn = json.loads(res.stdout)["dynamics"]
+    assert dyn["time"] == "lr" and dyn["clock"] == "cumulative learning rate"
+    assert len(dyn["slopes"]) == len(dyn["r2_separate"]) == 9
+    assert dyn["slope_spread"] == pytest.approx(61, rel=0.02)
+    assert "grow in proportion" in dyn["verdict"]
+
+
+def test_snr_time_option_picks_the_clock_and_the_table_says_so(cli):
+    res = cli("snr", BUNDLED, "--time", "epoch", "--quiet")
+    assert res.exit_code == 0, res.stderr
+    last = res.stdout.strip().splitlines()
+    assert any("on the epoch clock" in line for line in last[-3:])
+    res = cli("report", BUNDLED, "--time", "train_acc", "--format", "json", "--quiet",
+              "--epochs", "30:600")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["dynamics"]["time"] == "train_acc"
+
+
+def test_snr_time_the_file_lacks_is_a_usage_error_before_any_work(cli):
+    res = cli("snr", BUNDLED, "--time", "wallclock")
+    assert res.exit_code == 2
+    assert "no /scalars/wallclock" in res.stderr and res.stdout == ""

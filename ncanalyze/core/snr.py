@@ -103,7 +103,8 @@ def _infinite_reason(stats: ClassStats, mbar, k0: int, share: float, wide: bool)
     where = (f"; feature index {_feature_list(named)} constant within each class but not "
              "across classes" if named.size else "")
     size = f" (P = {p} > N − C = {n - c}: rank Σ_W ≤ N − C)" if wide else ""
-    return (f"infinite SNR: {k0} direction(s) with zero within-class variance{size} carry "
+    return (f"infinite SNR: Σ_W is singular{size} and {k0} direction(s) with zero "
+            f"within-class variance carry "
             f"{100 * share**2:.2g}% of the between-class spread ‖M̄‖², so the class means are "
             f"separated without noise there{where}")
 
