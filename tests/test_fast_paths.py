@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncanalyze.core.metrics import PredictionAccumulator, _Linear32
+from ncanalyze.core.decisions import PredictionAccumulator, _Linear32
 from ncanalyze.core.stats import StatsAccumulator
 
 
@@ -122,8 +122,7 @@ def test_top2_loop_matches_partition_ties_and_nan():
 @pytest.mark.parametrize("n", [1, 5, 64, 65, 200, 257])
 def test_triangular_solves(xp, n):
     """The blocked solve (NumPy, array-api-strict) and the libraries' own (torch, CuPy)."""
-    from ncanalyze.backend import solve_lower
-    from ncanalyze.core.snr import cholesky_solve
+    from ncanalyze.core.linalg import cholesky_solve, solve_lower
 
     rng = np.random.default_rng(n)
     a = rng.normal(size=(n, 2 * n + 3))
