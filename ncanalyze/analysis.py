@@ -18,7 +18,8 @@ from .backend import Backend, get_backend
 from .core.metrics import LAYER_KEYS, PredictionAccumulator, feature_metrics, nc_metrics_from_stats
 from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
-from .io.run import Run, Source, open_run
+from .io.reader import Run, open_run
+from .io.schema import Source
 
 QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
