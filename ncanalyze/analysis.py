@@ -6,20 +6,24 @@ no printing; the CLI formats what it returns.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from . import __version__
+from ._version import __version__
 from .backend import Backend, get_backend
-from .core.metrics import LAYER_KEYS, PredictionAccumulator, feature_metrics, nc_metrics_from_stats
+from .core.decisions import PredictionAccumulator
+from .core.metrics import feature_metrics, nc_metrics_from_stats
+from .core.values import LAYER_KEYS
 from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
 from .io.reader import Run, open_run
 from .io.schema import Source
+from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
@@ -29,7 +33,7 @@ CACHE_BYTES = 256 * 2**20
 
 @dataclass
 class Settings:
-    """What to compute and how (the common options of SPEC §3)."""
+    """What to compute and how (the common options of every command, see docs/TUTORIAL.md)."""
 
     quantities: tuple[str, ...] = ("metrics",)
     epochs: str | None = None
@@ -45,7 +49,7 @@ class Settings:
     chunk_rows: int | None = None
     allow_external: bool = False
     #: Processes computing whole epochs at once (None: all local cores when several large
-    #: epochs are selected, see :mod:`ncanalyze.parallel`; 1: in this process).
+    #: epochs are selected, see :func:`local_workers`; 1: in this process).
     workers: int | None = None
     #: Address of a dask.distributed scheduler: epochs are computed on its workers.
     dask: str | None = None
@@ -77,7 +81,7 @@ class Settings:
 
 @dataclass
 class EpochResult:
-    """Results of one epoch: ``values`` holds the SPEC keys in order (nested for layers/splits)."""
+    """Results of one epoch: ``values`` holds the keys in output order (nested for layers/splits)."""
 
     epoch: int
     values: dict[str, Any]
@@ -184,7 +188,7 @@ class Analysis:
 
     @property
     def header(self) -> dict[str, Any]:
-        """Run-level facts for the output document (SPEC §4)."""
+        """Run-level facts for the output document (README, "Commands")."""
         info = self.run.info
         settings = self.settings.public()
         settings["backend"] = self.backend.name
@@ -230,7 +234,7 @@ class Analysis:
         rows = self.settings.chunk_rows or self._default_rows(source)
         start = 0
         chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite)
-        for chunk, labels in _prefetch(chunks, PREFETCH):
+        for chunk, labels in prefetch(chunks, PREFETCH):
             stop = start + chunk.shape[0]
             yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
             start = stop
@@ -358,9 +362,66 @@ class Analysis:
         return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
 
     def __iter__(self) -> Iterator[EpochResult]:
-        from .parallel import iter_epochs
+        s = self.settings
+        workers = local_workers(self)
+        if s.dask is None and workers <= 1:
+            for epoch in self.epochs:
+                yield self.compute_epoch(epoch)
+            return
+        # Workers open the file themselves (on dask the path must be readable on every worker,
+        # e.g. a shared filesystem) and run compute_epoch with the same settings.
+        path = os.path.abspath(self.run.path)
+        tasks = [(path, s, [e]) for e in self.epochs]
+        for results in ordered_map(compute_epochs, tasks, workers=workers, dask=s.dask):
+            for d in results:
+                yield EpochResult(d["epoch"], d["values"], d["warnings"])
 
-        yield from iter_epochs(self)
+
+#: Automatic local parallelism starts only when the selected epochs hold at least this many
+#: bytes of features: below it, starting processes (≈1–2 s each) costs more than it saves.
+AUTO_MIN_BYTES = 512 * 2**20
+
+
+def local_workers(analysis: Analysis) -> int:
+    """Processes to use for ``analysis`` on this machine (1 means: compute in-process)."""
+    s = analysis.settings
+    n_epochs = len(analysis.epochs)
+    if s.workers is not None:
+        return max(1, min(s.workers, n_epochs))
+    if n_epochs < 2 or analysis.backend.name != "numpy":
+        return 1
+    info = analysis.run.info
+    per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
+    if per_epoch * n_epochs < AUTO_MIN_BYTES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, n_epochs))
+
+
+def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:
+    """Open ``path`` and compute ``epochs`` with ``settings`` (the task run on a worker).
+
+    Parameters
+    ----------
+    path : str
+        Run file, readable where this function runs.
+    settings : Settings
+        As for :class:`Analysis`; ``epochs``, ``workers`` and ``dask`` are overridden.
+    epochs : list of int
+        Epoch numbers.
+
+    Returns
+    -------
+    list of dict
+        ``{"epoch", "values", "warnings"}`` per epoch, in the order of ``epochs`` (plain,
+        picklable data).
+    """
+    local = replace(settings, epochs=",".join(str(e) for e in epochs), workers=1, dask=None)
+    with Analysis(path, local) as analysis:
+        out = []
+        for e in epochs:
+            r = analysis.compute_epoch(e)
+            out.append({"epoch": r.epoch, "values": r.values, "warnings": r.warnings})
+        return out
 
 
 def _finite(stats) -> bool:
@@ -371,52 +432,6 @@ def _finite(stats) -> bool:
 
 #: Chunks read ahead by the reader thread of one pass.
 PREFETCH = 2
-
-
-def _prefetch(iterable, depth: int):
-    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (errors re-raised)."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in iterable:
-                if not put((True, item)):
-                    return
-            put((True, done))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((False, exc))
-
-    thread = threading.Thread(target=work, name="ncanalyze-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = items.get()
-            if not ok:
-                thread.join()
-                raise item
-            if item is done:
-                thread.join()
-                return
-            yield item
-    finally:
-        # Abandoned early (the consumer raised, or the generator is garbage-collected,
-        # possibly while this thread holds h5py's lock): never join here, the reader stops
-        # by itself at its next put.
-        stop.set()
 
 
 def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, list[EpochResult]]:
@@ -430,3 +445,97 @@ def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, li
     settings = settings or Settings(**options)
     with Analysis(path, settings) as a:
         return a.header, list(a)
+
+
+# ---------------------------------------------------------------------- run-level results
+#: ``--time`` choices besides a ``/scalars`` name (docs/CENTRAL_PATH.md §3).
+TIME_AXES = ("auto", "epoch", "lr", "steps")
+
+
+def resolve_time_axis(run: Run, time: str = "auto") -> str:
+    """The time axis of the SNR dynamics fit: ``auto`` becomes ``lr`` when the run records
+    ``/scalars/lr``, else ``epoch``.
+
+    Raises
+    ------
+    UsageError
+        When the run lacks what the axis needs (``lr``: ``/scalars/lr``; ``steps``:
+        ``/scalars/steps`` or a ``steps_per_epoch`` attribute; a name: ``/scalars/<name>``).
+    """
+    scalars = run.info.scalars
+    have = ", ".join(scalars) or "none"
+    if time == "auto":
+        return "lr" if "lr" in scalars else "epoch"
+    if time == "epoch":
+        return time
+    if time == "steps":
+        if "steps" not in scalars and run.info.steps_per_epoch is None:
+            raise UsageError("--time steps: the file records neither /scalars/steps nor a "
+                             "steps_per_epoch attribute")
+        return time
+    if time not in scalars:
+        raise UsageError(f"--time {time}: the file has no /scalars/{time} (scalars: {have}); "
+                         f"use {', '.join(TIME_AXES)} or a scalar's name")
+    return time
+
+
+def snr_dynamics(analysis: "Analysis", epochs: list[dict[str, Any]], time: str = "auto"
+                 ) -> dict[str, Any]:
+    """The run-level fit of the SNR dynamics law (Han et al. Prop. 2) over computed epochs.
+
+    Parameters
+    ----------
+    analysis : Analysis
+        The (open) analysis that produced ``epochs``.
+    epochs : list of dict
+        Per-epoch values holding ``epoch``, ``snr_singular_values`` and, when the file has
+        them, ``scalars``.
+    time : str
+        ``auto`` (cumulative learning rate if ``/scalars/lr`` exists, else epochs), ``epoch``,
+        ``lr``, ``steps`` or the name of a ``/scalars`` entry.
+
+    Returns
+    -------
+    dict
+        The ``dynamics`` object of :func:`ncanalyze.core.dynamics.fit_dynamics`; not fitted,
+        with the reason, when the clock is undefined (e.g. a NaN learning rate).
+    """
+    from .core.dynamics import clock_name, cumulative_learning_rate, fit_dynamics, not_fitted
+
+    run = analysis.run
+    time = resolve_time_axis(run, time)
+    numbers = [int(e["epoch"]) for e in epochs]
+    values = [e.get("snr_singular_values") for e in epochs]
+    num_classes = run.info.num_classes
+    if not numbers or time == "epoch":
+        return fit_dynamics(numbers, values, num_classes, time="epoch")
+    # Every recorded epoch between the first and last one used enters the trapezoid.
+    known = {int(e["epoch"]): e.get("scalars") or {} for e in epochs}
+    span = sorted(set(numbers) | {int(e) for e in run.info.epochs
+                                  if numbers[0] <= int(e) <= numbers[-1]})
+    series = [known[e] if e in known else run.scalars(e) for e in span]
+
+    def column(name: str) -> list[float]:
+        out = []
+        for e, s in zip(span, series):
+            v = s.get(name)
+            if v is None:
+                raise ValueError(f"/scalars/{name} is not finite at epoch {e}")
+            out.append(v)
+        return out
+
+    try:
+        if time not in ("lr", "steps"):
+            clock = column(time)
+        else:
+            if "steps" in run.info.scalars:
+                steps: list = column("steps")
+            elif run.info.steps_per_epoch is not None:
+                steps = [run.info.steps_per_epoch * e for e in span]
+            else:
+                steps = list(span)
+            clock = steps if time == "steps" else cumulative_learning_rate(steps, column("lr"))
+    except ValueError as exc:
+        return not_fitted(f"the {clock_name(time)} clock is undefined: {exc}", time)
+    at = dict(zip(span, clock))
+    return fit_dynamics([at[e] for e in numbers], values, num_classes, epochs=numbers, time=time)

@@ -66,6 +66,8 @@ class RunInfo:
     loss: str | None
     format_version: int | None
     scalars: list[str] = field(default_factory=list)
+    #: Optimiser steps per epoch (root attribute), for the SNR dynamics' time axis.
+    steps_per_epoch: int | None = None
     layers: dict[str, Source] = field(default_factory=dict)
     splits: dict[str, Source] = field(default_factory=dict)
 
@@ -384,6 +386,9 @@ class _Validator:
             if not math.isfinite(wd) or wd < 0:
                 raise self._error(f"attribute weight_decay={wd!r} must be finite and ≥ 0", "/")
         loss = self._attr("loss")
+        steps_per_epoch = self._int_attr("steps_per_epoch")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise self._error(f"attribute steps_per_epoch={steps_per_epoch} must be ≥ 1", "/")
         return RunInfo(
             path=self.path,
             num_classes=num_classes,
@@ -397,6 +402,7 @@ class _Validator:
             loss=None if loss is None else str(loss),
             format_version=version,
             scalars=scalars,
+            steps_per_epoch=steps_per_epoch,
             layers=layers,
             splits=splits,
         )
