@@ -21,7 +21,8 @@ from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
 from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
-from .io.run import Run, Source, open_run
+from .io.reader import Run, open_run
+from .io.schema import Source
 from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
