@@ -19,7 +19,7 @@ from .. import __version__
 from ..analysis import Analysis, Settings
 from ..atomic import atomic_text
 from ..errors import InputError, NcanalyzeError, UsageError
-from ..results import evaluate_gates, parse_gate
+from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from . import output
 
 #: Exit code of an unexpected internal error (a bug: please report it).
@@ -170,6 +170,7 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
     warnings: list[str] = []
     epochs: list[dict[str, Any]] = []
     with Analysis(file, settings) as analysis:
+        validate_gates(gates, producible_keys(settings, analysis.run.info))
         warnings.extend(analysis.run_warnings)
         if not quiet:
             for w in analysis.run_warnings:

@@ -12,7 +12,8 @@ from typing import Any, Iterable, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from ..results import Verdict, clean_number, flatten
+from ..gates import Verdict
+from ..results import clean_number, flatten
 
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
