@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import WriterLock, atomic_path, check_outputs, check_overwrite, resolve_output
 from .errors import InputError, UsageError
 
 SUFFIXES = (".npz", ".pt", ".pth")
@@ -166,16 +166,25 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     InputError
         Inconsistent or unreadable dumps (nothing is written).
     UsageError
-        ``out`` exists and ``overwrite`` is false.
+        ``out`` exists and ``overwrite`` is false, is one of the dumps, or is not a regular
+        file.
+    OutputError
+        Another writer holds ``out``, or it cannot be written.
     """
+    out = os.fspath(out)
+    resolve_output(out, regular=True)
+    with WriterLock(out):
+        check_overwrite(out, overwrite)
+        dumps = find_dumps(folder)
+        check_outputs({"output": out}, [path for _, path in dumps])
+        return _convert(dumps, out, num_classes, weight_decay, loss)
+
+
+def _convert(dumps, out: str, num_classes, weight_decay, loss) -> dict:
     from .io.writer import RunWriter
 
-    dumps = find_dumps(folder)
-    out = os.fspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it")
     first: dict[str, np.ndarray] | None = None
-    with atomic_path(out) as tmp:
+    with atomic_path(out, regular=True) as tmp:
         os.unlink(tmp)  # RunWriter creates the file itself
         writer = None
         try:

@@ -44,6 +44,14 @@ class UsageError(NcanalyzeError):
     exit_code = 2
 
 
+class OutputError(NcanalyzeError):
+    """An output file cannot be written: full disk, no permission, missing folder, another
+    writer holds it, or it was replaced while being written (exit code 3). The message names
+    the path the user gave, never a temporary name."""
+
+    exit_code = 3
+
+
 class BackendError(NcanalyzeError):
     """The requested array backend is not available (exit code 4)."""
 

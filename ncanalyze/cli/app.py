@@ -17,7 +17,7 @@ from rich.console import Console
 
 from .. import __version__
 from ..analysis import Analysis, Settings
-from ..atomic import atomic_text
+from ..atomic import atomic_text, check_outputs
 from ..errors import InputError, NcanalyzeError, UsageError
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from . import output
@@ -158,7 +158,7 @@ class _Progress:
 
 
 def run_command(command: str, settings: Settings, file: Path, fmt: str, output_path,
-                fail_if, gate: str, quiet: bool,
+                fail_if, gate: str, quiet: bool, plot=None,
                 finish: Callable[[Analysis, list[dict]], dict[str, Any]] | None = None,
                 table_footer: Callable[[dict[str, Any]], list[str]] | None = None) -> int:
     """Shared body of metrics/decompose/snr/report: compute, print, gate. Returns exit code."""
@@ -167,6 +167,7 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
     gates = [parse_gate(g) for g in (fail_if or [])]
     if gate not in ("last", "all"):
         raise UsageError(f"--gate must be 'last' or 'all', got {gate!r}")
+    check_outputs({"--output": output_path, "--plot": plot}, [file])
     warnings: list[str] = []
     epochs: list[dict[str, Any]] = []
     with Analysis(file, settings) as analysis:
@@ -306,7 +307,7 @@ def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "au
     kept: dict[str, Any] = {}
     finish, _ = _keep_epochs(kept, with_dynamics=False)
     code = run_command("decompose", settings, file, fmt, output_path, fail_if, gate, quiet,
-                       finish=finish)
+                       plot=plot, finish=finish)
     if plot is not None:
         plot_decompose(plot, kept["epochs"], title=f"MSE decomposition: {file.name}")
     raise typer.Exit(code)
@@ -333,7 +334,7 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
     kept: dict[str, Any] = {}
     finish, footer = _keep_epochs(kept, with_dynamics=True)
     code = run_command("snr", settings, file, fmt, output_path, fail_if, gate, quiet,
-                       finish=finish, table_footer=footer)
+                       plot=plot, finish=finish, table_footer=footer)
     if plot is not None:
         plot_snr(plot, kept["epochs"], kept["dynamics"], kept["classes"],
                  title=f"SNR dynamics: {file.name}")

@@ -51,11 +51,13 @@ def plot(file: RunFile,
          quiet: QuietOpt = False, debug: DebugOpt = False):
     """Draw the standard NC panel over epochs (Papyan et al. style): accuracy, NC1, equinorm,
     equiangularity, maximal angle, self-duality, NCC mismatch, ETF/OF distances."""
+    from ..atomic import check_outputs
     from ..plots.panel import plot_runs
 
     settings = Settings(("metrics",), backend=backend, global_mean=global_mean,
                         allow_external=allow_external)
     paths = [file, *(compare or [])]
+    check_outputs({"--output": output_path}, paths)
     plot_runs(paths, output_path, labels=label, epochs=epochs, settings=settings, title=title,
               xscale=xscale)
     if not quiet:
@@ -97,8 +99,6 @@ def simulate(out: OutFile,
                     dim1=dim1, epochs=epochs, lr=lr, lambda_w=lambda_w, lambda_h=lambda_h,
                     lambda_b=lambda_b, lambda_w1=lambda_w1, init_scale=init_scale, saves=saves,
                     seed=seed)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it")
     result = run_simulation(out, cfg, overwrite=overwrite)
     typer.echo(f"wrote {out}: {len(result['steps'])} steps of {epochs}, final objective "
                f"{result['objective']:.6g}")
