@@ -16,8 +16,7 @@ Python API (SPEC §5)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .errors import BackendError, InputError, NcanalyzeError, OutputError, UsageError  # noqa: E402
 from .io import RunWriter, open_run  # noqa: E402
 from .core.metrics import nc_metrics  # noqa: E402

@@ -6,19 +6,23 @@ no printing; the CLI formats what it returns.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from . import __version__
+from ._version import __version__
 from .backend import Backend, get_backend
-from .core.metrics import LAYER_KEYS, PredictionAccumulator, feature_metrics, nc_metrics_from_stats
+from .core.decisions import PredictionAccumulator
+from .core.metrics import feature_metrics, nc_metrics_from_stats
+from .core.values import LAYER_KEYS
 from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
 from .io.run import Run, Source, open_run
+from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
@@ -28,7 +32,7 @@ CACHE_BYTES = 256 * 2**20
 
 @dataclass
 class Settings:
-    """What to compute and how (the common options of SPEC §3)."""
+    """What to compute and how (the common options of every command, see docs/TUTORIAL.md)."""
 
     quantities: tuple[str, ...] = ("metrics",)
     epochs: str | None = None
@@ -44,7 +48,7 @@ class Settings:
     chunk_rows: int | None = None
     allow_external: bool = False
     #: Processes computing whole epochs at once (None: all local cores when several large
-    #: epochs are selected, see :mod:`ncanalyze.parallel`; 1: in this process).
+    #: epochs are selected, see :func:`local_workers`; 1: in this process).
     workers: int | None = None
     #: Address of a dask.distributed scheduler: epochs are computed on its workers.
     dask: str | None = None
@@ -76,7 +80,7 @@ class Settings:
 
 @dataclass
 class EpochResult:
-    """Results of one epoch: ``values`` holds the SPEC keys in order (nested for layers/splits)."""
+    """Results of one epoch: ``values`` holds the keys in output order (nested for layers/splits)."""
 
     epoch: int
     values: dict[str, Any]
@@ -183,7 +187,7 @@ class Analysis:
 
     @property
     def header(self) -> dict[str, Any]:
-        """Run-level facts for the output document (SPEC §4)."""
+        """Run-level facts for the output document (README, "Commands")."""
         info = self.run.info
         settings = self.settings.public()
         settings["backend"] = self.backend.name
@@ -229,7 +233,7 @@ class Analysis:
         rows = self.settings.chunk_rows or self._default_rows(source)
         start = 0
         chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite)
-        for chunk, labels in _prefetch(chunks, PREFETCH):
+        for chunk, labels in prefetch(chunks, PREFETCH):
             stop = start + chunk.shape[0]
             yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
             start = stop
@@ -357,9 +361,66 @@ class Analysis:
         return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
 
     def __iter__(self) -> Iterator[EpochResult]:
-        from .parallel import iter_epochs
+        s = self.settings
+        workers = local_workers(self)
+        if s.dask is None and workers <= 1:
+            for epoch in self.epochs:
+                yield self.compute_epoch(epoch)
+            return
+        # Workers open the file themselves (on dask the path must be readable on every worker,
+        # e.g. a shared filesystem) and run compute_epoch with the same settings.
+        path = os.path.abspath(self.run.path)
+        tasks = [(path, s, [e]) for e in self.epochs]
+        for results in ordered_map(compute_epochs, tasks, workers=workers, dask=s.dask):
+            for d in results:
+                yield EpochResult(d["epoch"], d["values"], d["warnings"])
 
-        yield from iter_epochs(self)
+
+#: Automatic local parallelism starts only when the selected epochs hold at least this many
+#: bytes of features: below it, starting processes (≈1–2 s each) costs more than it saves.
+AUTO_MIN_BYTES = 512 * 2**20
+
+
+def local_workers(analysis: Analysis) -> int:
+    """Processes to use for ``analysis`` on this machine (1 means: compute in-process)."""
+    s = analysis.settings
+    n_epochs = len(analysis.epochs)
+    if s.workers is not None:
+        return max(1, min(s.workers, n_epochs))
+    if n_epochs < 2 or analysis.backend.name != "numpy":
+        return 1
+    info = analysis.run.info
+    per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
+    if per_epoch * n_epochs < AUTO_MIN_BYTES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, n_epochs))
+
+
+def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:
+    """Open ``path`` and compute ``epochs`` with ``settings`` (the task run on a worker).
+
+    Parameters
+    ----------
+    path : str
+        Run file, readable where this function runs.
+    settings : Settings
+        As for :class:`Analysis`; ``epochs``, ``workers`` and ``dask`` are overridden.
+    epochs : list of int
+        Epoch numbers.
+
+    Returns
+    -------
+    list of dict
+        ``{"epoch", "values", "warnings"}`` per epoch, in the order of ``epochs`` (plain,
+        picklable data).
+    """
+    local = replace(settings, epochs=",".join(str(e) for e in epochs), workers=1, dask=None)
+    with Analysis(path, local) as analysis:
+        out = []
+        for e in epochs:
+            r = analysis.compute_epoch(e)
+            out.append({"epoch": r.epoch, "values": r.values, "warnings": r.warnings})
+        return out
 
 
 def _finite(stats) -> bool:
@@ -370,52 +431,6 @@ def _finite(stats) -> bool:
 
 #: Chunks read ahead by the reader thread of one pass.
 PREFETCH = 2
-
-
-def _prefetch(iterable, depth: int):
-    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (errors re-raised)."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in iterable:
-                if not put((True, item)):
-                    return
-            put((True, done))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((False, exc))
-
-    thread = threading.Thread(target=work, name="ncanalyze-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = items.get()
-            if not ok:
-                thread.join()
-                raise item
-            if item is done:
-                thread.join()
-                return
-            yield item
-    finally:
-        # Abandoned early (the consumer raised, or the generator is garbage-collected,
-        # possibly while this thread holds h5py's lock): never join here, the reader stops
-        # by itself at its next put.
-        stop.set()
 
 
 def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, list[EpochResult]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .core.decomposition import DECOMPOSE_KEYS
-from .core.metrics import FEATURE_KEYS, LAYER_KEYS, METRIC_KEYS
+from .core.values import FEATURE_KEYS, LAYER_KEYS, METRIC_KEYS
 from .core.snr import SNR_KEYS
 from .errors import UsageError
 from .results import flatten

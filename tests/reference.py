@@ -1,4 +1,5 @@
-"""A deliberately straightforward float64 implementation of SPEC §2.1–2.2 for the tests.
+"""The tests' only oracle: deliberately straightforward float64 implementations of the
+formulas of docs/METRICS.md, and the one tolerance comparer.
 
 No streaming, no shifting tricks, explicit loops over classes and pairs: the obvious reading
 of each formula, to compare the real implementation against.
@@ -83,6 +84,44 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
         out["accuracy"] = np.mean(pred == y)
         out["ncc_mismatch"] = np.mean(pred != ncc)
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
+
+
+def reference_decompose(h, y, weight, bias, lam, c):
+    """The MSE decomposition (docs/METRICS.md; Han et al. Theorems 1–2) written out literally: per-sample sums, np.linalg.solve / pinv."""
+    h = np.asarray(h, dtype=np.float64)
+    n, p = h.shape
+    ht = np.hstack([h, np.ones((n, 1))]) if bias is not None else h
+    wt = np.hstack([weight, bias[:, None]]) if bias is not None else np.asarray(weight)
+    d = ht.shape[1]
+    onehot = np.eye(c)[y]
+    a = np.zeros((d, d))
+    for i in range(n):
+        a += np.outer(ht[i], ht[i])
+    a = a / n + lam * np.eye(d)
+    b = onehot.T @ ht / n
+    if np.linalg.matrix_rank(a) == d:
+        w_ls = np.linalg.solve(a, b.T).T
+    else:
+        w_ls = b @ np.linalg.pinv(a, hermitian=True)
+
+    def loss(x):
+        r = ht @ x.T - onehot
+        return 0.5 * np.mean(np.sum(r * r, axis=1)) + 0.5 * lam * np.sum(x * x)
+
+    mu = np.stack([ht[y == k].mean(axis=0) for k in range(c)])
+    sw = np.zeros((d, d))
+    for i in range(n):
+        dev = ht[i] - mu[y[i]]
+        sw += np.outer(dev, dev)
+    sw /= n
+    nc1 = 0.5 * np.trace(w_ls @ (sw + lam * np.eye(d)) @ w_ls.T)
+    nc23 = 0.5 * sum(np.mean(y == k) * np.sum((w_ls @ mu[k] - np.eye(c)[k]) ** 2)
+                     for k in range(c))
+    delta = wt - w_ls
+    perp = 0.5 * np.trace(delta @ a @ delta.T)
+    total = loss(wt)
+    return {"loss": total, "loss_ls": loss(w_ls), "loss_nc1": nc1, "loss_nc23": nc23,
+            "loss_ls_perp": perp, "central_path_ratio": perp / total}, w_ls
 
 
 def assert_close(actual: dict, expected: dict, rtol=1e-6, atol=1e-9, keys=None):

@@ -16,46 +16,10 @@ from ncanalyze.core.decomposition import (
 )
 from ncanalyze.core.stats import class_stats
 
+from . import reference
+from .reference import reference_decompose
+
 BACKENDS = ["numpy", "array_api_strict"]
-
-
-# ---------------------------------------------------------------------- float64 reference
-def reference(h, y, weight, bias, lam, c):
-    """SPEC §2.3 written out literally: per-sample sums, np.linalg.solve / pinv."""
-    h = np.asarray(h, dtype=np.float64)
-    n, p = h.shape
-    ht = np.hstack([h, np.ones((n, 1))]) if bias is not None else h
-    wt = np.hstack([weight, bias[:, None]]) if bias is not None else np.asarray(weight)
-    d = ht.shape[1]
-    onehot = np.eye(c)[y]
-    a = np.zeros((d, d))
-    for i in range(n):
-        a += np.outer(ht[i], ht[i])
-    a = a / n + lam * np.eye(d)
-    b = onehot.T @ ht / n
-    if np.linalg.matrix_rank(a) == d:
-        w_ls = np.linalg.solve(a, b.T).T
-    else:
-        w_ls = b @ np.linalg.pinv(a, hermitian=True)
-
-    def loss(x):
-        r = ht @ x.T - onehot
-        return 0.5 * np.mean(np.sum(r * r, axis=1)) + 0.5 * lam * np.sum(x * x)
-
-    mu = np.stack([ht[y == k].mean(axis=0) for k in range(c)])
-    sw = np.zeros((d, d))
-    for i in range(n):
-        dev = ht[i] - mu[y[i]]
-        sw += np.outer(dev, dev)
-    sw /= n
-    nc1 = 0.5 * np.trace(w_ls @ (sw + lam * np.eye(d)) @ w_ls.T)
-    nc23 = 0.5 * sum(np.mean(y == k) * np.sum((w_ls @ mu[k] - np.eye(c)[k]) ** 2)
-                     for k in range(c))
-    delta = wt - w_ls
-    perp = 0.5 * np.trace(delta @ a @ delta.T)
-    total = loss(wt)
-    return {"loss": total, "loss_ls": loss(w_ls), "loss_nc1": nc1, "loss_nc23": nc23,
-            "loss_ls_perp": perp, "central_path_ratio": perp / total}, w_ls
 
 
 def make_data(rng, c, p, n_per, *, balanced=True, offset=0.0, spread=2.0):
@@ -70,9 +34,8 @@ def make_data(rng, c, p, n_per, *, balanced=True, offset=0.0, spread=2.0):
     return h, y
 
 
-def assert_close(got, want, rtol=1e-6):
-    for k in DECOMPOSE_KEYS:
-        assert got[k] == pytest.approx(want[k], rel=rtol, abs=1e-14), k
+def assert_close(got, want):
+    reference.assert_close(got, want, rtol=1e-6, atol=1e-14, keys=DECOMPOSE_KEYS)
 
 
 # ---------------------------------------------------------------------- agreement
@@ -86,7 +49,7 @@ def test_matches_float64_reference(backend, with_bias, lam, balanced):
     h, y = make_data(rng, c, p, 30, balanced=balanced, offset=1.5)
     w = rng.normal(size=(c, p)) * 0.3
     b = rng.normal(size=c) * 0.3 if with_bias else None
-    want, _ = reference(h, y, w, b, lam, c)
+    want, _ = reference_decompose(h, y, w, b, lam, c)
     be = get_backend(backend)
     stats = class_stats(be.asarray(h, "float64"), be.asarray(y, "int64"), c, chunk_rows=37)
     res = decompose_from_stats(stats, be.asarray(w, "float64"),
@@ -103,7 +66,7 @@ def test_float32_features_agree_with_float64_computation(rng):
     h32 = h.astype(np.float32)
     w = rng.normal(size=(c, p)).astype(np.float32)
     b = rng.normal(size=c).astype(np.float32)
-    want, _ = reference(h32.astype(np.float64), y, w.astype(np.float64),
+    want, _ = reference_decompose(h32.astype(np.float64), y, w.astype(np.float64),
                         b.astype(np.float64), 0.01, c)
     got = decompose(h32, y, w, b, weight_decay=0.01)
     assert_close(got, want)
@@ -155,7 +118,7 @@ def test_perp_vanishes_at_least_squares_classifier(backend, with_bias, lam):
     out = decompose(hx, yx, w_ls, b_ls, weight_decay=lam)
     assert out["loss_ls_perp"] <= 1e-12 * out["loss"]
     assert out["loss"] == pytest.approx(out["loss_ls"], rel=1e-12)
-    _, want = reference(h, y, np.asarray(w_ls), None if b_ls is None else np.asarray(b_ls),
+    _, want = reference_decompose(h, y, np.asarray(w_ls), None if b_ls is None else np.asarray(b_ls),
                         lam, c)
     got = np.asarray(w_ls) if b_ls is None else np.hstack([np.asarray(w_ls),
                                                            np.asarray(b_ls)[:, None]])
@@ -195,7 +158,7 @@ def test_rank_deficient_features_use_restricted_least_squares(rng):
     w, b = rng.normal(size=(c, p)), rng.normal(size=c)
     res = decompose_from_stats(class_stats(h, y, c), w, b, weight_decay=0.0)
     assert any("singular" in m and "rank" in m for m in res.warnings)
-    want, _ = reference(h, y, w, b, 0.0, c)
+    want, _ = reference_decompose(h, y, w, b, 0.0, c)
     assert_close(res.values, want)
     # with λ = 0 and N ≤ P the least-squares classifier interpolates: loss_ls = 0
     assert res.values["loss_ls"] == pytest.approx(0.0, abs=1e-10)
@@ -216,7 +179,7 @@ def test_dead_feature_without_bias_and_without_decay(rng):
     w = rng.normal(size=(c, p))
     res = decompose_from_stats(class_stats(h, y, c), w, None, weight_decay=0.0)
     assert any("rank 4 of 5" in m for m in res.warnings)
-    want, _ = reference(h, y, w, None, 0.0, c)
+    want, _ = reference_decompose(h, y, w, None, 0.0, c)
     assert_close(res.values, want)
 
 

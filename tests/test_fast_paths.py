@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncanalyze.core.metrics import PredictionAccumulator, _Linear32
+from ncanalyze.core.decisions import PredictionAccumulator, _Linear32
 from ncanalyze.core.stats import StatsAccumulator
 
 
@@ -122,7 +122,7 @@ def test_top2_loop_matches_partition_ties_and_nan():
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
 @pytest.mark.parametrize("n", [1, 5, 64, 65, 200, 257])
 def test_blocked_triangular_solves(backend, n):
-    from ncanalyze.core.snr import cholesky_solve, solve_lower
+    from ncanalyze.core.linalg import cholesky_solve, solve_lower
 
     rng = np.random.default_rng(n)
     a = rng.normal(size=(n, 2 * n + 3))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ncanalyze.analysis import Analysis, Settings
-from ncanalyze.core.metrics import METRIC_KEYS, nc_metrics
+from ncanalyze.core.metrics import nc_metrics
+from ncanalyze.core.values import METRIC_KEYS
 
 from .factories import collapsing_features, labels, simplex_etf, write_run
 from .reference import assert_close, reference_metrics

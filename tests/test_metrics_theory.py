@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ncanalyze.core.metrics import METRIC_KEYS, nc_metrics
+from ncanalyze.core.metrics import nc_metrics
+from ncanalyze.core.values import METRIC_KEYS
 
 from .factories import labels, orthogonal_frame, simplex_etf
+from .reference import assert_close
 
 EXACT = 1e-10
 
@@ -107,12 +109,8 @@ def problems(draw):
     return H, y, W, b, rng
 
 
-def _compare(a, b, keys, rtol=1e-7, atol=1e-9):
-    for k in keys:
-        if a[k] is None or b[k] is None:
-            assert a[k] is None and b[k] is None, k
-        else:
-            assert b[k] == pytest.approx(a[k], rel=rtol, abs=atol), k
+def _compare(expected, actual, keys, rtol=1e-7):
+    assert_close(actual, expected, rtol=rtol, atol=1e-9, keys=keys)
 
 
 @given(problems())

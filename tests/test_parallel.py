@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ncanalyze.analysis import Analysis, Settings
+from ncanalyze.analysis import Analysis, Settings, compute_epochs, local_workers
 from ncanalyze.cli.app import app
-from ncanalyze.parallel import compute_epochs, local_workers
 
 from .factories import collapsing_features, labels, write_run
 
@@ -116,3 +115,26 @@ def test_central_path_commands_take_workers_and_dask(run_file, dask_address, com
     assert procs.exit_code == 0 and on_dask.exit_code == 0, procs.stderr + on_dask.stderr
     assert json.loads(procs.stdout)["epochs"] == serial["epochs"]
     assert json.loads(on_dask.stdout)["epochs"] == serial["epochs"]
+
+
+def test_parallel_knows_nothing_of_analysis():
+    """parallel.py is a generic ordered map: importing analysis (or core, io) from it would
+    bring back the analysis <-> parallel import cycle."""
+    import ast
+    import pathlib
+
+    import ncanalyze.parallel as mod
+
+    tree = ast.parse(pathlib.Path(mod.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m.split(".")[-1] in ("analysis", "core", "io", "cli") or "analysis" in m
+                   for m in imported), imported
+
+
+def test_ordered_map_keeps_order_and_reraises():
+    from ncanalyze.parallel import ordered_map
+
+    assert list(ordered_map(divmod, [(7, 2), (9, 4)])) == [(3, 1), (2, 1)]
+    with pytest.raises(ZeroDivisionError):
+        list(ordered_map(divmod, [(1, 0)], workers=2))

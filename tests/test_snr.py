@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from ncanalyze.backend import get_backend
 from ncanalyze.core.decomposition import decompose, least_squares_classifier
-from ncanalyze.core.snr import SNR_KEYS, checked_cholesky, snr, snr_from_stats
+from ncanalyze.core.linalg import checked_cholesky
+from ncanalyze.core.snr import SNR_KEYS, snr, snr_from_stats
 from ncanalyze.core.stats import class_stats
 
 BACKENDS = ["numpy", "array_api_strict"]

@@ -1,4 +1,4 @@
-"""The MSE decomposition of Han, Papyan & Donoho (2022), Theorems 1–2 (SPEC §2.3).
+"""The MSE decomposition of Han, Papyan & Donoho (2022), Theorems 1–2 (docs/CENTRAL_PATH.md).
 
 Loss: L(W̃) = ½ (1/N) Σ_i ‖W̃ h̃_i − e_{y_i}‖² + (λ/2)‖W̃‖², with h̃ = [h; 1], W̃ = [W b]
 (without a bias h̃ = h, W̃ = W). Everything here comes from the class statistics (n_c, μ_c,
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_namespace
 
-from .metrics import MetricValues
-from .snr import checked_cholesky, cholesky_solve
+from .linalg import checked_cholesky, cholesky_solve
 from .stats import ClassStats, class_stats, to_host
+from .values import MetricValues
 
 #: Keys of the ``decompose`` command, in output order.
 DECOMPOSE_KEYS = ("loss", "loss_ls", "loss_nc1", "loss_nc23", "loss_ls_perp",
@@ -60,7 +60,7 @@ class _Problem:
         self.weight_decay = float(weight_decay)
         lam = self.weight_decay
         if with_bias and is_numpy_namespace(xp):
-            self._init_numpy_bias(stats, lam)
+            self._numpy_init_bias(stats, lam)
             return
         if with_bias:
             mu_g = stats.global_mean("samples")
@@ -92,7 +92,7 @@ class _Problem:
         self.normal = (normal + normal.T) / 2
         self.targets = self.class_points * self.weights[:, None]
 
-    def _init_numpy_bias(self, stats: ClassStats, lam: float) -> None:
+    def _numpy_init_bias(self, stats: ClassStats, lam: float) -> None:
         """The with-bias problem on NumPy, built in place (same matrices as the generic code,
         up to rounding): Σ_T + λ(I + μ_G μ_Gᵀ) = Σ_W + λI + GᵀG with
         G = [√π_c (μ_c − μ_G) …; √λ μ_G] (one syrk, exactly symmetric, no concatenations)."""
@@ -190,7 +190,7 @@ class _Problem:
 
 def least_squares_from_stats(stats: ClassStats, *, bias: bool = True,
                              weight_decay: float = 0.0) -> tuple[Any, Any, list[str]]:
-    """W̃_LS = B A^{-1} of SPEC §2.3 (Prop. 1 of Han et al.) from class statistics.
+    """W̃_LS = B A^{-1} of docs/CENTRAL_PATH.md (Prop. 1 of Han et al.) from class statistics.
 
     Parameters
     ----------
@@ -223,7 +223,7 @@ def _rank_warning(rank: int, dim: int, lam: float) -> list[str]:
 
 def decompose_from_stats(stats: ClassStats, weight, bias=None, *,
                          weight_decay: float = 0.0) -> MetricValues:
-    """The keys of SPEC §2.3 for one epoch.
+    """The decomposition keys (docs/CENTRAL_PATH.md) for one epoch.
 
     Parameters
     ----------
@@ -278,7 +278,7 @@ def _as_f64(xp, a):
 
 def decompose(features, labels, weight, bias=None, *, weight_decay: float = 0.0,
               num_classes: int | None = None) -> dict[str, Any]:
-    """MSE decomposition (SPEC §2.3) of in-memory arrays.
+    """MSE decomposition (docs/CENTRAL_PATH.md) of in-memory arrays.
 
     Parameters
     ----------

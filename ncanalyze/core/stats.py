@@ -1,6 +1,6 @@
-"""Per-epoch sufficient statistics (SPEC §2.1), accumulated over row chunks in float64.
+"""Per-epoch sufficient statistics (docs/METRICS.md, "Statistics"), accumulated over row chunks in float64.
 
-Every quantity of SPEC §2 is a function of these statistics (plus W, b and one per-sample
+Every quantity of docs/METRICS.md is a function of these statistics (plus W, b and one per-sample
 pass for the argmax/argmin counts), so one pass over the features feeds ``metrics``,
 ``decompose`` and ``snr`` at once.
 
@@ -47,7 +47,7 @@ def segment_sum(values, labels, num_classes: int):
     vector = values.ndim == 1
     if is_numpy_namespace(xp) and num_classes > 16:
         # Sparse one-hot: O(rows × cols) instead of the dense one-hot product's O(rows × C × cols).
-        return xp.asarray(_sparse_segment_sum(np.asarray(values), np.asarray(labels),
+        return xp.asarray(_numpy_segment_sum(np.asarray(values), np.asarray(labels),
                                               num_classes))
     onehot = xp.astype(labels[:, None] == xp.arange(num_classes)[None, :], values.dtype)
     if vector:
@@ -57,14 +57,14 @@ def segment_sum(values, labels, num_classes: int):
 
 @dataclass
 class ClassStats:
-    """Sufficient statistics of one feature matrix and its labels (SPEC §2.1).
+    """Sufficient statistics of one feature matrix and its labels (docs/METRICS.md, "Statistics").
 
     Attributes
     ----------
     counts : array, shape (n_classes,)
         n_c, float64.
     means : array, shape (n_classes, n_features)
-        Class means μ_c as rows (Mᵀ in the SPEC's notation).
+        Class means μ_c as rows (Mᵀ in the notation of docs/METRICS.md).
     within_scatter : array, shape (n_features, n_features)
         N Σ_W = Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ.
     class_scatter : array, shape (n_classes,)
@@ -137,7 +137,7 @@ class StatsAccumulator:
     ``compute_dtype="float32"`` the reference points are rounded to float32 once, so
     ``h − ref`` of float32 features is exact wherever the two agree to a factor of two
     (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
-    carries float32 rounding of a centred, small quantity, which keeps every SPEC §2 value
+    carries float32 rounding of a centred, small quantity, which keeps every metric
     within ~1e-7 relative of the float64 computation (tests/test_precision.py).
 
     Parameters
@@ -265,7 +265,7 @@ class StatsAccumulator:
             self._ref_c = xp.astype(self._ref, cdt)
             self._has_ref |= new
         if self._numpy:
-            self._block_numpy(np.asarray(features), labels_host)
+            self._numpy_block(np.asarray(features), labels_host)
         else:
             if cdt == f64 or features.dtype == f64:
                 # float64 centring; rounded to the compute dtype afterwards (once) if needed.
@@ -280,7 +280,7 @@ class StatsAccumulator:
             self._scatter = self._scatter + xp.astype(xp.matmul(z.T, z), f64)
         self._counts += counts
 
-    def _block_numpy(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _numpy_block(self, x: np.ndarray, labels: np.ndarray) -> None:
         """The NumPy block: one symmetric product gives Σ zzᵀ and, for few classes, Σ_c z.
 
         For C ≤ P/16 the centred rows are written next to their one-hot labels,
@@ -317,7 +317,7 @@ class StatsAccumulator:
         if fused:
             self._zsum += gram[p:, :p]
         else:
-            self._zsum += _segment_sum64(z, labels, c)
+            self._zsum += _numpy_segment_sum64(z, labels, c)
         sq = np.einsum("ij,ij->i", z, z)
         self._zsq += np.bincount(labels, weights=sq, minlength=c)
         if self._norms is not None:
@@ -366,16 +366,16 @@ def to_host(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def _segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-class row sums of one NumPy block, as float64, shape (C, P)."""
     if num_classes <= 16:
         # One-hot product: 2·rows·C·P flops, summed in the block's dtype (≤ BLOCK_ROWS terms).
         onehot = (labels[None, :] == np.arange(num_classes)[:, None]).astype(z.dtype)
         return (onehot @ z).astype(np.float64)
-    return _sparse_segment_sum(z, labels, num_classes).astype(np.float64)
+    return _numpy_segment_sum(z, labels, num_classes).astype(np.float64)
 
 
-def _sparse_segment_sum(v: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+def _numpy_segment_sum(v: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-label row sums as a sparse (C × rows) one-hot times ``v``, in ``v``'s dtype.
 
     O(rows × cols); ~20× faster than ``np.add.reduceat`` over sorted rows for C in the
