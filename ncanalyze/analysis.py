@@ -16,6 +16,7 @@ from array_api_compat import is_numpy_namespace
 
 from ._version import __version__
 from .backend import Backend, get_backend
+from .caps import check_chunk_rows, check_numbers
 from .core.decisions import PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
@@ -61,10 +62,7 @@ class Settings:
             raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.global_mean not in GLOBAL_MEANS:
             raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise UsageError("--weight-decay must be ≥ 0")
-        if self.ridge is not None and self.ridge <= 0:
-            raise UsageError("--ridge must be > 0")
+        check_numbers(self)  # finite --weight-decay and --ridge, --workers ≤ cores
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
@@ -177,6 +175,10 @@ class Analysis:
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
         self.epochs = select_epochs(s.epochs, info.epochs)
+        check_chunk_rows(s.chunk_rows, [self.run.train,
+                                        *(info.layers.values() if s.layers else ()),
+                                        *(info.splits[n] for n in s.splits)],
+                         np.dtype(info.features_dtype).itemsize)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
             info.weight_decay if info.weight_decay is not None else 0.0)
