@@ -18,7 +18,7 @@ from rich.console import Console
 from .. import __version__
 from ..analysis import Analysis, Settings
 from ..atomic import atomic_text, check_outputs
-from ..errors import InputError, NcanalyzeError, UsageError
+from ..errors import InputError, NcanalyzeError, UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from . import output
 
@@ -56,13 +56,13 @@ def report_error(exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, NcanalyzeError):
-        err_console.print(f"ncanalyze: error: {exc.one_line()}", markup=False)
+        err_console.print(f"ncanalyze: error: {escape(exc.one_line())}", markup=False)
         return exc.exit_code
     if isinstance(exc, OSError):
-        err_console.print(f"ncanalyze: error: {exc}", markup=False)
+        err_console.print(f"ncanalyze: error: {escape(exc)}", markup=False)
         return InputError.exit_code
     err_console.print(
-        f"ncanalyze: internal error: {type(exc).__name__}: {exc} "
+        f"ncanalyze: internal error: {type(exc).__name__}: {escape(exc)} "
         "(a bug; rerun with --debug and report the traceback)", markup=False)
     return EXIT_INTERNAL
 
@@ -175,7 +175,7 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
         warnings.extend(analysis.run_warnings)
         if not quiet:
             for w in analysis.run_warnings:
-                err_console.print(f"ncanalyze: warning: {w}", markup=False)
+                err_console.print(f"ncanalyze: warning: {escape(w)}", markup=False)
         header = analysis.header
         sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
         with sink as out, _Progress(not quiet, len(analysis.epochs)) as progress:
@@ -184,7 +184,7 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
                 warnings.extend(result.warnings)
                 if not quiet:
                     for w in result.warnings:
-                        err_console.print(f"ncanalyze: warning: {w}", markup=False)
+                        err_console.print(f"ncanalyze: warning: {escape(w)}", markup=False)
                 if fmt == "jsonl":
                     output.write_stream(out, output.jsonl_line(result.values))
                 progress.advance()
@@ -210,10 +210,10 @@ def run_command(command: str, settings: Settings, file: Path, fmt: str, output_p
     code = 0
     for v in verdicts:
         if v.holds:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
             code = 1
         elif not quiet:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
     return code
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..analysis import Settings
-from ..errors import UsageError
+from ..errors import escape
 from .app import (AllowExternalOpt, BackendOpt, DebugOpt, EpochsOpt, GlobalMeanOpt, QuietOpt,
                   RunFile, err_console, handle_errors)
 
@@ -61,7 +61,7 @@ def plot(file: RunFile,
     plot_runs(paths, output_path, labels=label, epochs=epochs, settings=settings, title=title,
               xscale=xscale)
     if not quiet:
-        err_console.print(f"ncanalyze: wrote {output_path}", markup=False)
+        err_console.print(f"ncanalyze: wrote {escape(output_path)}", markup=False)
 
 
 def simulate(out: OutFile,
@@ -100,7 +100,7 @@ def simulate(out: OutFile,
                     lambda_b=lambda_b, lambda_w1=lambda_w1, init_scale=init_scale, saves=saves,
                     seed=seed)
     result = run_simulation(out, cfg, overwrite=overwrite)
-    typer.echo(f"wrote {out}: {len(result['steps'])} steps of {epochs}, final objective "
+    typer.echo(f"wrote {escape(out)}: {len(result['steps'])} steps of {epochs}, final objective "
                f"{result['objective']:.6g}")
     typer.echo(f"theory predicts: {result['prediction']}")
 
@@ -122,7 +122,7 @@ def convert(folder: Annotated[Path, typer.Argument(
     info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
                        loss=loss, overwrite=overwrite)
     eps = info["epochs"]
-    typer.echo(f"wrote {out}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
+    typer.echo(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
                f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
                f"bias: {'yes' if info['bias'] else 'no'}")
 
