@@ -1,8 +1,9 @@
 """Caps on the options that size the work, checked before anything is computed
 (docs/RELIABILITY.md §6, "Limits").
 
-* ``--workers`` ≤ the cores this process may run on: more processes than cores only add
-  memory (each holds an epoch's working set) and time.
+* ``--workers`` is capped at the cores this process may run on (with a warning): more
+  processes than cores only add memory (each holds an epoch's working set) and time. Capped
+  rather than refused, so that one command line serves machines of any size.
 * ``--chunk-rows``: one read is ``rows × P × itemsize`` bytes of features (rows capped at the
   samples N); above :data:`MAX_READ_BYTES` it is refused, since the whole chunk is in memory
   at once, plus its copy on the device.
@@ -29,7 +30,7 @@ def usable_cores() -> int:
 
 
 def check_numbers(settings) -> None:
-    """``--weight-decay`` (≥ 0), ``--ridge`` (> 0) finite; ``--workers`` ≤ the usable cores.
+    """``--weight-decay`` (≥ 0) and ``--ridge`` (> 0) must be finite.
 
     Raises
     ------
@@ -41,11 +42,15 @@ def check_numbers(settings) -> None:
     ridge = settings.ridge
     if ridge is not None and not (math.isfinite(ridge) and ridge > 0):
         raise UsageError(f"--ridge must be a finite number > 0, got {ridge!r}")
-    workers = settings.workers
-    if workers is not None and settings.dask is None and workers > usable_cores():
-        n = usable_cores()
-        raise UsageError(f"--workers {workers}: this machine gives ncanalyze {n} core(s); use "
-                         f"at most --workers {n} (more processes only add memory)")
+
+
+def cap_workers(workers: int | None) -> tuple[int | None, str | None]:
+    """``--workers`` capped at :func:`usable_cores`, and the warning when it was."""
+    n = usable_cores()
+    if workers is None or workers <= n:
+        return workers, None
+    return n, (f"--workers {workers}: this machine gives ncanalyze {n} core(s); using {n} "
+               "(more processes would only add memory)")
 
 
 def check_chunk_rows(chunk_rows: int | None, sources, itemsize: int) -> None:

@@ -3,7 +3,6 @@ before any epoch is computed; list-valued keys are gated one element at a time (
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

@@ -105,13 +105,22 @@ def test_convert_bad_npz_is_an_input_error(tmp_path, damage):
 
 
 # ---------------------------------------------------------------------- caps (item 6)
-def test_workers_above_the_core_count_is_refused(run):
+def test_workers_above_the_core_count_are_capped(tmp_path):
+    from ncanalyze.analysis import Analysis, Settings, local_workers
+    from ncanalyze.io.writer import RunWriter
+
     cores = len(os.sched_getaffinity(0))
-    result = cli("metrics", run, "--workers", cores + 1, "-f", "json")
-    assert result.exit_code == 2, result.stderr
-    line = _one_line(result)
-    assert "--workers" in line and str(cores) in line
-    assert cli("metrics", run, "--workers", cores, "-f", "json").exit_code == 0
+    path = tmp_path / "many.h5"
+    y = np.arange(30) % 3
+    with RunWriter(path, y) as w:
+        for e in range(1, cores + 3):
+            w.add_epoch(e, np.random.default_rng(e).standard_normal((30, 4)) + y[:, None])
+    with Analysis(path, Settings(workers=cores + 1)) as a:
+        assert local_workers(a) == cores
+        assert any("--workers" in w and str(cores) in w for w in a.run_warnings)
+    result = cli("metrics", path, "--workers", 10**6, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert f"--workers 1000000: this machine gives ncanalyze {cores} core(s)" in result.stderr
 
 
 def test_chunk_rows_whose_reads_exceed_the_limit_are_refused(tmp_path):
