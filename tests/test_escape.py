@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
 from ncanalyze.errors import InputError, escape
+
+from tests.conftest import run_cli
 
 from .test_bad_input import valid_members, write_h5
 
@@ -19,7 +19,7 @@ MARKUP = ("[link=http:x]loss", "[bold red]acc")
 
 
 def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def _clean(text: str) -> None:

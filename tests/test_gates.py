@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from ncanalyze.analysis import Analysis, Settings
-from ncanalyze.cli.app import app
 from ncanalyze.errors import UsageError
 from ncanalyze.gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from ncanalyze.results import flatten
+
+from tests.conftest import run_cli
 
 from .test_bad_input import valid_members, write_h5
 
 
 def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 @pytest.fixture

@@ -11,17 +11,17 @@ import threading
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from ncanalyze.atomic import atomic_path, atomic_text, check_outputs, check_overwrite
-from ncanalyze.cli.app import app
 from ncanalyze.errors import OutputError, UsageError
+
+from tests.conftest import run_cli
 
 from .test_bad_input import valid_members, write_h5
 
 
 def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def _digest(path):

@@ -9,15 +9,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
+
+from tests.conftest import run_cli
 
 from .test_bad_input import valid_members, write_h5
 
 
 def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def _one_line(result):
