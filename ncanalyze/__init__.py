@@ -18,7 +18,7 @@ return plain Python numbers. ``import ncanalyze`` never imports CuPy or PyTorch.
 from __future__ import annotations
 
 from ._version import __version__  # noqa: E402
-from .errors import BackendError, InputError, NcanalyzeError, UsageError  # noqa: E402
+from .errors import BackendError, InputError, NcanalyzeError, OutputError, UsageError  # noqa: E402
 from .io import RunWriter, open_run  # noqa: E402
 from .core.metrics import nc_metrics  # noqa: E402
 from .core.stats import ClassStats, class_stats  # noqa: E402
@@ -43,5 +43,5 @@ def __getattr__(name):
 __all__ = [
     "__version__", "open_run", "RunWriter", "nc_metrics", "decompose", "snr",
     "least_squares_classifier", "class_stats", "ClassStats", "Analysis", "Settings", "analyze",
-    "NcanalyzeError", "InputError", "UsageError", "BackendError",
+    "NcanalyzeError", "InputError", "UsageError", "OutputError", "BackendError",
 ]
