@@ -44,12 +44,13 @@ def _lines(text: str) -> list[str]:
     return text.rstrip("\n").split("\n")
 
 
+CASES = [(c, extra) for c in COMMANDS for extra in ([], ["--all"])] + [
+    (c, ["--layers", "--split", "test", "--all"]) for c in ("metrics", "report")]
+
+
 @pytest.mark.parametrize("width", [80, 120])
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("extra", [[], ["--all"], ["--layers", "--split", "test", "--all"]])
+@pytest.mark.parametrize("command,extra", CASES)
 def test_table_fits_the_width(wide_run, command, width, extra):
-    if "--layers" in extra and command not in ("metrics", "report"):
-        pytest.skip("--layers/--split are options of metrics and report")
     r = run_cli(command, wide_run, *extra, env={"COLUMNS": str(width)})
     assert r.exit_code == 0, r.stderr
     widest = max(_lines(r.stdout), key=len)
