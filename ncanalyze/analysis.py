@@ -16,12 +16,14 @@ from array_api_compat import is_numpy_namespace
 
 from ._version import __version__
 from .backend import Backend, get_backend
+from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
 from .core.decisions import PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
 from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
-from .io.run import Run, Source, open_run
+from .io.reader import Run, open_run
+from .io.schema import Source
 from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
@@ -71,10 +73,7 @@ class Settings:
             raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.global_mean not in GLOBAL_MEANS:
             raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise UsageError("--weight-decay must be ≥ 0")
-        if self.ridge is not None and self.ridge <= 0:
-            raise UsageError("--ridge must be > 0")
+        check_numbers(self)  # finite --weight-decay and --ridge
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
@@ -190,6 +189,12 @@ class Analysis:
                 "ce", "cross_entropy", "cross-entropy", "crossentropy"):
             self.run_warnings.append(CE_DECOMPOSE_NOTE)
         self.epochs = select_epochs(s.epochs, info.epochs)
+        if s.dask is None and cap_workers(s.workers)[1]:
+            self.run_warnings.append(cap_workers(s.workers)[1])
+        check_chunk_rows(s.chunk_rows, [self.run.train,
+                                        *(info.layers.values() if s.layers else ()),
+                                        *(info.splits[n] for n in s.splits)],
+                         np.dtype(info.features_dtype).itemsize)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
             info.weight_decay if info.weight_decay is not None else 0.0)
@@ -226,8 +231,8 @@ class Analysis:
     # ------------------------------------------------------------------ passes
     def _device_labels(self, source: Source):
         if source.labels_path not in self._labels_dev:
-            self._labels_dev[source.labels_path] = self.backend.xp.asarray(
-                self.run.labels(source))
+            labels = self.run.labels(source)
+            self._labels_dev[source.labels_path] = self.backend.asarray(labels, labels.dtype)
         return self._labels_dev[source.labels_path]
 
     def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
@@ -259,7 +264,8 @@ class Analysis:
         return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
     def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
-        """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
+        """First pass: class statistics, accumulated on the backend's device and returned on
+        the host (NumPy, one transfer), and the cached device chunks (if ``keep``)."""
         xp = self.backend.xp
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
@@ -269,7 +275,8 @@ class Analysis:
             source.num_features * itemsize + (8 if norms else 0)) <= CACHE_BYTES) else None
         acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
                                dtype or self.settings.dtype,
-                               keep_row_norms=norms and cache is not None)
+                               keep_row_norms=norms and cache is not None,
+                               device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
             for x, y, y_host in self._chunks(epoch, source):
@@ -284,7 +291,7 @@ class Analysis:
             raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
                              dataset=source.labels_path, epoch=epoch)
         with np.errstate(invalid="ignore", over="ignore"):
-            stats = acc.finalize()
+            stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
         if cache is not None:
             start, chunks = 0, []
@@ -320,16 +327,20 @@ class Analysis:
         be = self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)
-        w = None if weight is None else be.asarray(weight, "float64")
-        b = None if bias is None else be.asarray(bias, "float64")
+        # The formulas take the host statistics and W, b; the decision pass runs on the device.
+        w = None if weight is None else np.asarray(weight, dtype=np.float64)
+        b = None if bias is None else np.asarray(bias, dtype=np.float64)
+        w_dev = None if w is None else be.asarray(w, "float64")
+        b_dev = None if b is None else be.asarray(b, "float64")
         want_metrics = "metrics" in s.quantities
         train = run.train
         stats, cache = self._stats(epoch, train, keep=want_metrics)
+        means_dev = be.asarray(stats.means, "float64")
         values: dict[str, Any] = {"epoch": epoch}
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, stats.means, w, b)
+            pred = self._predictions(epoch, train, cache, means_dev, w_dev, b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
                                         center_weights=s.center_weights, rtol=s.rtol)
             values.update(res.values)
@@ -362,7 +373,7 @@ class Analysis:
             for name in s.splits:
                 source = run.info.splits[name]
                 sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, stats.means, w, b)
+                spred = self._predictions(epoch, source, scache, means_dev, w_dev, b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
                                             center_weights=s.center_weights, rtol=s.rtol)
                 splits[name] = res.values
@@ -399,14 +410,14 @@ def local_workers(analysis: Analysis) -> int:
     s = analysis.settings
     n_epochs = len(analysis.epochs)
     if s.workers is not None:
-        return max(1, min(s.workers, n_epochs))
+        return max(1, min(cap_workers(s.workers)[0], n_epochs))
     if n_epochs < 2 or analysis.backend.name != "numpy":
         return 1
     info = analysis.run.info
     per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
     if per_epoch * n_epochs < AUTO_MIN_BYTES:
         return 1
-    return max(1, min(os.cpu_count() or 1, n_epochs))
+    return max(1, min(usable_cores(), n_epochs))
 
 
 def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:
@@ -457,3 +468,97 @@ def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, li
     settings = settings or Settings(**options)
     with Analysis(path, settings) as a:
         return a.header, list(a)
+
+
+# ---------------------------------------------------------------------- run-level results
+#: ``--time`` choices besides a ``/scalars`` name (docs/CENTRAL_PATH.md §3).
+TIME_AXES = ("auto", "epoch", "lr", "steps")
+
+
+def resolve_time_axis(run: Run, time: str = "auto") -> str:
+    """The time axis of the SNR dynamics fit: ``auto`` becomes ``lr`` when the run records
+    ``/scalars/lr``, else ``epoch``.
+
+    Raises
+    ------
+    UsageError
+        When the run lacks what the axis needs (``lr``: ``/scalars/lr``; ``steps``:
+        ``/scalars/steps`` or a ``steps_per_epoch`` attribute; a name: ``/scalars/<name>``).
+    """
+    scalars = run.info.scalars
+    have = ", ".join(scalars) or "none"
+    if time == "auto":
+        return "lr" if "lr" in scalars else "epoch"
+    if time == "epoch":
+        return time
+    if time == "steps":
+        if "steps" not in scalars and run.info.steps_per_epoch is None:
+            raise UsageError("--time steps: the file records neither /scalars/steps nor a "
+                             "steps_per_epoch attribute")
+        return time
+    if time not in scalars:
+        raise UsageError(f"--time {time}: the file has no /scalars/{time} (scalars: {have}); "
+                         f"use {', '.join(TIME_AXES)} or a scalar's name")
+    return time
+
+
+def snr_dynamics(analysis: "Analysis", epochs: list[dict[str, Any]], time: str = "auto"
+                 ) -> dict[str, Any]:
+    """The run-level fit of the SNR dynamics law (Han et al. Prop. 2) over computed epochs.
+
+    Parameters
+    ----------
+    analysis : Analysis
+        The (open) analysis that produced ``epochs``.
+    epochs : list of dict
+        Per-epoch values holding ``epoch``, ``snr_singular_values`` and, when the file has
+        them, ``scalars``.
+    time : str
+        ``auto`` (cumulative learning rate if ``/scalars/lr`` exists, else epochs), ``epoch``,
+        ``lr``, ``steps`` or the name of a ``/scalars`` entry.
+
+    Returns
+    -------
+    dict
+        The ``dynamics`` object of :func:`ncanalyze.core.dynamics.fit_dynamics`; not fitted,
+        with the reason, when the clock is undefined (e.g. a NaN learning rate).
+    """
+    from .core.dynamics import clock_name, cumulative_learning_rate, fit_dynamics, not_fitted
+
+    run = analysis.run
+    time = resolve_time_axis(run, time)
+    numbers = [int(e["epoch"]) for e in epochs]
+    values = [e.get("snr_singular_values") for e in epochs]
+    num_classes = run.info.num_classes
+    if not numbers or time == "epoch":
+        return fit_dynamics(numbers, values, num_classes, time="epoch")
+    # Every recorded epoch between the first and last one used enters the trapezoid.
+    known = {int(e["epoch"]): e.get("scalars") or {} for e in epochs}
+    span = sorted(set(numbers) | {int(e) for e in run.info.epochs
+                                  if numbers[0] <= int(e) <= numbers[-1]})
+    series = [known[e] if e in known else run.scalars(e) for e in span]
+
+    def column(name: str) -> list[float]:
+        out = []
+        for e, s in zip(span, series):
+            v = s.get(name)
+            if v is None:
+                raise ValueError(f"/scalars/{name} is not finite at epoch {e}")
+            out.append(v)
+        return out
+
+    try:
+        if time not in ("lr", "steps"):
+            clock = column(time)
+        else:
+            if "steps" in run.info.scalars:
+                steps: list = column("steps")
+            elif run.info.steps_per_epoch is not None:
+                steps = [run.info.steps_per_epoch * e for e in span]
+            else:
+                steps = list(span)
+            clock = steps if time == "steps" else cumulative_learning_rate(steps, column("lr"))
+    except ValueError as exc:
+        return not_fitted(f"the {clock_name(time)} clock is undefined: {exc}", time)
+    at = dict(zip(span, clock))
+    return fit_dynamics([at[e] for e in numbers], values, num_classes, epochs=numbers, time=time)

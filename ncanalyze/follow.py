@@ -69,6 +69,11 @@ class Follower:
         Stop after this many seconds (counted from the first iteration).
     clock, sleep : callable
         Injected for tests.
+    progress : callable, optional
+        Passed to :class:`~ncanalyze.analysis.Analysis`.
+    on_open : callable, optional
+        Called with the first analysis opened (before any epoch is computed), e.g. to check
+        options against the file.
 
     Attributes
     ----------
@@ -81,7 +86,8 @@ class Follower:
     def __init__(self, path, settings: Settings, *, poll: float = 0.5,
                  timeout: float | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None,
+                 on_open: Callable[[Analysis], None] | None = None):
         self.path = os.fspath(path)
         self.settings = dataclasses.replace(settings, workers=1, dask=None)
         self.poll = poll
@@ -89,6 +95,7 @@ class Follower:
         self.clock = clock
         self.sleep = sleep
         self.progress = progress
+        self.on_open = on_open
         self.header: dict[str, Any] | None = None
         self.run_warnings: list[str] = []
         self.num_classes = 0
@@ -114,6 +121,8 @@ class Follower:
                 return
             raise
         with analysis:
+            if first and self.on_open is not None:
+                self.on_open(analysis)
             if first:
                 self.header = analysis.header
                 self.run_warnings = list(analysis.run_warnings)

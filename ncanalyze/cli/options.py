@@ -35,7 +35,8 @@ RunFile = Annotated[Path, typer.Argument(help="Run file (HDF5, docs/FORMAT.md)."
 EpochsOpt = Annotated[Optional[str], typer.Option(
     "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.")]
 BackendOpt = Annotated[str, typer.Option(
-    "--backend", help="Array backend: auto (CuPy if a GPU is usable), numpy, cupy.")]
+    "--backend", help="Array backend: auto (CuPy, else torch on CUDA, else NumPy), numpy, "
+                      "cupy, torch, torch:cpu, torch:cuda[:N].")]
 DtypeOpt = Annotated[str, typer.Option(
     "--dtype", metavar="DTYPE", help="Precision of the per-chunk products (float64 or "
                                      "float32); chunks are always summed in float64.")]
@@ -69,7 +70,11 @@ LayersOpt = Annotated[bool, typer.Option(
 WeightDecayOpt = Annotated[Optional[float], typer.Option(
     "--weight-decay", help="λ of the MSE loss (default: the file's weight_decay, else 0).")]
 RidgeOpt = Annotated[Optional[float], typer.Option(
-    "--ridge", help="Add ε·I to a singular Σ_W for the SNR (default: none, keys null).")]
+    "--ridge", help="Use Σ_W + ε·I for the SNR on every epoch (default: none; a singular Σ_W "
+                    "is handled on its support, docs/CENTRAL_PATH.md §2).")]
+TimeOpt = Annotated[str, typer.Option(
+    "--time", help="Time axis of the SNR dynamics fit: auto (cumulative learning rate when "
+                   "/scalars/lr exists, else epoch), lr, epoch, steps, or a /scalars name.")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes computing whole epochs in parallel (default: all cores when "
                       "several large epochs are selected; 1: no worker processes).")]

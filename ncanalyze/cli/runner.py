@@ -16,10 +16,11 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from ..analysis import Analysis, Settings
-from ..atomic import atomic_text
-from ..errors import UsageError
-from ..results import evaluate_gates, flatten, parse_gate
+from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
+from ..atomic import atomic_text, check_outputs
+from ..errors import UsageError, escape
+from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
+from ..results import flatten
 from . import render
 from .boundary import EXIT_INTERRUPTED, err_console, flags, warn
 from .progress import EpochProgress, progress_console
@@ -44,16 +45,12 @@ def make_settings(command: str, **options: Any) -> Settings:
     return Settings(quantities=QUANTITIES[command], **options)
 
 
-def _run_results(command: str, epochs: list[dict], classes: int) -> dict[str, Any]:
+def _run_results(command: str, analysis: Analysis, epochs: list[dict], time: str
+                 ) -> dict[str, Any]:
     """Run-level results of ``command`` (the SNR dynamics fit of snr/report)."""
     if command not in WITH_DYNAMICS or not epochs:
         return {}
-    # TODO(issue 9): the dynamics fit is an analysis result; call analysis' run-level
-    # function here once it exists instead of core directly.
-    from ..core.dynamics import fit_dynamics
-
-    return {"dynamics": fit_dynamics([e["epoch"] for e in epochs],
-                                     [e.get("snr_singular_values") for e in epochs], classes)}
+    return {"dynamics": snr_dynamics(analysis, epochs, time)}
 
 
 def _verdict_lines(extra: dict[str, Any]) -> list[str]:
@@ -73,12 +70,24 @@ class _Outcome:
     warnings: list[str] = dataclasses.field(default_factory=list)
     stopped_by: str = ""  # follow: "closed", "timeout", "gate", "interrupt"
     live_verdicts: list = dataclasses.field(default_factory=list)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # run-level results
+
+    def opened(self, analysis: Analysis) -> None:
+        """Take the run-level facts of the first opened analysis (warnings said once)."""
+        self.header = analysis.header
+        self.classes = analysis.run.info.num_classes
+        self.loss = analysis.run.info.loss
+        self.run_warnings = list(analysis.run_warnings)
+        self.warnings.extend(analysis.run_warnings)
+        for w in analysis.run_warnings:
+            warn(w)
 
 
 def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                 fail_if: list[str] | None, gate: str, plot: Path | None = None,
-                xscale: str = "log", keys: list[str] | None = None, show_all: bool = False,
-                follow: bool = False, timeout: float | None = None, **options: Any) -> int:
+                xscale: str = "auto", time: str = "auto", keys: list[str] | None = None,
+                show_all: bool = False, follow: bool = False, timeout: float | None = None,
+                **options: Any) -> int:
     """Compute ``command`` on ``file``, print it in ``fmt``, evaluate the gates.
 
     Parameters
@@ -94,6 +103,8 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         ``--fail-if`` conditions; ``gate`` says on which epochs.
     plot : Path or None
         decompose/snr: also draw the command's figure there, epochs on an ``xscale`` axis.
+    time : str
+        snr/report: the time axis of the dynamics fit (``--time``).
     keys, show_all
         ``--keys`` / ``--all`` of the table view.
     follow, timeout
@@ -121,18 +132,27 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     check_xscale(xscale)
     if plot is not None:
         plot_format(plot)
+    check_outputs({"--output": output_path, "--plot": plot}, [file])
     settings = make_settings(command, **options)
     quiet = flags().quiet
+
+    def prepare(analysis: Analysis) -> None:
+        """Checks that need the file, before any epoch is computed."""
+        validate_gates(gates, producible_keys(settings, analysis.run.info))
+        if command in WITH_DYNAMICS:
+            resolve_time_axis(analysis.run, time)  # a clock the file lacks: exit 2 before work
     sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
     with sink as out:
         tty = out is sys.stdout and sys.stdout.isatty()
         console = Console(file=out, highlight=False, force_terminal=None if tty else False,
                           soft_wrap=False)
         if follow:
-            outcome = _follow(file, settings, gates, fmt, out, console, timeout, command)
+            outcome = _follow(file, settings, gates, fmt, out, console, timeout, command, time,
+                              prepare)
         else:
-            outcome = _compute(file, settings, fmt, out, quiet or (fmt == "jsonl" and tty))
-        extra = _run_results(command, outcome.epochs, outcome.classes)
+            outcome = _compute(file, settings, fmt, out, quiet or (fmt == "jsonl" and tty),
+                               command, time, prepare)
+        extra = outcome.extra
         verdicts = outcome.live_verdicts or (
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
         notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
@@ -154,14 +174,14 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                         keys=keys, show_all=show_all, notes=notes)
     if fmt in ("csv", "jsonl") and not quiet:
         for line in _verdict_lines(extra):  # no place for it in the file: say it on stderr
-            err_console.print(f"ncanalyze: {line}", markup=False)
+            err_console.print(f"ncanalyze: {escape(line)}", markup=False)
     code = 0
     for v in verdicts:
         if v.holds:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
             code = 1
         elif not quiet:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
     if plot is not None and outcome.epochs:
         _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
     if outcome.stopped_by == "interrupt":
@@ -169,23 +189,20 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     return code
 
 
-def _compute(file: Path, settings: Settings, fmt: str, out, quiet: bool) -> _Outcome:
+def _compute(file: Path, settings: Settings, fmt: str, out, quiet: bool, command: str,
+             time: str, prepare) -> _Outcome:
     """Every selected epoch, with a transient progress bar on a terminal's stderr."""
     outcome = _Outcome()
     console = None if quiet else progress_console()
     progress = EpochProgress(console)
     with Analysis(file, settings, progress=progress.rows) as analysis:
-        outcome.header = analysis.header
-        outcome.classes = analysis.run.info.num_classes
-        outcome.loss = analysis.run.info.loss
-        outcome.run_warnings = list(analysis.run_warnings)
-        outcome.warnings.extend(analysis.run_warnings)
-        for w in analysis.run_warnings:
-            warn(w)
+        prepare(analysis)
+        outcome.opened(analysis)
         with progress.start(len(analysis.epochs)):
             for result in analysis:
                 _take(outcome, result, fmt, out)
                 progress.epoch_done()
+        outcome.extra = _run_results(command, analysis, outcome.epochs, time)
     return outcome
 
 
@@ -199,22 +216,19 @@ def _take(outcome: _Outcome, result, fmt: str, out) -> None:
 
 
 def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, console: Console,
-            timeout: float | None, command: str) -> _Outcome:
+            timeout: float | None, command: str, time: str, prepare) -> _Outcome:
     """Epochs as a writer appends them; stops at close, timeout, a holding gate or Ctrl-C."""
     from ..follow import Follower
 
     outcome = _Outcome()
-    follower = Follower(file, settings, timeout=timeout)
+
+    def opened(analysis: Analysis) -> None:
+        prepare(analysis)
+        outcome.opened(analysis)
+
+    follower = Follower(file, settings, timeout=timeout, on_open=opened)
     try:
         for result in follower:
-            if outcome.header is None:
-                outcome.header = follower.header
-                outcome.classes = follower.num_classes
-                outcome.loss = follower.loss
-                outcome.run_warnings = list(follower.run_warnings)
-                outcome.warnings.extend(follower.run_warnings)
-                for w in follower.run_warnings:
-                    warn(w)
             _take(outcome, result, fmt, out)
             if fmt == "table":
                 stream_line(console, command, flatten(result.values), outcome.classes)
@@ -222,13 +236,19 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
             if held:
                 outcome.live_verdicts = held
                 outcome.stopped_by = "gate"
-                return outcome
-        outcome.stopped_by = follower.stop_reason
-        if follower.stop_reason == "timeout":
-            warn(f"stopped following {file} after --timeout {timeout:g} s")
+                break
+        else:
+            outcome.stopped_by = follower.stop_reason
+            if follower.stop_reason == "timeout":
+                warn(f"stopped following {escape(file)} after --timeout {timeout:g} s")
     except KeyboardInterrupt:
         outcome.stopped_by = "interrupt"
         err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
+    if command in WITH_DYNAMICS and outcome.epochs:
+        # The run-level fit over every epoch seen, from the file as it is now.
+        with Analysis(file, dataclasses.replace(settings, epochs=None, workers=1,
+                                                dask=None)) as analysis:
+            outcome.extra = _run_results(command, analysis, outcome.epochs, time)
     return outcome
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...errors import escape
 from ..boundary import warn
 from ..options import OutFile, OverwriteOpt
 
@@ -33,7 +34,7 @@ def convert(folder: Annotated[Path, typer.Argument(
     info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
                        loss=loss, overwrite=overwrite)
     eps = info["epochs"]
-    typer.echo(f"wrote {out}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
+    typer.echo(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
                f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
                f"bias: {'yes' if info['bias'] else 'no'}, scalars: "
                f"{', '.join(info['scalars']) or 'none'}")

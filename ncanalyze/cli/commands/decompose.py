@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..options import (FollowOpt, KeysOpt, ShowAllOpt, TimeoutOpt, AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
-                       FailIfOpt, FormatOpt, GateOpt, OutputOpt, PlotOpt, XscaleOpt, RunFile,
-                       WeightDecayOpt, WorkersOpt)
+from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
+                       FailIfOpt, FollowOpt, FormatOpt, GateOpt, KeysOpt, OutputOpt, PlotOpt,
+                       RunFile, ShowAllOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt, XscaleOpt)
 from ..runner import run_command
 
 EPILOG = ("Example: ncanalyze decompose run.h5 --weight-decay 5e-4 --plot loss.png "
@@ -14,10 +14,11 @@ EPILOG = ("Example: ncanalyze decompose run.h5 --weight-decay 5e-4 --plot loss.p
 def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
               dtype: DtypeOpt = "float64", fmt: FormatOpt = "table",
               output_path: OutputOpt = None, fail_if: FailIfOpt = None, gate: GateOpt = "last",
-              weight_decay: WeightDecayOpt = None, plot: PlotOpt = None, xscale: XscaleOpt = "auto",
-              chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-              workers: WorkersOpt = None, dask: DaskOpt = None, keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
-            timeout: TimeoutOpt = None) -> int:
+              weight_decay: WeightDecayOpt = None, plot: PlotOpt = None,
+              xscale: XscaleOpt = "auto", chunk_rows: ChunkRowsOpt = None,
+              allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+              dask: DaskOpt = None, keys: KeysOpt = None, show_all: ShowAllOpt = False,
+              follow: FollowOpt = False, timeout: TimeoutOpt = None) -> int:
     """MSE loss = L_NC1 + L_NC2/3 + L⊥_LS per epoch (Han et al. Thm. 1–2,
     docs/CENTRAL_PATH.md)."""
     return run_command("decompose", **locals())
