@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from ..errors import UsageError
+from ..errors import UsageError, escape
 from ..results import flatten
 from .render import fmt
 
@@ -90,7 +90,7 @@ def choose_keys(all_keys: Sequence[str], command: str, keys: Sequence[str] | Non
         patterns = [p.strip() for k in keys for p in k.split(",") if p.strip()]
         for p in patterns:
             if not any(_matches(k, [p]) for k in all_keys):
-                known = ", ".join(k for k in all_keys[:12])
+                known = ", ".join(all_keys[:12])
                 raise UsageError(f"--keys {p!r} matches no key (keys include {known}, …)")
         return [k for k in all_keys if _matches(k, patterns)]
     zero = structural_zero_key(all_keys, classes)
@@ -138,7 +138,8 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
         Lines printed after the table (warnings, the dynamics verdict), wrapped to the width.
     """
     width = console.width
-    flats = [flatten(e) for e in epochs]
+    # Keys from the file (layer, split, scalar names) are shown escaped: one line stays one.
+    flats = [{escape(k): v for k, v in flatten(e).items()} for e in epochs]
     all_keys: list[str] = []
     for f in flats:
         for k in f:
@@ -147,7 +148,7 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
     title = (f"ncanalyze {command} · C={header['classes']} · N={header['samples']} · "
              f"P={header['features']} · {len(epochs)} epoch(s)")
     _print_wrapped(console, title, width, style="bold")
-    _print_wrapped(console, f"file: {header['file']}", width)
+    _print_wrapped(console, f"file: {escape(header['file'])}", width)
     if not all_keys:
         console.print("no values", markup=False)
         return
@@ -184,7 +185,7 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
                                 f"to choose, --epochs to select; -f csv|json for files)",
                        width, style="dim")
     for line in notes:
-        _print_wrapped(console, line, width)
+        _print_wrapped(console, escape(line), width)
 
 
 def _print_wrapped(console: Console, text: str, width: int, style: str | None = None) -> None:
@@ -195,6 +196,7 @@ def _print_wrapped(console: Console, text: str, width: int, style: str | None = 
 
 def stream_line(console: Console, command: str, flat: dict[str, Any], classes: int) -> None:
     """One epoch as it arrives (``--follow``): its headline keys on one wrapped line."""
+    flat = {escape(k): v for k, v in flat.items()}
     keys = choose_keys([k for k in flat if k != "epoch"], command, None, False, classes)
     text = f"epoch {flat.get('epoch')}: " + " · ".join(f"{k} {fmt(flat.get(k))}" for k in keys)
     _print_wrapped(console, text, console.width)
