@@ -32,6 +32,16 @@ QUANTITIES = ("metrics", "decompose", "snr")
 CACHE_BYTES = 256 * 2**20
 
 
+#: Said once per run when the decomposition is computed on a cross-entropy run.
+CE_DECOMPOSE_NOTE = (
+    "decompose: this run was trained with cross-entropy (loss attribute), but the "
+    "decomposition is of the MSE loss against one-hot targets (Han et al.): `loss`, "
+    "`loss_ls_perp` and `central_path_ratio` measure the CE classifier's MSE, which grows with "
+    "its logit scale (large values, ratio near 1 are expected); `loss_ls`, `loss_nc1` and "
+    "`loss_nc23` (those of the least-squares classifier on the same features) keep their "
+    "meaning")
+
+
 @dataclass
 class Settings:
     """What to compute and how (the common options of every command, see docs/TUTORIAL.md)."""
@@ -175,6 +185,9 @@ class Analysis:
             self.run_warnings.append("--layers: the file has no /layers group")
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
+        if "decompose" in s.quantities and info.has_weight and (info.loss or "").lower() in (
+                "ce", "cross_entropy", "cross-entropy", "crossentropy"):
+            self.run_warnings.append(CE_DECOMPOSE_NOTE)
         self.epochs = select_epochs(s.epochs, info.epochs)
         if s.dask is None and cap_workers(s.workers)[1]:
             self.run_warnings.append(cap_workers(s.workers)[1])
