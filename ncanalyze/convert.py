@@ -168,8 +168,14 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     UsageError
         ``out`` exists and ``overwrite`` is false.
     """
+    from .io.schema import check_weight_decay
     from .io.writer import RunWriter
 
+    if weight_decay is not None:  # the reader's rule; an option, so a usage error
+        try:
+            weight_decay = check_weight_decay(weight_decay)
+        except ValueError as exc:
+            raise UsageError(f"--weight-decay: {exc}") from None
     dumps = find_dumps(folder)
     out = os.fspath(out)
     if os.path.exists(out) and not overwrite:

@@ -30,6 +30,62 @@ def _is_float(dtype: np.dtype) -> bool:
     return dtype.kind == "f" and dtype.itemsize in (2, 4, 8)
 
 
+# ---------------------------------------------------------------- rules shared with the writer
+# Each rule raises ValueError with the problem; the reader reports it as InputError (naming
+# the file and dataset), RunWriter as UsageError before anything is written.
+
+def check_num_classes(num_classes: int) -> int:
+    """C: an integer with 2 ≤ C ≤ MAX_CLASSES."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes = {num_classes}: at least 2 classes are needed")
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f"num_classes = {num_classes} is above the limit {MAX_CLASSES}")
+    return num_classes
+
+
+def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
+    """Labels lie in ``0..C-1`` (C below the limit when not declared)."""
+    lo, hi = labels.min(), labels.max()
+    if lo < 0:
+        raise ValueError(f"has negative labels ({int(np.sum(labels < 0))} of them, min {lo})")
+    if num_classes is not None and hi >= num_classes:
+        bad = int(np.sum(labels >= num_classes))
+        raise ValueError(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
+                         f"lie in 0..{num_classes - 1}")
+    if hi >= MAX_CLASSES:
+        raise ValueError(f"has label {hi}: C would be above the limit {MAX_CLASSES}")
+
+
+def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
+    """Every class ``0..C-1`` has a sample (the training labels and every split's)."""
+    counts = np.bincount(labels, minlength=num_classes)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
+        raise ValueError(f"class(es) {shown} have no samples (C = {num_classes})")
+
+
+def check_weight_decay(value) -> float:
+    """λ: a finite number ≥ 0 (a boolean is not a number here)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"weight_decay={value!r} must be a number, not a boolean")
+    try:
+        wd = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"weight_decay={value!r} is not a number") from None
+    if not math.isfinite(wd) or wd < 0:
+        raise ValueError(f"weight_decay={wd!r} must be finite and ≥ 0")
+    return wd
+
+
+def check_member_name(kind: str, name) -> str:
+    """A layer, split or scalar name: one HDF5 link name (no "/", not empty, not ".")."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
+        raise ValueError(f"{kind} name {name!r} must be a non-empty name without '/' "
+                         "(it becomes one HDF5 member)")
+    return name
+
+
 @dataclass(frozen=True)
 class Source:
     """One feature matrix family of a run: the training split, a layer or an extra split.
@@ -230,17 +286,17 @@ class _Validator:
             raise self._error(f"declares N = {n} samples; the labels alone would need "
                               f"{gib(8 * n)} in memory (limit N ≤ {MAX_SAMPLES})", name)
         raw = self._read_all(ds, name)
-        lo, hi = raw.min(), raw.max()
-        if lo < 0:
-            raise self._error(f"has negative labels ({int(np.sum(raw < 0))} of them, min {lo})",
-                              name)
-        if num_classes is not None and hi >= num_classes:
-            bad = int(np.sum(raw >= num_classes))
-            raise self._error(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
-                              f"lie in 0..{num_classes - 1}", name)
-        if hi >= MAX_CLASSES:
-            raise self._error(f"has label {hi}: C would be above the limit {MAX_CLASSES}", name)
+        try:
+            check_labels(raw, num_classes)
+        except ValueError as exc:
+            raise self._error(str(exc), name) from None
         return raw.astype(np.int64, copy=False)
+
+    def _classes_present(self, labels: np.ndarray, num_classes: int, name: str) -> None:
+        try:
+            check_classes_present(labels, num_classes)
+        except ValueError as exc:
+            raise self._error(str(exc), name) from None
 
     def _check_features(self, ds, name, num_samples, num_epochs, num_features=None):
         if ds.ndim != 3:
@@ -279,9 +335,17 @@ class _Validator:
             raise self._error("has epoch numbers beyond the int64 range", "/epoch")
         epochs = raw.astype(np.int64)
         # A slot still holding the fill value was being written when its writer stopped.
+        # Only the last slot(s) can be incomplete: the writer fills one slot at a time.
         incomplete = np.flatnonzero(epochs == EPOCH_FILL)
         if incomplete.size:
-            epochs = epochs[: incomplete[0]]
+            first = int(incomplete[0])
+            later = np.flatnonzero(epochs[first:] != EPOCH_FILL)
+            if later.size:
+                j = first + int(later[0])
+                raise self._error(f"slot {first} holds the fill value {EPOCH_FILL} (an epoch "
+                                  f"not yet written) but slot {j} after it holds epoch "
+                                  f"{epochs[j]}", "/epoch")
+            epochs = epochs[:first]
         if epochs.size == 0:
             raise self._error("no complete epoch yet (/epoch is empty)", "/epoch")
         if epochs.size > 1 and np.any(np.diff(epochs) <= 0):
@@ -297,10 +361,11 @@ class _Validator:
             raise self._error(f"unknown ncanalyze_format {version} (this version reads "
                               f"format {FORMAT_VERSION}; upgrade ncanalyze?)", "/")
         declared = self._int_attr("num_classes")
-        if declared is not None and declared < 2:
-            raise self._error(f"num_classes = {declared}: at least 2 classes are needed", "/")
-        if declared is not None and declared > MAX_CLASSES:
-            raise self._error(f"num_classes = {declared} is above the limit {MAX_CLASSES}", "/")
+        if declared is not None:
+            try:
+                check_num_classes(declared)
+            except ValueError as exc:
+                raise self._error(str(exc), "/") from None
 
         labels = self._read_labels("/labels", declared)
         num_samples = labels.shape[0]
@@ -308,11 +373,7 @@ class _Validator:
         if num_classes < 2:
             raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
                               "are 0)", "/labels")
-        counts = np.bincount(labels, minlength=num_classes)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
-            raise self._error(f"class(es) {shown} have no samples (C = {num_classes})", "/labels")
+        self._classes_present(labels, num_classes, "/labels")
         self.labels["/labels"] = labels
 
         has_features = self._resolve("/features") is not None
@@ -374,6 +435,7 @@ class _Validator:
                 raise self._error("must be a group holding labels and features",
                                   f"/splits/{name}")
             slabels = self._read_labels(lpath, num_classes)
+            self._classes_present(slabels, num_classes, lpath)
             ds = self._get(fpath, required=True)
             self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
             self.labels[lpath] = slabels
@@ -382,11 +444,9 @@ class _Validator:
         wd = self._attr("weight_decay")
         if wd is not None:
             try:
-                wd = float(wd)
-            except (TypeError, ValueError):
-                raise self._error(f"attribute weight_decay={wd!r} is not a number", "/") from None
-            if not math.isfinite(wd) or wd < 0:
-                raise self._error(f"attribute weight_decay={wd!r} must be finite and ≥ 0", "/")
+                wd = check_weight_decay(wd)
+            except ValueError as exc:
+                raise self._error(f"attribute {exc}", "/") from None
         loss = self._attr("loss")
         steps_per_epoch = self._int_attr("steps_per_epoch")
         if steps_per_epoch is not None and steps_per_epoch < 1:
