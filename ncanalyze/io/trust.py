@@ -221,7 +221,10 @@ def _check_sources(f, ds, name, allow_external, stack, done, count) -> None:
         try:
             source = resolve(f, vs.dset_name, allow_external=allow_external)
         except Refused as exc:
-            raise Refused(f"is a virtual dataset over {vs.dset_name}: {exc}",
+            over = " → ".join(stack[1:] + [vs.dset_name])
+            text = str(exc)
+            joined = f"which {text}" if text.startswith("is ") else f"where {text}"
+            raise Refused(f"is a virtual dataset over {over}, {joined}",
                           external=exc.external) from None
         if source is None:
             continue  # a missing source reads as the fill value
