@@ -45,7 +45,7 @@ def _check(rule, *args, what: str = ""):
     try:
         return rule(*args)
     except ValueError as exc:
-        raise UsageError(f"{what} {exc}" if what else str(exc)) from None
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
 
 
 def to_numpy(array: Any) -> np.ndarray:
