@@ -17,6 +17,7 @@ from array_api_compat import is_numpy_namespace
 
 from ._version import __version__
 from .backend import Backend, get_backend
+from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
 from .core.decisions import PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
@@ -30,6 +31,16 @@ QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
 #: above it the epoch is read again, so memory stays bounded whatever N is.
 CACHE_BYTES = 256 * 2**20
+
+
+#: Said once per run when the decomposition is computed on a cross-entropy run.
+CE_DECOMPOSE_NOTE = (
+    "decompose: this run was trained with cross-entropy (loss attribute), but the "
+    "decomposition is of the MSE loss against one-hot targets (Han et al.): `loss`, "
+    "`loss_ls_perp` and `central_path_ratio` measure the CE classifier's MSE, which grows with "
+    "its logit scale (large values, ratio near 1 are expected); `loss_ls`, `loss_nc1` and "
+    "`loss_nc23` (those of the least-squares classifier on the same features) keep their "
+    "meaning")
 
 
 @dataclass
@@ -63,10 +74,7 @@ class Settings:
             raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.global_mean not in GLOBAL_MEANS:
             raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise UsageError("--weight-decay must be ≥ 0")
-        if self.ridge is not None and self.ridge <= 0:
-            raise UsageError("--ridge must be > 0")
+        check_numbers(self)  # finite --weight-decay and --ridge
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
@@ -179,7 +187,16 @@ class Analysis:
             self.run_warnings.append("--layers: the file has no /layers group")
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
+        if "decompose" in s.quantities and info.has_weight and (info.loss or "").lower() in (
+                "ce", "cross_entropy", "cross-entropy", "crossentropy"):
+            self.run_warnings.append(CE_DECOMPOSE_NOTE)
         self.epochs = select_epochs(s.epochs, info.epochs)
+        if s.dask is None and cap_workers(s.workers)[1]:
+            self.run_warnings.append(cap_workers(s.workers)[1])
+        check_chunk_rows(s.chunk_rows, [self.run.train,
+                                        *(info.layers.values() if s.layers else ()),
+                                        *(info.splits[n] for n in s.splits)],
+                         np.dtype(info.features_dtype).itemsize)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
             info.weight_decay if info.weight_decay is not None else 0.0)
@@ -216,8 +233,8 @@ class Analysis:
     # ------------------------------------------------------------------ passes
     def _device_labels(self, source: Source):
         if source.labels_path not in self._labels_dev:
-            self._labels_dev[source.labels_path] = self.backend.xp.asarray(
-                self.run.labels(source))
+            labels = self.run.labels(source)
+            self._labels_dev[source.labels_path] = self.backend.asarray(labels, labels.dtype)
         return self._labels_dev[source.labels_path]
 
     def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
@@ -249,7 +266,8 @@ class Analysis:
         return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
     def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
-        """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
+        """First pass: class statistics, accumulated on the backend's device and returned on
+        the host (NumPy, one transfer), and the cached device chunks (if ``keep``)."""
         xp = self.backend.xp
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
@@ -259,7 +277,8 @@ class Analysis:
             source.num_features * itemsize + (8 if norms else 0)) <= CACHE_BYTES) else None
         acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
                                dtype or self.settings.dtype,
-                               keep_row_norms=norms and cache is not None)
+                               keep_row_norms=norms and cache is not None,
+                               device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
             for x, y, y_host in self._chunks(epoch, source):
@@ -274,7 +293,7 @@ class Analysis:
             raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
                              dataset=source.labels_path, epoch=epoch)
         with np.errstate(invalid="ignore", over="ignore"):
-            stats = acc.finalize()
+            stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
         if cache is not None:
             start, chunks = 0, []
@@ -310,16 +329,20 @@ class Analysis:
         be = self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)
-        w = None if weight is None else be.asarray(weight, "float64")
-        b = None if bias is None else be.asarray(bias, "float64")
+        # The formulas take the host statistics and W, b; the decision pass runs on the device.
+        w = None if weight is None else np.asarray(weight, dtype=np.float64)
+        b = None if bias is None else np.asarray(bias, dtype=np.float64)
+        w_dev = None if w is None else be.asarray(w, "float64")
+        b_dev = None if b is None else be.asarray(b, "float64")
         want_metrics = "metrics" in s.quantities
         train = run.train
         stats, cache = self._stats(epoch, train, keep=want_metrics)
+        means_dev = be.asarray(stats.means, "float64")
         values: dict[str, Any] = {"epoch": epoch}
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, stats.means, w, b)
+            pred = self._predictions(epoch, train, cache, means_dev, w_dev, b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
                                         center_weights=s.center_weights, rtol=s.rtol)
             values.update(res.values)
@@ -352,7 +375,7 @@ class Analysis:
             for name in s.splits:
                 source = run.info.splits[name]
                 sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, stats.means, w, b)
+                spred = self._predictions(epoch, source, scache, means_dev, w_dev, b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
                                             center_weights=s.center_weights, rtol=s.rtol)
                 splits[name] = res.values
@@ -389,14 +412,14 @@ def local_workers(analysis: Analysis) -> int:
     s = analysis.settings
     n_epochs = len(analysis.epochs)
     if s.workers is not None:
-        return max(1, min(s.workers, n_epochs))
+        return max(1, min(cap_workers(s.workers)[0], n_epochs))
     if n_epochs < 2 or analysis.backend.name != "numpy":
         return 1
     info = analysis.run.info
     per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
     if per_epoch * n_epochs < AUTO_MIN_BYTES:
         return 1
-    return max(1, min(os.cpu_count() or 1, n_epochs))
+    return max(1, min(usable_cores(), n_epochs))
 
 
 def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:
