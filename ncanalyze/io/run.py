@@ -33,8 +33,9 @@ EPOCH_FILL = np.iinfo(np.int64).min
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 #: Largest P accepted: Σ_W is P×P float64 (4 GiB at this limit).
 MAX_FEATURES = 23_000
-#: Largest C accepted (C×C and C×P matrices are built).
-MAX_CLASSES = 100_000
+#: Largest C accepted (memory is O(C·P), bounded by MAX_CLASSES_X_FEATURES and the analysis'
+#: memory estimate; this bounds the per-class vectors of length C).
+MAX_CLASSES = 2**21
 #: Largest C·P accepted: W and the class means are C×P float64 (2 GiB each at this limit).
 MAX_CLASSES_X_FEATURES = 2**28
 #: Largest N accepted: the labels are held in memory as int64 (1 GiB at this limit).
@@ -456,11 +457,8 @@ class Run:
         if num_classes < 2:
             raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
                               "are 0)", "/labels")
-        counts = np.bincount(labels, minlength=num_classes)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
-            raise self._error(f"class(es) {shown} have no samples (C = {num_classes})", "/labels")
+        # Classes without samples are valid (vocabulary-sized C); the analysis applies the
+        # rule (ncanalyze.analysis.absent_classes, --require-all-classes).
         self._labels_cache = {"/labels": labels}
 
         has_features = self._file.get("/features", getlink=True) is not None
