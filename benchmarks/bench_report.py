@@ -92,13 +92,13 @@ CLI_SETUP_SECONDS: list[float] = []
 
 
 def cli_command():
-    """The ``ncanalyze`` Click command, built once (``ncanalyze.cli.app.app`` rebuilds it from
+    """The ``ncanalyze`` Click command, built once (``ncanalyze.cli.app`` rebuilds it from
     the function signatures on every call, ~40 ms: a per-process start-up cost like the
     imports, which a single ``ncanalyze report`` process pays once and which is not counted)."""
     if not _COMMAND:
         import typer
 
-        from ncanalyze.cli.app import app
+        from ncanalyze.cli import app
 
         t0 = time.perf_counter()
         _COMMAND.append(typer.main.get_command(app))
@@ -124,7 +124,7 @@ def report_inprocess(path: str, dtype: str, backend: str = "numpy") -> float:
 
 CHILD = textwrap.dedent("""
     import contextlib, io, json, resource, sys, time
-    from ncanalyze.cli.app import app
+    from ncanalyze.cli import app
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = io.StringIO()
     t0 = time.perf_counter()

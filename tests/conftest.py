@@ -18,3 +18,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def run_cli(*args, **kwargs):
+    """Run ``ncanalyze ARGS…`` in this process; arguments are ``str()``-ed.
+
+    Returns typer's ``Result`` (``exit_code``, ``stdout`` and ``stderr`` kept apart).
+    ``kwargs`` go to ``CliRunner.invoke`` (e.g. ``input=``, ``env=``).
+    """
+    from typer.testing import CliRunner
+
+    from ncanalyze.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
+
+
+@pytest.fixture
+def cli():
+    """:func:`run_cli` as a fixture."""
+    return run_cli

@@ -16,10 +16,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from ncanalyze.atomic import atomic_path, atomic_text
-from ncanalyze.cli.app import app
+from ncanalyze.cli import app
+from tests.conftest import run_cli
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_bad_input import valid_members, write_h5  # noqa: E402
@@ -28,7 +28,7 @@ OLD = "previous report — must survive\n"
 
 
 def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def _leftovers(folder, keep):

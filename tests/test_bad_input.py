@@ -17,10 +17,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from ncanalyze import InputError, open_run
-from ncanalyze.cli.app import app
+from ncanalyze.cli import app
+from tests.conftest import run_cli
 
 N, C, P, E = 60, 3, 8, 3
 
@@ -52,11 +52,6 @@ def write_h5(path, members: dict, attrs: dict | None = None, **file_kwargs) -> P
             else:
                 f.create_dataset(name, data=value)
     return Path(path)
-
-
-def run_cli(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result
 
 
 def variant(tmp_path, attrs=None, drop=(), **changes) -> Path:

@@ -8,15 +8,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 from ncanalyze.core.decomposition import DECOMPOSE_KEYS, decompose, least_squares_classifier
 from ncanalyze.core.dynamics import central_path_flow
 from ncanalyze.core.snr import SNR_KEYS, snr
 from ncanalyze.io import RunWriter
 
-runner = CliRunner()
 EPOCHS = list(range(0, 61, 10))
 TAU = 2.0
 
@@ -63,7 +61,7 @@ def run_file(tmp_path_factory):
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def test_report_table_shows_every_quantity_and_the_verdict(run_file):

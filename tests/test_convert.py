@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 from ncanalyze.convert import convert, epoch_of
 from ncanalyze.errors import InputError
 from ncanalyze.io import open_run
@@ -129,12 +128,12 @@ def test_pt_dumps(tmp_path):
 def test_cli_convert(tmp_path):
     _dumps(tmp_path / "d")
     out = tmp_path / "r.h5"
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "d"), str(out), "--loss", "mse"])
+    r = run_cli("convert", str(tmp_path / "d"), str(out), "--loss", "mse")
     assert r.exit_code == 0, r.output
     assert "3 epochs" in r.stdout
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "d"), str(out)])
+    r = run_cli("convert", str(tmp_path / "d"), str(out))
     assert r.exit_code == 2 and "exists" in r.stderr
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "missing"), str(tmp_path / "x.h5")])
+    r = run_cli("convert", str(tmp_path / "missing"), str(tmp_path / "x.h5"))
     assert r.exit_code == 3 and "no such folder" in r.stderr
-    r = CliRunner().invoke(app, ["metrics", str(out), "-f", "json"])
+    r = run_cli("metrics", str(out), "-f", "json")
     assert r.exit_code == 0

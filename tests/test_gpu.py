@@ -21,7 +21,7 @@ QUANTITIES = ("metrics", "decompose", "snr")
 
 
 def test_import_does_not_load_cupy():
-    code = "import sys, ncanalyze, ncanalyze.analysis, ncanalyze.parallel, ncanalyze.cli.app; " \
+    code = "import sys, ncanalyze, ncanalyze.analysis, ncanalyze.parallel, ncanalyze.cli; " \
            "print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

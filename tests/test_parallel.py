@@ -10,10 +10,9 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from ncanalyze.analysis import Analysis, Settings, compute_epochs, local_workers
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 
 from .factories import collapsing_features, labels, write_run
 
@@ -61,10 +60,9 @@ def test_dask_equals_local(run_file, dask_address):
 
 
 def test_dask_epoch_selection_and_cli(run_file, dask_address):
-    runner = CliRunner()
     args = ["metrics", str(run_file), "--format", "json", "--epochs", "2,9:10", "--quiet"]
-    serial = runner.invoke(app, args + ["--workers", "1"])
-    remote = runner.invoke(app, args + ["--dask", dask_address])
+    serial = run_cli(*args, "--workers", "1")
+    remote = run_cli(*args, "--dask", dask_address)
     assert serial.exit_code == 0, serial.stderr
     assert remote.exit_code == 0, remote.stderr
     a, b = json.loads(serial.stdout), json.loads(remote.stdout)
@@ -83,8 +81,7 @@ def test_worker_errors_reach_the_caller(tmp_path, dask_address):
     bad = h.copy()
     bad[7, 1] = np.nan
     path = write_run(tmp_path / "nan.h5", y, [h, bad])
-    runner = CliRunner()
-    res = runner.invoke(app, ["metrics", str(path), "--dask", dask_address, "--quiet"])
+    res = run_cli("metrics", str(path), "--dask", dask_address, "--quiet")
     assert res.exit_code == 3
     assert "epoch 2" in res.stderr and "NaN" in res.stderr
 
@@ -100,18 +97,17 @@ def test_auto_workers(run_file):
 
 
 def test_bad_workers_is_usage_error(run_file):
-    res = CliRunner().invoke(app, ["metrics", str(run_file), "--workers", "0"])
+    res = run_cli("metrics", str(run_file), "--workers", "0")
     assert res.exit_code == 2
     assert "--workers" in res.stderr
 
 
 @pytest.mark.parametrize("command", ["report", "decompose", "snr"])
 def test_central_path_commands_take_workers_and_dask(run_file, dask_address, command):
-    runner = CliRunner()
     args = [command, str(run_file), "--backend", "numpy", "-f", "json"]
-    serial = json.loads(runner.invoke(app, args + ["--workers", "1"]).stdout)
-    procs = runner.invoke(app, args + ["--workers", "2"])
-    on_dask = runner.invoke(app, args + ["--dask", dask_address])
+    serial = json.loads(run_cli(*args, "--workers", "1").stdout)
+    procs = run_cli(*args, "--workers", "2")
+    on_dask = run_cli(*args, "--dask", dask_address)
     assert procs.exit_code == 0 and on_dask.exit_code == 0, procs.stderr + on_dask.stderr
     assert json.loads(procs.stdout)["epochs"] == serial["epochs"]
     assert json.loads(on_dask.stdout)["epochs"] == serial["epochs"]

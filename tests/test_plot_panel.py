@@ -1,10 +1,11 @@
 """plot: the NC panel is drawn from a run (and overlays with --compare)."""
 
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
-from ncanalyze.plots.panel import PANELS, load_series, plot_runs
+from tests.conftest import run_cli
+from ncanalyze.cli.commands.plot import read_series
+from ncanalyze.analysis import Settings
+from ncanalyze.plots.panel import PANELS, draw_panel
 from ncanalyze.simulate import UFMConfig, simulate
 
 pytest.importorskip("matplotlib")
@@ -20,7 +21,7 @@ def runs(tmp_path_factory):
 
 
 def test_series_has_every_panel_key(runs):
-    s = load_series(runs[0])
+    s = read_series(runs[0], Settings())
     for _, _, _, curves in PANELS:
         for key, _ in curves:
             if key != "test_accuracy":
@@ -32,28 +33,26 @@ def test_series_has_every_panel_key(runs):
                                        (".svg", b"<?xml")])
 def test_formats(runs, tmp_path, ext, magic):
     out = tmp_path / f"fig{ext}"
-    plot_runs([runs[0]], out)
+    draw_panel([read_series(runs[0], Settings())], out)
     assert out.read_bytes().startswith(magic)
 
 
 def test_cli_compare(runs, tmp_path):
     out = tmp_path / "cmp.png"
-    r = CliRunner().invoke(app, ["plot", str(runs[0]), "--compare", str(runs[1]), "--label",
-                                 "MSE", "--label", "CE", "-o", str(out)])
+    r = run_cli("plot", runs[0], "--compare", runs[1], "--label", "MSE", "--label", "CE",
+                "-o", out)
     assert r.exit_code == 0, r.output
     assert out.stat().st_size > 20_000
     assert [p.name for p in tmp_path.iterdir()] == ["cmp.png"]
 
 
 def test_cli_errors(runs, tmp_path):
-    r = CliRunner().invoke(app, ["plot", str(runs[0]), "-o", str(tmp_path / "x.gif")])
+    r = run_cli("plot", runs[0], "-o", tmp_path / "x.gif")
     assert r.exit_code == 2 and ".gif" in r.stderr
-    r = CliRunner().invoke(app, ["plot", str(runs[0]), "--label", "a", "--label", "b", "-o",
-                                 str(tmp_path / "x.png")])
+    r = run_cli("plot", runs[0], "--label", "a", "--label", "b", "-o", tmp_path / "x.png")
     assert r.exit_code == 2 and "--label" in r.stderr
-    r = CliRunner().invoke(app, ["plot", str(tmp_path / "missing.h5"), "-o",
-                                 str(tmp_path / "x.png")])
+    r = run_cli("plot", tmp_path / "missing.h5", "-o", tmp_path / "x.png")
     assert r.exit_code == 3
     assert not (tmp_path / "x.png").exists()
-    r = CliRunner().invoke(app, ["plot", "--help"])
+    r = run_cli("plot", "--help")
     assert "Example" in r.stdout

@@ -5,21 +5,18 @@ max-equiangularity, self-duality (log), NCC mismatch, and the simplex-ETF / orth
 distances of the class means (log). ``compare`` overlays several runs: each run has one colour
 in every panel; within a panel, class means are solid and classifier weights dashed.
 
-Results are read through :class:`ncanalyze.analysis.Analysis` (never h5py). matplotlib is
-imported only when drawing, through its object-oriented API with the Agg canvas; the file is
+The panel draws from results (:func:`series_from_epochs` of per-epoch values); it never opens
+a run. matplotlib is imported only when drawing, through its object-oriented API with the Agg canvas; the file is
 written atomically and its format follows the extension (.png, .svg, .pdf).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..analysis import Analysis, Settings
 from ..atomic import atomic_path
 from ..errors import UsageError
 from .central_path import plot_format
@@ -31,7 +28,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 
 @dataclass
 class RunSeries:
-    """Per-epoch metric values of one run, as read by :func:`load_series`."""
+    """Per-epoch metric values of one run, as built by :func:`series_from_epochs`."""
 
     label: str
     epochs: np.ndarray
@@ -66,27 +63,21 @@ _STYLE_NAMES = {"means": "class means (solid)", "weights": "classifier W (dashed
                 "train": "train", "test": "test", "ETF": "simplex ETF", "OF": "orthogonal frame"}
 
 
-def load_series(path, label: str | None = None, epochs: str | None = None,
-                settings: Settings | None = None) -> RunSeries:
-    """Compute the §2.2 metrics of one run for every selected epoch.
+def series_from_epochs(epochs: Sequence[dict[str, Any]], label: str,
+                       loss: str | None = None) -> RunSeries:
+    """The panel's series of one run from its per-epoch metric values.
 
     Parameters
     ----------
-    path : str or os.PathLike
-    label : str, optional
-        Legend label (default: the file name without extension).
-    epochs : str, optional
-        ``--epochs`` selection.
-    settings : Settings, optional
-        Base settings (backend, global mean, …); ``quantities`` and ``epochs`` are replaced.
+    epochs : sequence of dict
+        Per-epoch values as the ``metrics`` command computes them (each holds ``"epoch"``;
+        nested ``scalars`` may hold the training loop's ``test_acc``).
+    label : str
+        Legend label.
+    loss : str, optional
+        The run's ``loss`` attribute (shown in the legend).
     """
-    base = settings or Settings()
-    s = dataclasses.replace(base, quantities=("metrics",), epochs=epochs)
-    rows: list[dict[str, Any]] = []
-    with Analysis(path, s) as analysis:
-        loss = analysis.run.info.loss
-        for result in analysis:
-            rows.append(result.values)
+    rows = list(epochs)
     keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))}
     values = {k: np.array([_num(r.get(k)) for r in rows]) for k in keys if k != "epoch"}
     # Test accuracy from the training loop's scalars, when the run recorded one.
@@ -95,8 +86,7 @@ def load_series(path, label: str | None = None, epochs: str | None = None,
         if not np.all(np.isnan(col)):
             values["test_accuracy"] = np.array(col)
             break
-    name = label or os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    return RunSeries(name, np.array([r["epoch"] for r in rows]), values, loss)
+    return RunSeries(label, np.array([r["epoch"] for r in rows]), values, loss)
 
 
 def _num(v) -> float:
@@ -199,17 +189,3 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
     fig.suptitle(title or f"Neural collapse over training: {names}", fontsize=12)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150)
-
-
-def plot_runs(paths: Sequence, out, *, labels: Sequence[str] | None = None,
-              epochs: str | None = None, settings: Settings | None = None,
-              title: str | None = None, xscale: str = "auto") -> list[RunSeries]:
-    """Read every run of ``paths`` and draw their panel into ``out`` (the ``plot`` command)."""
-    labels = list(labels or [])
-    if labels and len(labels) != len(paths):
-        raise UsageError(f"--label given {len(labels)} times for {len(paths)} runs")
-    plot_format(out)  # fail on a bad extension before any computation
-    series = [load_series(p, labels[i] if labels else None, epochs, settings)
-              for i, p in enumerate(paths)]
-    draw_panel(series, out, title=title, xscale=xscale)
-    return series

@@ -1,4 +1,5 @@
-"""Presentation of per-epoch results: table, json, jsonl, csv and markdown (SPEC §4)."""
+"""Presentation of per-epoch results: table, json, jsonl, csv and markdown (README,
+"metrics, decompose, snr, report")."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 import json
 import math
 import re
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -38,7 +39,7 @@ def epoch_object(values: dict[str, Any]) -> dict[str, Any]:
 
 def json_document(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
                   warnings: list[str], extra: dict[str, Any] | None = None) -> str:
-    """The single JSON document of SPEC §4."""
+    """The single JSON document of ``--format json``."""
     doc = {"ncanalyze": header["ncanalyze"], "command": command}
     doc.update({k: v for k, v in header.items() if k != "ncanalyze"})
     doc["epochs"] = [epoch_object(e) for e in epochs]
@@ -178,9 +179,6 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
 
 
 def write_stream(fh: TextIO, text: str) -> None:
+    """Write and flush at once (a jsonl consumer sees each epoch as it is computed)."""
     fh.write(text)
     fh.flush()
-
-
-def iter_nonempty(items: Iterable[str]) -> Iterable[str]:
-    return (i for i in items if i)

@@ -1,0 +1,22 @@
+"""``ncanalyze decompose``: the MSE-loss decomposition of Han et al. (2022), Thm. 1–2."""
+
+from __future__ import annotations
+
+from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
+                       FailIfOpt, FormatOpt, GateOpt, OutputOpt, PlotOpt, RunFile,
+                       WeightDecayOpt, WorkersOpt)
+from ..runner import run_command
+
+EPILOG = ("Example: ncanalyze decompose run.h5 --weight-decay 5e-4 --plot loss.png "
+          "--fail-if 'central_path_ratio>0.1'")
+
+
+def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
+              dtype: DtypeOpt = "float64", fmt: FormatOpt = "table",
+              output_path: OutputOpt = None, fail_if: FailIfOpt = None, gate: GateOpt = "last",
+              weight_decay: WeightDecayOpt = None, plot: PlotOpt = None,
+              chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
+              workers: WorkersOpt = None, dask: DaskOpt = None) -> int:
+    """MSE loss = L_NC1 + L_NC2/3 + L⊥_LS per epoch (Han et al. Thm. 1–2,
+    docs/CENTRAL_PATH.md)."""
+    return run_command("decompose", **locals())

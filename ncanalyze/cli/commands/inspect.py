@@ -1,0 +1,32 @@
+"""``ncanalyze inspect``: a run file's layout and the problems found in it."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from ...errors import UsageError
+from ..options import AllowExternalOpt, FormatOpt, RunFile
+
+EPILOG = "Example: ncanalyze inspect examples/digits_mlp.h5"
+
+
+def inspect(file: RunFile, fmt: FormatOpt = "table",
+            allow_external: AllowExternalOpt = False) -> int:
+    """Show a run file's layout, sizes, dtypes, epochs, class counts and problems found."""
+    from ...inspection import inspect_file
+
+    report = inspect_file(file, allow_external=allow_external)
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    elif fmt == "table":
+        from ..inspect_view import print_inspection
+
+        tty = sys.stdout.isatty()
+        print_inspection(report, Console(width=None if tty else 120, highlight=False))
+    else:
+        raise UsageError("inspect supports --format table or json")
+    return 3 if report["problems"] else 0

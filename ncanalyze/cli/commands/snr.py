@@ -1,0 +1,21 @@
+"""``ncanalyze snr``: the SNR matrix' singular values per epoch and their dynamics fit."""
+
+from __future__ import annotations
+
+from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
+                       FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt, OutputOpt, PlotOpt, RidgeOpt,
+                       RunFile, WorkersOpt)
+from ..runner import run_command
+
+EPILOG = "Example: ncanalyze snr run.h5 --plot snr.png --format json"
+
+
+def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
+        dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
+        fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
+        global_mean: GlobalMeanOpt = "samples", plot: PlotOpt = None,
+        chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
+        workers: WorkersOpt = None, dask: DaskOpt = None) -> int:
+    """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
+    epochs (Han et al. §3.2–3.3, docs/CENTRAL_PATH.md)."""
+    return run_command("snr", **locals())
