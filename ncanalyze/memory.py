@@ -32,18 +32,38 @@ BASELINE_BYTES = 200 * 2**20
 
 
 def available_memory() -> int | None:
-    """Memory available to this process now (Linux ``MemAvailable``), in bytes, or None."""
+    """Memory available to this process now, in bytes, or None when unknown: the system's
+    available memory (Linux ``MemAvailable``), less when an address-space limit
+    (``ulimit -v``, RLIMIT_AS) leaves this process less room."""
+    avail = _meminfo("/proc/meminfo", "MemAvailable:")
+    if avail is None:
+        try:
+            avail = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            avail = None
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            used = _meminfo("/proc/self/status", "VmSize:") or 0
+            room = max(0, soft - used)
+            avail = room if avail is None else min(avail, room)
+    except (ImportError, OSError, ValueError):
+        pass
+    return avail
+
+
+def _meminfo(path: str, key: str) -> int | None:
+    """A ``key: N kB`` line of a /proc file, in bytes."""
+    try:
+        with open(path, encoding="ascii") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+    return None
 
 
 def estimate(*, classes: int, present: int, features: int, samples: int, chunk_bytes: int,

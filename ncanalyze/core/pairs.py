@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_namespace
 
 from .stats import to_host
 
@@ -145,6 +145,10 @@ class GramDistance:
         if self.norm == 0.0:
             return
         xp = self.xp
+        if is_numpy_namespace(xp):
+            self._sum.add(weight * _numpy_sq_distance(tile, self.norm, self._off,
+                                                      self._diag if diagonal else None))
+            return
         e = tile / self.norm + self._off
         if diagonal:
             e = e - self._diag * xp.eye(tile.shape[0], dtype=tile.dtype)
@@ -154,6 +158,16 @@ class GramDistance:
         if self.norm == 0.0 or not math.isfinite(self.norm):
             return None
         return math.sqrt(max(self._sum.result(), 0.0))
+
+
+def _numpy_sq_distance(tile: np.ndarray, norm: float, off: float, diag: float | None):
+    """NumPy twin of the generic tile term Σ (G/‖G‖ + off − diag·I)²: in place, one BLAS dot."""
+    e = np.multiply(tile, 1.0 / norm)
+    e += off
+    if diag is not None:
+        e.flat[:: e.shape[1] + 1] -= diag
+    flat = e.reshape(-1)
+    return np.asarray(np.dot(flat, flat))
 
 
 def gram_norm(a, b=None) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
                        FailIfOpt, FormatOpt, GateOpt, OutputOpt, PlotOpt, RunFile,
                        WeightDecayOpt, WorkersOpt)
+from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
 EPILOG = ("Example: ncanalyze decompose run.h5 --weight-decay 5e-4 --plot loss.png "
@@ -16,7 +17,9 @@ def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "au
               output_path: OutputOpt = None, fail_if: FailIfOpt = None, gate: GateOpt = "last",
               weight_decay: WeightDecayOpt = None, plot: PlotOpt = None,
               chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-              workers: WorkersOpt = None, dask: DaskOpt = None) -> int:
+              workers: WorkersOpt = None, dask: DaskOpt = None,
+              require_all_classes: RequireAllClassesOpt = False,
+              memory_limit: MemoryLimitOpt = None) -> int:
     """MSE loss = L_NC1 + L_NC2/3 + L⊥_LS per epoch (Han et al. Thm. 1–2,
     docs/CENTRAL_PATH.md)."""
     return run_command("decompose", **locals())

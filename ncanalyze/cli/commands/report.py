@@ -6,6 +6,7 @@ from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRows
                        DtypeOpt, EpochsOpt, FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt,
                        LayersOpt, OutputOpt, RidgeOpt, RunFile, SplitsOpt, WeightDecayOpt,
                        WorkersOpt)
+from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
 EPILOG = ("Example: ncanalyze report run.h5 --format markdown --fail-if 'nc1>0.05' "
@@ -19,7 +20,9 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            center_weights: CenterWeightsOpt = False, weight_decay: WeightDecayOpt = None,
            ridge: RidgeOpt = None, chunk_rows: ChunkRowsOpt = None,
            allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
-           dask: DaskOpt = None) -> int:
+           dask: DaskOpt = None,
+           require_all_classes: RequireAllClassesOpt = False,
+           memory_limit: MemoryLimitOpt = None) -> int:
     """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
     reports (docs/METRICS.md, docs/CENTRAL_PATH.md)."""
     return run_command("report", **locals())

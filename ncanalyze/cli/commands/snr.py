@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
                        FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt, OutputOpt, PlotOpt, RidgeOpt,
                        RunFile, WorkersOpt)
+from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
 EPILOG = "Example: ncanalyze snr run.h5 --plot snr.png --format json"
@@ -15,7 +16,9 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
         fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
         global_mean: GlobalMeanOpt = "samples", plot: PlotOpt = None,
         chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-        workers: WorkersOpt = None, dask: DaskOpt = None) -> int:
+        workers: WorkersOpt = None, dask: DaskOpt = None,
+        require_all_classes: RequireAllClassesOpt = False,
+        memory_limit: MemoryLimitOpt = None) -> int:
     """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
     epochs (Han et al. §3.2–3.3, docs/CENTRAL_PATH.md)."""
     return run_command("snr", **locals())
