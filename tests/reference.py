@@ -165,3 +165,32 @@ def assert_close(actual: dict, expected: dict, rtol=1e-6, atol=1e-9, keys=None):
             continue
         assert a is not None, f"{k}: missing/null, expected {e}"
         assert abs(a - e) <= atol + rtol * abs(e), f"{k}: {a!r} vs reference {e!r}"
+
+
+def reference_snr(H, y, C=None, global_mean="samples", ridge=0.0):
+    """The SNR keys (docs/CENTRAL_PATH.md §2) literally: Σ_W^{-1/2} by eigendecomposition, then
+    the SVD of Σ_W^{-1/2} M̄. Σ_W (+ ridge·I) must be positive definite: for features with
+    dead units pass the reduced space (the live columns), where it is.
+    """
+    H = np.asarray(H, dtype=np.float64)
+    y = np.asarray(y)
+    N, P = H.shape
+    C = int(y.max()) + 1 if C is None else C
+    means = np.stack([H[y == c].mean(axis=0) for c in range(C)])
+    muG = H.mean(axis=0) if global_mean == "samples" else means.mean(axis=0)
+    Mbar = (means - muG).T
+    SW = np.zeros((P, P))
+    for i in range(N):
+        d = H[i] - means[y[i]]
+        SW += np.outer(d, d)
+    SW = SW / N + ridge * np.eye(P)
+    ev, U = np.linalg.eigh(SW)
+    assert ev.min() > 0, "reference_snr needs a positive definite Σ_W (reduce the space)"
+    omega = np.zeros(C)
+    s = np.linalg.svd(U @ np.diag(ev**-0.5) @ U.T @ Mbar, compute_uv=False)
+    omega[: s.size] = s
+    nz = omega[: C - 1]
+    with np.errstate(divide="ignore"):
+        return {"snr_singular_values": omega, "snr_min": nz[-1], "snr_max": omega[0],
+                "snr_ratio": omega[0] / nz[-1], "nc1_whitened": np.sum(nz**-2.0),
+                "loss_ls_predicted": 0.5 * np.sum(1.0 / (C + nz**2))}

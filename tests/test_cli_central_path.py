@@ -193,7 +193,7 @@ def test_singular_within_covariance_warns_and_ridge_fixes_it(tmp_path):
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
     assert all(ep["snr_max"] is None for ep in doc["epochs"])
-    assert "P = 12 > N − C = 9" in res.stderr and "--ridge" in res.stderr
+    assert "P = 12 > N − C = 9" in res.stderr and "infinite SNR" in res.stderr
     assert doc["dynamics"]["fitted"] is False
     res = invoke("snr", path, "--format", "json", "--ridge", "0.5")
     doc = json.loads(res.stdout)

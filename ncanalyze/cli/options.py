@@ -45,7 +45,11 @@ LayersOpt = Annotated[bool, typer.Option(
 WeightDecayOpt = Annotated[Optional[float], typer.Option(
     "--weight-decay", help="λ of the MSE loss (default: the file's weight_decay, else 0).")]
 RidgeOpt = Annotated[Optional[float], typer.Option(
-    "--ridge", help="Add ε·I to a singular Σ_W for the SNR (default: none, keys null).")]
+    "--ridge", help="Use Σ_W + ε·I for the SNR on every epoch (default: none; a singular Σ_W "
+                    "is handled on its support, docs/CENTRAL_PATH.md §2).")]
+TimeOpt = Annotated[str, typer.Option(
+    "--time", help="Time axis of the SNR dynamics fit: auto (cumulative learning rate when "
+                   "/scalars/lr exists, else epoch), lr, epoch, steps, or a /scalars name.")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes computing whole epochs in parallel (default: all cores when "
                       "several large epochs are selected; 1: no worker processes).")]

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..analysis import Analysis, Settings
+from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
 from ..atomic import atomic_text
 from ..errors import UsageError
 from ..results import evaluate_gates, parse_gate
@@ -68,17 +68,12 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-def _run_results(command: str, analysis: Analysis, epochs: list[dict]) -> dict[str, Any]:
+def _run_results(command: str, analysis: Analysis, epochs: list[dict], time: str
+                 ) -> dict[str, Any]:
     """Run-level results of ``command`` (the SNR dynamics fit of snr/report)."""
     if command not in WITH_DYNAMICS:
         return {}
-    # TODO(issue 9): the dynamics fit is an analysis result; call analysis' run-level
-    # function here once it exists instead of core directly.
-    from ..core.dynamics import fit_dynamics
-
-    return {"dynamics": fit_dynamics([e["epoch"] for e in epochs],
-                                     [e.get("snr_singular_values") for e in epochs],
-                                     analysis.run.info.num_classes)}
+    return {"dynamics": snr_dynamics(analysis, epochs, time)}
 
 
 def _footer(extra: dict[str, Any]) -> list[str]:
@@ -88,7 +83,7 @@ def _footer(extra: dict[str, Any]) -> list[str]:
 
 def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                 fail_if: list[str] | None, gate: str, plot: Path | None = None,
-                **options: Any) -> int:
+                time: str = "auto", **options: Any) -> int:
     """Compute ``command`` on ``file``, print it in ``fmt``, evaluate the gates.
 
     Parameters
@@ -104,6 +99,8 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         ``--fail-if`` conditions; ``gate`` says on which epochs.
     plot : Path or None
         decompose/snr: also draw the command's figure there.
+    time : str
+        snr/report: the time axis of the dynamics fit (``--time``).
     **options
         The :class:`~ncanalyze.analysis.Settings` fields, by keyword.
 
@@ -131,6 +128,8 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
             warn(w)
         header = analysis.header
         classes = analysis.run.info.num_classes
+        if command in WITH_DYNAMICS:
+            resolve_time_axis(analysis.run, time)  # a clock the file lacks: exit 2 before work
         sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
         with sink as out, _Progress(not quiet, len(analysis.epochs)) as progress:
             for result in analysis:
@@ -141,7 +140,7 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                 if fmt == "jsonl":
                     render.write_stream(out, render.jsonl_line(result.values))
                 progress.advance()
-            extra = _run_results(command, analysis, epochs)
+            extra = _run_results(command, analysis, epochs, time)
             verdicts = evaluate_gates(gates, epochs, gate) if gates else []
             if fmt == "json":
                 out.write(render.json_document(header, command, epochs, warnings, extra))

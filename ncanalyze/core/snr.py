@@ -1,17 +1,20 @@
-"""The signal-to-noise matrix Σ_W^{-1/2} M̄ and its singular values (SPEC §2.4).
+"""The signal-to-noise matrix Σ_W^{-1/2} M̄ and its singular values (Han, Papyan & Donoho 2022,
+Def. 2; docs/CENTRAL_PATH.md §2).
 
 The singular values ω_j of SNR = Σ_W^{-1/2} M̄ are the square roots of the eigenvalues of
 M̄ᵀ Σ_W^{-1} M̄. With the Cholesky factor Σ_W = L Lᵀ, M̄ᵀ Σ_W^{-1} M̄ = (L^{-1}M̄)ᵀ(L^{-1}M̄), so
 the ω_j are the singular values of L^{-1} M̄: one Cholesky factorisation and one solve, no
 matrix square root and no inverse.
 
-Σ_W is declared singular (the keys are ``null`` with the reason, unless a ridge ε is given)
-when P > N − C (then rank Σ_W ≤ N − C < P for every data set), when the Cholesky
-factorisation fails or returns non-finite numbers (CuPy returns NaN instead of raising), or
-when its smallest squared pivot is below ``PIVOT_RTOL`` times the largest (condition number
-beyond ~1/PIVOT_RTOL: ω along the weakest directions would not have 6 correct digits).
+When Σ_W is singular — P > N − C (rank Σ_W ≤ N − C < P for every data set), or the Cholesky
+factorisation fails, returns non-finite numbers (CuPy returns NaN instead of raising), or has
+its smallest squared pivot below ``PIVOT_RTOL`` times the largest — the SNR is computed on the
+support of Σ_W from its eigendecomposition: directions of zero within-class variance along
+which the class means do not spread (dead ReLU units, constant or duplicated features) are
+dropped and counted; a class-mean direction with zero within-class variance makes the SNR
+infinite, reported as null keys with the reason (never a ridge-dependent number). ``ridge``
+remains an explicit alternative. Indices j are 0-based, as in ``snr_singular_values_j``.
 """
-
 from __future__ import annotations
 
 import math
@@ -25,20 +28,21 @@ from .values import MetricValues
 
 #: Keys of the ``snr`` command, in output order.
 SNR_KEYS = ("snr_singular_values", "snr_min", "snr_max", "snr_ratio", "nc1_whitened",
-            "loss_ls_predicted")
+            "loss_ls_predicted", "snr_dropped_dims")
+
+#: On a singular Σ_W, eigenvalues at or below this fraction of the largest count as zero
+#: within-class variance (the same condition-number limit as ``PIVOT_RTOL``: a smaller
+#: eigenvalue has too few correct digits to whiten by).
+ZERO_VARIANCE_RTOL = PIVOT_RTOL
+#: A zero-variance subspace U₀ carries between-class spread when ‖U₀ᵀM̄‖ > SPREAD_RTOL·‖M̄‖.
+#: Rounding leaks at most ~ε/ZERO_VARIANCE_RTOL ≈ 1e-6 of M̄ into a computed null space of
+#: Σ_W (eigenvector error ε·λ_max/gap, gap ≥ ZERO_VARIANCE_RTOL·λ_max); √ZERO_VARIANCE_RTOL ≈
+#: 1.5e-5 stays clear of that.
+SPREAD_RTOL = math.sqrt(ZERO_VARIANCE_RTOL)
 
 
-def _dead_features(stats: ClassStats) -> str:
-    """'k features have zero within-class variance (dead units?), e.g. i, j; ' or a hint."""
-    xp = stats.xp
-    var = np.asarray(to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
-    top = float(var.max()) if var.size else 0.0
-    dead = np.flatnonzero(var <= PIVOT_RTOL * top)
-    if dead.size == 0:
-        return "linearly dependent features? "
-    shown = ", ".join(str(i) for i in dead[:8]) + (", …" if dead.size > 8 else "")
-    return (f"{dead.size} feature(s) have zero within-class variance (dead units?): "
-            f"index {shown}; ")
+def _feature_list(indices: np.ndarray) -> str:
+    return ", ".join(str(i) for i in indices[:8]) + (", …" if indices.size > 8 else "")
 
 
 def _null(out: MetricValues, reason: str) -> MetricValues:
@@ -48,47 +52,110 @@ def _null(out: MetricValues, reason: str) -> MetricValues:
     return out
 
 
+def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
+    """Whitening on the support of a singular Σ_W (docs/CENTRAL_PATH.md §2).
+
+    Σ_W = U Λ Uᵀ; eigenvalues ≤ ``ZERO_VARIANCE_RTOL`` · λ_max count as zero within-class
+    variance. Those directions are dropped when the class means do not spread along them
+    (‖U₀ᵀM̄‖ ≤ ``SPREAD_RTOL`` · ‖M̄‖: dead units, constant or linearly dependent features);
+    otherwise a class-mean direction has no within-class noise and the SNR is infinite.
+
+    Returns
+    -------
+    whitened : array, shape (k, C), or None
+        Λ₁^{-1/2} U₁ᵀ M̄ on the k kept directions (None when the SNR is infinite/undefined).
+    dropped : int
+        P − k.
+    reason : str or None
+        Why ``whitened`` is None.
+    """
+    xp = stats.xp
+    p, c, n = stats.num_features, stats.num_classes, stats.num_samples
+    evals, evecs = xp.linalg.eigh(sigma)
+    lam = np.asarray(to_host(evals), dtype=np.float64)
+    top = float(lam.max()) if lam.size else 0.0
+    zero = lam <= ZERO_VARIANCE_RTOL * top
+    total = float(np.linalg.norm(np.asarray(to_host(mbar), dtype=np.float64)))
+    k0 = int(zero.sum())
+    if k0:
+        u0 = xp.take(evecs, xp.asarray(np.flatnonzero(zero)), axis=1)
+        along = float(np.linalg.norm(np.asarray(to_host(xp.matmul(u0.T, mbar)),
+                                                dtype=np.float64)))
+        if along > SPREAD_RTOL * total:
+            return None, k0, _infinite_reason(stats, mbar, k0, along / total, p > n - c)
+    if k0 == p:
+        return None, k0, ("every direction has zero within-class variance and zero "
+                          "between-class spread (all features constant)")
+    keep = xp.asarray(np.flatnonzero(~zero))
+    u1 = xp.take(evecs, keep, axis=1)
+    scale = 1.0 / xp.sqrt(xp.take(evals, keep))
+    return xp.matmul(u1.T, mbar) * scale[:, None], k0, None
+
+
+def _infinite_reason(stats: ClassStats, mbar, k0: int, share: float, wide: bool) -> str:
+    """'infinite SNR: …' naming the features that are constant within classes but not between."""
+    xp = stats.xp
+    var = np.asarray(to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
+    rows = np.linalg.norm(np.asarray(to_host(mbar), dtype=np.float64), axis=1)
+    top, spread = (float(var.max()) if var.size else 0.0), float(np.linalg.norm(rows))
+    named = np.flatnonzero((var <= ZERO_VARIANCE_RTOL * top) & (rows > SPREAD_RTOL * spread))
+    p, n, c = stats.num_features, stats.num_samples, stats.num_classes
+    where = (f"; feature index {_feature_list(named)} constant within each class but not "
+             "across classes" if named.size else "")
+    size = f" (P = {p} > N − C = {n - c}: rank Σ_W ≤ N − C)" if wide else ""
+    return (f"infinite SNR: Σ_W is singular{size} and {k0} direction(s) with zero "
+            f"within-class variance carry "
+            f"{100 * share**2:.2g}% of the between-class spread ‖M̄‖², so the class means are "
+            f"separated without noise there{where}")
+
+
 def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
                    global_mean: str = "samples") -> MetricValues:
-    """SNR singular values and the keys derived from them for one epoch (SPEC §2.4).
+    """SNR singular values and the keys derived from them for one epoch (docs/CENTRAL_PATH.md §2).
 
     Parameters
     ----------
     stats : ClassStats
     ridge : float, optional
         ε > 0: use Σ_W + εI instead of Σ_W (on every epoch, so that a series stays
-        comparable). Default none: a singular Σ_W makes every key ``None``.
+        comparable). Default none: a singular Σ_W is handled on its support.
     global_mean : {"samples", "classes"}
         μ_G of M̄ = M − μ_G 1ᵀ.
 
     Returns
     -------
     MetricValues
-        ``snr_singular_values`` (list of C floats, descending; zeros appended when P < C),
-        ``snr_min`` = ω_{C−1}, ``snr_max`` = ω_1, ``snr_ratio`` = ω_1/ω_{C−1},
-        ``nc1_whitened`` = Σ_{j≤C−1} ω_j^{-2}, ``loss_ls_predicted`` = ½ Σ_{j≤C−1} 1/(C + ω_j²).
+        ``snr_singular_values`` (list of C floats, descending; zeros appended when fewer than
+        C directions remain), ``snr_min`` = ω_{C−2}, ``snr_max`` = ω_0, ``snr_ratio`` =
+        ω_0/ω_{C−2}, ``nc1_whitened`` = Σ_{j≤C−2} ω_j^{-2}, ``loss_ls_predicted`` =
+        ½ Σ_{j≤C−2} 1/(C + ω_j²) (j 0-based), ``snr_dropped_dims`` (directions of zero
+        within-class variance and zero between-class spread left out). Every key is ``None``,
+        with one warning, when the SNR is infinite or undefined.
     """
     out = MetricValues()
     xp = stats.xp
     c, p, n = stats.num_classes, stats.num_features, stats.num_samples
     sigma = stats.sigma_w
-    if ridge is not None:
-        sigma = sigma + ridge * xp.eye(p, dtype=sigma.dtype)
-    elif p > n - c:
-        return _null(out, f"Σ_W is singular: P = {p} > N − C = {n - c} (rank Σ_W ≤ N − C); "
-                          "use --ridge ε")
-    lower, reason = checked_cholesky(sigma)
-    if lower is None:
-        if ridge is not None:
-            return _null(out, f"Σ_W + εI is singular: {reason}")
-        return _null(out, f"Σ_W is singular: {reason}; {_dead_features(stats)}use --ridge ε")
     mbar = stats.centred_means(global_mean).T  # (P, C)
-    whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
+    dropped = 0
+    if ridge is not None:
+        lower, reason = checked_cholesky(sigma + ridge * xp.eye(p, dtype=sigma.dtype))
+        if lower is None:
+            return _null(out, f"Σ_W + εI is singular: {reason}")
+        whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
+        out.warnings.append(f"SNR computed with Σ_W + εI, ε = {ridge:g}")
+    else:
+        # P > N − C: rank Σ_W ≤ N − C < P for any data, no factorisation can succeed.
+        lower = checked_cholesky(sigma)[0] if p <= n - c else None
+        if lower is not None:
+            whitened = solve_lower(lower, mbar)
+        else:
+            whitened, dropped, reason = _on_support(stats, sigma, mbar)
+            if whitened is None:
+                return _null(out, reason)
     omega = np.sort(np.asarray(to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     if omega.size < c:
         omega = np.concatenate([omega, np.zeros(c - omega.size)])
-    if ridge is not None:
-        out.warnings.append(f"SNR computed with Σ_W + εI, ε = {ridge:g}")
     out.values["snr_singular_values"] = [float(v) for v in omega]
     nonzero = omega[: c - 1]
     top = float(omega[0])
@@ -96,21 +163,25 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     out.values["snr_max"] = top
     tol = default_rtol(p, c) * top
     if top == 0.0 or float(nonzero[-1]) <= tol:
+        kept = p - dropped
         why = ("all class means equal μ_G (M̄ = 0)" if top == 0.0 else
                f"the whitened class means have rank < C − 1 = {c - 1}"
-               + (f" (P = {p} < C − 1)" if p < c - 1 else ""))
+               + (f" (P = {p} < C − 1)" if p < c - 1 else
+                  f" ({kept} of P = {p} directions have within-class variance)"
+                  if kept < c - 1 else ""))
         out.set("snr_ratio", None, why)
         out.set("nc1_whitened", None, why)
     else:
         out.set("snr_ratio", top / float(nonzero[-1]))
         out.set("nc1_whitened", float(np.sum(1.0 / nonzero**2)))
     out.values["loss_ls_predicted"] = float(0.5 * np.sum(1.0 / (c + nonzero**2)))
+    out.values["snr_dropped_dims"] = dropped
     return out
 
 
 def snr(features, labels, *, num_classes: int | None = None, ridge: float | None = None,
         global_mean: str = "samples") -> dict[str, Any]:
-    """SNR keys (SPEC §2.4) of in-memory arrays (NumPy, CuPy or any array-API namespace).
+    """SNR keys (docs/CENTRAL_PATH.md §2) of in-memory arrays (NumPy, CuPy or any array-API namespace).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Writing run files (SPEC §1) from a training loop.
+"""Writing run files (docs/FORMAT.md) from a training loop.
 
 Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has the evidence):
 
@@ -35,7 +35,8 @@ import numpy as np
 
 from ..atomic import file_mode
 from ..errors import UsageError
-from .run import DEFAULT_CHUNK_BYTES, EPOCH_FILL, FORMAT_VERSION
+from .h5 import DEFAULT_CHUNK_BYTES
+from .schema import EPOCH_FILL, FORMAT_VERSION
 
 
 def to_numpy(array: Any) -> np.ndarray:
@@ -100,7 +101,7 @@ class RunWriter:
     num_classes : int, optional
         C; default ``max(labels) + 1``.
     weight_decay : float, optional
-        λ of SPEC §2.3, stored as the ``weight_decay`` attribute.
+        λ of the central-path decomposition (docs/CENTRAL_PATH.md), stored as the ``weight_decay`` attribute.
     loss : str, optional
         ``"mse"``, ``"ce"``, … (informational).
     splits : mapping of str to array_like, optional

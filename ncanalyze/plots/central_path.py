@@ -79,7 +79,8 @@ def _series(epochs_values: Sequence[dict[str, Any]], key: str):
 
 def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, Any] | None,
              num_classes: int, title: str | None = None) -> None:
-    """SNR singular values ω_1..ω_{C−1} over epochs and ω_max/ω_min, fitted law dashed.
+    """SNR singular values ω_0..ω_{C−2} (j 0-based, as ``snr_singular_values_j``) over epochs
+    and ω_max/ω_min, the fitted law dashed (drawn through its clock, see ``dynamics["times"]``).
 
     Parameters
     ----------
@@ -112,7 +113,10 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         omega = np.asarray(rows).T  # (C−1, E)
         ep_arr = np.asarray(ep, dtype=np.float64)
         grid = np.linspace(ep_arr.min(), ep_arr.max(), 200)
-        curves = fitted_curves(dynamics or {}, grid, c)
+        curves = None
+        if (dynamics or {}).get("fitted"):  # the law is linear in its clock, not in epochs
+            clock = np.interp(grid, dynamics["epochs"], dynamics["times"])
+            curves = fitted_curves(dynamics, clock, c)
         if curves is not None:
             # A poor fit can predict ω far outside the data (even 0): draw the law only where
             # it stays within a decade of the measured values, so the axes show the data.
@@ -124,7 +128,7 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         for j in range(nj):
             good = omega[j] > 0
             ax_w.plot(ep_arr[good], omega[j][good], "o-", ms=3.5, lw=1.2, color=colours[j],
-                      label=(f"ω$_{{{j + 1}}}$" if label_each else
+                      label=(f"j = {j}" if label_each else
                              ("measured ω$_j$" if j == 0 else None)))
             if curves is not None:
                 ax_w.plot(grid, curves[j], "--", lw=1.1, color=colours[j], alpha=0.9,
@@ -145,7 +149,7 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
                     transform=ax.transAxes)
     ax_w.set_yscale("log")
     ax_w.set_xlabel("epoch")
-    ax_w.set_ylabel("singular value ω$_j$ of $\\Sigma_W^{-1/2}\\bar{M}$")
+    ax_w.set_ylabel("ω$_j$ = snr_singular_values_j of $\\Sigma_W^{-1/2}\\bar{M}$")
     ax_w.set_title("SNR singular values")
     ax_r.set_yscale("log")
     ax_r.set_xlabel("epoch")

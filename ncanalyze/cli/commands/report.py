@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRowsOpt, DaskOpt,
                        DtypeOpt, EpochsOpt, FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt,
-                       LayersOpt, OutputOpt, RidgeOpt, RunFile, SplitsOpt, WeightDecayOpt,
+                       LayersOpt, OutputOpt, RidgeOpt, RunFile, SplitsOpt, TimeOpt, WeightDecayOpt,
                        WorkersOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
@@ -18,7 +18,7 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            fail_if: FailIfOpt = None, gate: GateOpt = "last", splits: SplitsOpt = None,
            layers: LayersOpt = False, global_mean: GlobalMeanOpt = "samples",
            center_weights: CenterWeightsOpt = False, weight_decay: WeightDecayOpt = None,
-           ridge: RidgeOpt = None, chunk_rows: ChunkRowsOpt = None,
+           ridge: RidgeOpt = None, time: TimeOpt = "auto", chunk_rows: ChunkRowsOpt = None,
            allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
            dask: DaskOpt = None,
            require_all_classes: RequireAllClassesOpt = False,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
                        FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt, OutputOpt, PlotOpt, RidgeOpt,
-                       RunFile, WorkersOpt)
+                       RunFile, TimeOpt, WorkersOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
-EPILOG = "Example: ncanalyze snr run.h5 --plot snr.png --format json"
+EPILOG = "Example: ncanalyze snr run.h5 --plot snr.png --format json --time lr"
 
 
 def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
         dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
         fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
-        global_mean: GlobalMeanOpt = "samples", plot: PlotOpt = None,
+        global_mean: GlobalMeanOpt = "samples", time: TimeOpt = "auto", plot: PlotOpt = None,
         chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
         workers: WorkersOpt = None, dask: DaskOpt = None,
         require_all_classes: RequireAllClassesOpt = False,
