@@ -249,10 +249,11 @@ class Analysis:
         if key not in self._labels:
             host = self.run.labels(source)
             classes, compact = compact_labels(host, self.run.info.num_classes)
-            xp = self.backend.xp
-            device = xp.asarray(host)
+            be = self.backend
+            device = be.asarray(host, host.dtype)
             self._labels[key] = _SourceLabels(
-                device, compact, device if compact is host else xp.asarray(compact), classes)
+                device, compact,
+                device if compact is host else be.asarray(compact, compact.dtype), classes)
         return self._labels[key]
 
     def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
@@ -283,7 +284,8 @@ class Analysis:
         return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
     def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
-        """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
+        """First pass: class statistics, accumulated on the backend's device and returned on
+        the host (NumPy, one transfer), and the cached device chunks (if ``keep``)."""
         xp = self.backend.xp
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
@@ -295,7 +297,8 @@ class Analysis:
         acc = StatsAccumulator(lab.classes.size, source.num_features, xp,
                                dtype or self.settings.dtype,
                                keep_row_norms=norms and cache is not None,
-                               classes=lab.classes, total_classes=self.run.info.num_classes)
+                               classes=lab.classes, total_classes=self.run.info.num_classes,
+                               device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
             for x, start, stop in self._chunks(epoch, source):
@@ -305,7 +308,7 @@ class Analysis:
                 if self.progress:
                     self.progress(x.shape[0], source.num_samples)
         with np.errstate(invalid="ignore", over="ignore"):
-            stats = acc.finalize()
+            stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
         if cache is not None:
             start, chunks = 0, []
@@ -326,8 +329,8 @@ class Analysis:
                              dataset=source.path, epoch=epoch)
         return stats, cache
 
-    def _predictions(self, epoch, source, cache, train, weight, bias):
-        pred = PredictionAccumulator(train.means, weight, bias, ncc_classes=train.class_ids,
+    def _predictions(self, epoch, source, cache, ncc_means, ncc_classes, weight, bias):
+        pred = PredictionAccumulator(ncc_means, weight, bias, ncc_classes=ncc_classes,
                                      tile_bytes=self.tile_bytes)
         labels = self._source_labels(source).device
         chunks = cache if cache is not None else (
@@ -343,16 +346,21 @@ class Analysis:
         be = self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)
-        w = None if weight is None else be.asarray(weight, "float64")
-        b = None if bias is None else be.asarray(bias, "float64")
+        # The formulas take the host statistics and W, b; the decision pass runs on the device.
+        w = None if weight is None else np.asarray(weight, dtype=np.float64)
+        b = None if bias is None else np.asarray(bias, dtype=np.float64)
+        w_dev = None if w is None else be.asarray(w, "float64")
+        b_dev = None if b is None else be.asarray(b, "float64")
         want_metrics = "metrics" in s.quantities
         train = run.train
         stats, cache = self._stats(epoch, train, keep=want_metrics)
+        means_dev = be.asarray(stats.means, "float64")
         values: dict[str, Any] = {"epoch": epoch}
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, stats, w, b)
+            pred = self._predictions(epoch, train, cache, means_dev, stats.class_ids, w_dev,
+                                     b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
                                         center_weights=s.center_weights, rtol=s.rtol,
                                         tile_bytes=self.tile_bytes)
@@ -387,7 +395,8 @@ class Analysis:
             for name in s.splits:
                 source = run.info.splits[name]
                 sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, stats, w, b)
+                spred = self._predictions(epoch, source, scache, means_dev, stats.class_ids,
+                                          w_dev, b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
                                             center_weights=s.center_weights, rtol=s.rtol,
                                             tile_bytes=self.tile_bytes)

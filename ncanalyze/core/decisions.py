@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import to_numpy_many
 
 #: Default memory for one tile of scores and its temporaries.
 DEFAULT_TILE_BYTES = 64 * 2**20
@@ -53,9 +55,9 @@ def argmax_tiled(rule: _Rule, x, edge: int):
     """Index of the largest float64 score per row of ``x`` (float64), class tile by class
     tile; same result as ``argmax`` over all classes (lowest index on ties, NaN wins)."""
     xp = array_namespace(x)
-    n = int(x.shape[0])
-    best = xp.zeros((n,), dtype=xp.int64)
-    top = xp.full((n,), -math.inf, dtype=xp.float64)
+    n, dev = int(x.shape[0]), device(x)
+    best = xp.zeros((n,), dtype=xp.int64, device=dev)
+    top = xp.full((n,), -math.inf, dtype=xp.float64, device=dev)
     x = rule.prepare(x)
     for c0 in range(0, rule.size, edge):
         c1 = min(rule.size, c0 + edge)
@@ -105,11 +107,12 @@ class PredictionAccumulator:
                 return out if bias is None else out + bias[None, c0:c1]
 
             self.classifier = _Rule(weight, bias, logits)
+        dev = device(ncc_means)
         self._classes = None if ncc_classes is None else xp.asarray(
-            np.asarray(ncc_classes, dtype=np.int64))
+            np.asarray(ncc_classes, dtype=np.int64), device=dev)
         self.weight = weight
         self.total = 0
-        zero = xp.zeros((), dtype=xp.int64)
+        zero = xp.zeros((), dtype=xp.int64, device=dev)
         self._ncc_correct = self._classifier_correct = self._mismatch = zero
         self.rescored_rows = 0
 
@@ -151,24 +154,34 @@ class PredictionAccumulator:
         edge = tile_classes(self.tile_bytes, int(x.shape[0]))
         return argmax_tiled(rule, xp.astype(x, xp.float64), edge)
 
+    def _counts(self) -> tuple[int, int, int]:
+        """The three device counters, brought to the host in one transfer."""
+        xp = self.xp
+        if is_numpy_namespace(xp):
+            return int(self._ncc_correct), int(self._classifier_correct), int(self._mismatch)
+        counts = [xp.reshape(xp.asarray(v), (1,)) for v in
+                  (self._ncc_correct, self._classifier_correct, self._mismatch)]
+        return tuple(int(v) for v in to_numpy_many(xp.concat(counts))[0])
+
     @property
     def ncc_correct(self) -> int:
-        return int(self._ncc_correct)
+        return self._counts()[0]
 
     @property
     def classifier_correct(self) -> int:
-        return int(self._classifier_correct)
+        return self._counts()[1]
 
     @property
     def mismatch(self) -> int:
-        return int(self._mismatch)
+        return self._counts()[2]
 
     def values(self) -> dict[str, float]:
         """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
-        out = {"ncc_accuracy": self.ncc_correct / self.total}
+        ncc, classifier, mismatch = self._counts()
+        out = {"ncc_accuracy": ncc / self.total}
         if self.weight is not None:
-            out["accuracy"] = self.classifier_correct / self.total
-            out["ncc_mismatch"] = self.mismatch / self.total
+            out["accuracy"] = classifier / self.total
+            out["ncc_mismatch"] = mismatch / self.total
         return out
 
 

@@ -19,12 +19,14 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import detach, to_numpy
 
 from .decisions import PredictionAccumulator
 from .linalg import default_rtol
 from .pairs import GramDistance, Minimum, Moments, Total, blocks, gram_norm, pair_values, tile_edge
-from .stats import ClassStats, to_host
+from .stats import ClassStats
 from .values import FEATURE_KEYS, METRIC_KEYS, MetricValues
 
 _TINY = 1e-300
@@ -71,7 +73,7 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     """
     xp = stats.xp
     u, s = _left_singular(stats.centred_means(global_mean))
-    s_host = np.asarray(to_host(s), dtype=np.float64)
+    s_host = np.asarray(to_numpy(s), dtype=np.float64)
     if s_host.size == 0 or s_host[0] == 0.0:
         return None, 0
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
@@ -221,7 +223,7 @@ def _row_shift(v):
 def frequency_keys(stats: ClassStats) -> dict[str, Any]:
     """``classes_present``, ``class_count_min``/``max`` (over the classes present) and
     ``effective_classes`` = exp(−Σ_c π_c log π_c), π_c = n_c / N."""
-    counts = np.asarray(to_host(stats.counts), dtype=np.float64)
+    counts = np.asarray(to_numpy(stats.counts), dtype=np.float64)
     pi = counts / counts.sum()
     return {"classes_present": int(counts.size), "class_count_min": int(counts.min()),
             "class_count_max": int(counts.max()),
@@ -292,7 +294,7 @@ def present_rows(stats: ClassStats, a):
     if stats.num_classes == stats.num_classes_total or a is None:
         return a
     xp = array_namespace(a)
-    return xp.take(a, xp.asarray(stats.class_ids), axis=0)
+    return xp.take(a, xp.asarray(stats.class_ids, device=device(a)), axis=0)
 
 
 def weight_metrics(stats: ClassStats, weight, bias=None, *, global_mean: str = "samples",
@@ -375,6 +377,20 @@ def nc_metrics_from_stats(stats: ClassStats, weight=None, bias=None, predictions
     return out
 
 
+def as_float64(xp, array, dev):
+    """``array`` (any library, grad or not; ``None`` passes) as float64 in ``xp`` on ``dev``."""
+    if array is None:
+        return None
+    array = detach(array)
+    try:
+        same = array_namespace(array) is xp and device(array) == dev
+    except TypeError:  # not an array-API array (e.g. a list)
+        same = False
+    if not same:
+        array = xp.asarray(to_numpy(array), device=dev)
+    return xp.astype(array, xp.float64)
+
+
 def absent_note(stats: ClassStats) -> str | None:
     """The warning line for classes without samples, or ``None`` when all are present."""
     missing = stats.num_classes_total - stats.num_classes
@@ -406,7 +422,14 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     Returns
     -------
     dict
-        Key -> float, int or ``None``; ``"warnings"`` holds the reasons for ``None`` values.
+        Key -> float, int or ``None`` (plain Python numbers whatever the device);
+        ``"warnings"`` holds the reasons for ``None`` values.
+
+    Notes
+    -----
+    Computed on the device of ``features``; tensors that require grad are detached (no
+    copy). ``weight``, ``bias`` and ``labels`` may live elsewhere (e.g. NumPy): they are
+    copied to that device.
 
     Examples
     --------
@@ -418,13 +441,15 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     """
     from .stats import class_stats
 
+    features = detach(features)
     xp = array_namespace(features)
+    dev = device(features)
     stats = class_stats(features, labels, num_classes)
-    w = None if weight is None else xp.astype(weight, xp.float64)
-    b = None if bias is None else xp.astype(bias, xp.float64)
+    w = as_float64(xp, weight, dev)
+    b = as_float64(xp, bias, dev)
     pred = PredictionAccumulator(stats.means, w, b, ncc_classes=stats.class_ids,
                                  tile_bytes=tile_bytes)
-    lab = xp.asarray(np.asarray(to_host(labels)).astype(np.int64))
+    lab = xp.asarray(to_numpy(labels).astype(np.int64), device=dev)
     pred.update(features, lab)
     res = nc_metrics_from_stats(stats, w, b, pred, global_mean=global_mean,
                                 center_weights=center_weights, rtol=rtol,

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from .stats import to_host
+from ..backend import to_numpy
 
 #: Default memory for one tile and its temporaries.
 DEFAULT_TILE_BYTES = 64 * 2**20
@@ -56,7 +56,7 @@ class Moments:
             return 0, math.nan, math.nan
         xp = self.xp
         counts = np.array([p[0] for p in self._parts], dtype=np.float64)
-        stacked = np.asarray(to_host(xp.stack([xp.stack([p[1], p[2]]) for p in self._parts])),
+        stacked = np.asarray(to_numpy(xp.stack([xp.stack([p[1], p[2]]) for p in self._parts])),
                              dtype=np.float64)
         sums, m2 = stacked[:, 0], stacked[:, 1]
         n = float(counts.sum())
@@ -79,7 +79,7 @@ class Total:
         if not self._parts:
             return 0.0
         xp = self.xp
-        return math.fsum(np.asarray(to_host(xp.stack(self._parts)), dtype=np.float64).tolist())
+        return math.fsum(np.asarray(to_numpy(xp.stack(self._parts)), dtype=np.float64).tolist())
 
 
 class Minimum:
@@ -96,7 +96,7 @@ class Minimum:
     def result(self) -> float:
         if not self._parts:
             return math.inf
-        return float(np.min(np.asarray(to_host(self.xp.stack(self._parts)))))
+        return float(np.min(np.asarray(to_numpy(self.xp.stack(self._parts)))))
 
 
 def blocks(n: int, edge: int, symmetric: bool):
@@ -111,7 +111,7 @@ def pair_values(xp, tile, diagonal: bool):
     """The entries of ``tile`` that are unordered pairs c < c′: the strict upper triangle of a
     diagonal tile, every entry of an off-diagonal one; 1-D."""
     if diagonal:
-        r = xp.arange(tile.shape[0])
+        r = xp.arange(tile.shape[0], device=device(tile))
         return tile[r[:, None] < r[None, :]]
     return xp.reshape(tile, (-1,))
 
@@ -151,7 +151,7 @@ class GramDistance:
             return
         e = tile / self.norm + self._off
         if diagonal:
-            e = e - self._diag * xp.eye(tile.shape[0], dtype=tile.dtype)
+            e = e - self._diag * xp.eye(tile.shape[0], dtype=tile.dtype, device=device(tile))
         self._sum.add(weight * xp.sum(e * e))
 
     def result(self) -> float | None:
