@@ -16,6 +16,7 @@ from array_api_compat import is_numpy_namespace
 
 from ._version import __version__
 from .backend import Backend, get_backend
+from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
 from .core.decisions import PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
@@ -68,10 +69,7 @@ class Settings:
             raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.global_mean not in GLOBAL_MEANS:
             raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise UsageError("--weight-decay must be ≥ 0")
-        if self.ridge is not None and self.ridge <= 0:
-            raise UsageError("--ridge must be > 0")
+        check_numbers(self)  # finite --weight-decay and --ridge
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
@@ -186,6 +184,12 @@ class Analysis:
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
         self.epochs = select_epochs(s.epochs, info.epochs)
+        if s.dask is None and cap_workers(s.workers)[1]:
+            self.run_warnings.append(cap_workers(s.workers)[1])
+        check_chunk_rows(s.chunk_rows, [self.run.train,
+                                        *(info.layers.values() if s.layers else ()),
+                                        *(info.splits[n] for n in s.splits)],
+                         np.dtype(info.features_dtype).itemsize)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
             info.weight_decay if info.weight_decay is not None else 0.0)
@@ -434,14 +438,14 @@ def local_workers(analysis: Analysis) -> int:
     s = analysis.settings
     n_epochs = len(analysis.epochs)
     if s.workers is not None:
-        return max(1, min(s.workers, n_epochs))
+        return max(1, min(cap_workers(s.workers)[0], n_epochs))
     if n_epochs < 2 or analysis.backend.name != "numpy":
         return 1
     info = analysis.run.info
     per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
     if per_epoch * n_epochs < AUTO_MIN_BYTES:
         return 1
-    return max(1, min(os.cpu_count() or 1, n_epochs))
+    return max(1, min(usable_cores(), n_epochs))
 
 
 def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:

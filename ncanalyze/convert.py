@@ -16,14 +16,17 @@ name and renamed, so a failed conversion leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import WriterLock, atomic_path, check_outputs, check_overwrite, resolve_output
 from .errors import InputError, UsageError
 
 SUFFIXES = (".npz", ".pt", ".pth")
@@ -72,14 +75,58 @@ def find_dumps(folder) -> list[tuple[int, Path]]:
     return sorted(by_epoch.items())
 
 
+#: Largest array a dump may declare (bytes); a larger one is refused before it is allocated.
+MAX_ARRAY_BYTES = 2**34
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npz_members(path: Path) -> None:
+    """Check every array of the .npz against what its zip entry holds, before any allocation.
+
+    ``np.load`` allocates an array of the shape its ``.npy`` header declares and only then
+    reads: a few bytes declaring 384 GiB would raise ``MemoryError`` (or page in gigabytes).
+    The declared size must match the entry's uncompressed size and stay within
+    :data:`MAX_ARRAY_BYTES`; a corrupt or truncated archive fails here too.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key not in KEYS:
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = _HEADER_READERS.get(version)
+                if read_header is None:  # format 3.0 (utf-8 field names): np.load checks it
+                    continue
+                shape, _, dtype = read_header(member)
+                header = member.tell()
+            nbytes = math.prod(shape) * dtype.itemsize
+            what = f"array {key!r} declares shape {shape} of {dtype} ({nbytes / 2**30:.3g} GiB)"
+            if nbytes > MAX_ARRAY_BYTES:
+                raise InputError(f"{what}, above the {MAX_ARRAY_BYTES / 2**30:g} GiB limit",
+                                 file=str(path))
+            if dtype.hasobject:
+                raise InputError(f"cannot be read without unpickling (array {key!r} holds "
+                                 "Python objects)", file=str(path))
+            if info.file_size != header + nbytes:
+                raise InputError(f"{what} but its entry holds {info.file_size - header} bytes "
+                                 "(damaged or truncated)", file=str(path))
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
+        _check_npz_members(path)
         with np.load(path, allow_pickle=False) as data:
             return {k: np.asarray(data[k]) for k in data.files if k in KEYS}
-    except ValueError as exc:  # object arrays need pickle, which we refuse
-        raise InputError(f"cannot be read without unpickling ({exc})", file=str(path)) from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"is not a readable .npz file ({exc})", file=str(path)) from exc
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as exc:
+        text = str(exc) if len(str(exc)) <= 120 else str(exc)[:117] + "…"
+        raise InputError(f"is not a readable .npz file ({type(exc).__name__}: {text})",
+                         file=str(path)) from exc
 
 
 def _load_pt(path: Path) -> dict[str, np.ndarray]:
@@ -166,16 +213,25 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     InputError
         Inconsistent or unreadable dumps (nothing is written).
     UsageError
-        ``out`` exists and ``overwrite`` is false.
+        ``out`` exists and ``overwrite`` is false, is one of the dumps, or is not a regular
+        file.
+    OutputError
+        Another writer holds ``out``, or it cannot be written.
     """
+    out = os.fspath(out)
+    resolve_output(out, regular=True)
+    with WriterLock(out):
+        check_overwrite(out, overwrite)
+        dumps = find_dumps(folder)
+        check_outputs({"output": out}, [path for _, path in dumps])
+        return _convert(dumps, out, num_classes, weight_decay, loss)
+
+
+def _convert(dumps, out: str, num_classes, weight_decay, loss) -> dict:
     from .io.writer import RunWriter
 
-    dumps = find_dumps(folder)
-    out = os.fspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it")
     first: dict[str, np.ndarray] | None = None
-    with atomic_path(out) as tmp:
+    with atomic_path(out, regular=True) as tmp:
         os.unlink(tmp)  # RunWriter creates the file itself
         writer = None
         try:

@@ -12,8 +12,11 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from ..results import Verdict, clean_number, flatten
+from ..errors import escape
+from ..gates import Verdict
+from ..results import clean_number, flatten
 
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
@@ -116,17 +119,19 @@ def render_tables(epochs: list[dict[str, Any]], title: str, console: Console) ->
     """Rich tables with epochs as rows, keys split into as many tables as the width needs."""
     cols = [c for c in columns(epochs) if c != "epoch"]
     flats = [flatten(e) for e in epochs]
+    title = escape(title)
     if not cols:
-        console.print(f"{title}: no values")
+        console.print(f"{title}: no values", markup=False)
         return
     console.print(title, style="bold", markup=False)
-    for part in _column_groups(cols, max(60, console.width)):
+    for part in _column_groups([escape(c) for c in cols], max(60, console.width)):
         table = Table(show_edge=False, header_style="bold", pad_edge=False)
         table.add_column("epoch", justify="right", style="cyan", no_wrap=True)
-        for c in part:
-            table.add_column(c, justify="right", no_wrap=True, min_width=len(c))
-        for f in flats:
-            table.add_row(str(f.get("epoch")), *(fmt(f.get(c)) for c in part))
+        for c in part:  # Text: names from the file are shown literally, never as markup
+            table.add_column(Text(c), justify="right", no_wrap=True, min_width=len(c))
+        shown = [{escape(k): v for k, v in f.items()} for f in flats]
+        for f in shown:
+            table.add_row(str(f.get("epoch")), *(Text(escape(fmt(f.get(c)))) for c in part))
         console.print(table)
         console.print()
 
@@ -148,7 +153,7 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
     lines = [
-        f"### ncanalyze {command}: `{header['file']}`",
+        f"### ncanalyze {command}: `{escape(header['file'])}`",
         "",
         f"{header['classes']} classes · {header['samples']} samples · {header['features']} "
         f"features · {len(epochs)} epoch(s) "
@@ -169,12 +174,13 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
             best = f"{fmt(bv)} ({be})"
         else:
             best = ""
-        lines.append(f"| `{c}` | {fmt(first)} | {fmt(last)} | {best} | {_trend(first, last)} |")
+        cell = escape(c).replace("|", "\\|")
+        lines.append(f"| `{cell}` | {fmt(first)} | {fmt(last)} | {best} | {_trend(first, last)} |")
     if verdicts:
         lines += ["", "**Gates**", ""]
         for v in verdicts:
             mark = "❌" if v.holds else "✅"
-            lines.append(f"- {mark} {v.describe()}")
+            lines.append(f"- {mark} {escape(v.describe())}")
     return "\n".join(lines) + "\n"
 
 

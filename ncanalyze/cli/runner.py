@@ -16,9 +16,9 @@ from typing import Any
 from rich.console import Console
 
 from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
-from ..atomic import atomic_text
-from ..errors import UsageError
-from ..results import evaluate_gates, parse_gate
+from ..atomic import atomic_text, check_outputs
+from ..errors import UsageError, escape
+from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from . import render
 from .boundary import err_console, flags, warn
 
@@ -118,11 +118,13 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         from ..plots.central_path import plot_format
 
         plot_format(plot)
+    check_outputs({"--output": output_path, "--plot": plot}, [file])
     settings = make_settings(command, **options)
     quiet = flags().quiet
     warnings: list[str] = []
     epochs: list[dict[str, Any]] = []
     with Analysis(file, settings) as analysis:
+        validate_gates(gates, producible_keys(settings, analysis.run.info))
         warnings.extend(analysis.run_warnings)
         for w in analysis.run_warnings:
             warn(w)
@@ -162,10 +164,10 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     code = 0
     for v in verdicts:
         if v.holds:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
             code = 1
         elif not quiet:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
     if plot is not None:
         _draw(command, plot, file, epochs, extra, classes)
     return code

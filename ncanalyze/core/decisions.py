@@ -152,7 +152,7 @@ class PredictionAccumulator:
                 self.rescored_rows += rescored
                 return best
         edge = tile_classes(self.tile_bytes, int(x.shape[0]))
-        return argmax_tiled(rule, xp.astype(x, xp.float64), edge)
+        return argmax_tiled(rule, xp.astype(x, xp.float64, copy=False), edge)
 
     def _counts(self) -> tuple[int, int, int]:
         """The three device counters, brought to the host in one transfer."""

@@ -19,6 +19,12 @@ Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has th
   epoch only when ``/epoch`` holds its number; ``/epoch`` is filled with a sentinel so that
   a slot whose extent reached the disk before its value is recognised as incomplete.
 
+**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.atomic.WriterLock`,
+``flock`` on ``.NAME.lock`` beside the file) from its constructor to :meth:`RunWriter.close`;
+a second writer of the same file fails at construction. A writer whose file was replaced or
+removed by someone else (a rename onto it) notices at its next ``add_epoch`` (the file's
+device and inode changed) and stops with an error instead of writing into a file nobody sees.
+
 Protection is against the process dying (SIGKILL, OOM killer, a crash); HDF5 does not fsync,
 so an operating-system crash or power loss can still lose recently written epochs.
 """
@@ -33,18 +39,21 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import file_mode
+from ..atomic import WriterLock, check_overwrite, file_mode, resolve_output
 from ..backend import to_numpy
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
 from .schema import EPOCH_FILL, FORMAT_VERSION
 
 
-def _publish(tmp: str, path: str) -> None:
+def _publish(tmp: str, path: str) -> tuple[int, int]:
     """Rename ``tmp`` onto ``path`` with the permissions :func:`~ncanalyze.atomic.file_mode`
-    gives (``mkstemp`` creates files readable by their owner only)."""
+    gives (``mkstemp`` creates files readable by their owner only); return the published
+    file's (device, inode)."""
     os.chmod(tmp, file_mode(path))
+    st = os.stat(tmp)
     os.replace(tmp, path)
+    return st.st_dev, st.st_ino
 
 
 def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
@@ -73,6 +82,14 @@ class RunWriter:
     compression : str, optional
         HDF5 filter for the features (``"gzip"``, ``"lzf"``); default none.
     overwrite : bool, default False
+
+    Raises
+    ------
+    UsageError
+        Invalid labels, ``path`` exists and ``overwrite`` is false, or ``path`` is a folder or
+        not a regular file.
+    OutputError
+        Another writer holds ``path`` (see the module docstring), or it cannot be written.
 
     Examples
     --------
@@ -111,8 +128,17 @@ class RunWriter:
                                  f"in 0..{self.num_classes - 1}")
             self.splits[name] = split_labels.astype(np.int64, copy=False)
         self.compression = compression
-        if os.path.exists(self.path) and not overwrite:
-            raise UsageError(f"{self.path} exists; pass overwrite=True to replace it")
+        # Symlinks are followed: the file written (and locked) is the link's target.
+        self._target, _ = resolve_output(self.path, regular=True)
+        self._lock = WriterLock(self._target)
+        try:
+            check_overwrite(self.path, overwrite)
+            self._create_header(loss, weight_decay)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _create_header(self, loss, weight_decay) -> None:
         self._attrs: dict[str, Any] = {"ncanalyze_format": FORMAT_VERSION,
                                        "num_classes": self.num_classes}
         if loss is not None:
@@ -129,18 +155,32 @@ class RunWriter:
         try:
             with h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            _publish(tmp, self.path)
+            self._identity = _publish(tmp, self._target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
     def _temp_name(self) -> str:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.",
+        folder = os.path.dirname(self._target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self._target)}.",
                                    suffix=".partial", dir=folder)
         os.close(fd)
         return tmp
+
+    def _check_still_ours(self) -> None:
+        """Stop if the file at our path is no longer the one this writer published."""
+        try:
+            st = os.stat(self._target)
+            now = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            now = None
+        if now != self._identity:
+            self.close()
+            what = "removed" if now is None else "replaced by another file"
+            raise OutputError(f"was {what} while this RunWriter was writing it (another "
+                              "process?); this writer stopped, its epochs are not in the file",
+                              file=self.path)
 
     def _write_header(self, f: h5py.File) -> None:
         for key, value in self._attrs.items():
@@ -216,6 +256,7 @@ class RunWriter:
         self._check(arrays)
         if self._closed:
             raise UsageError("add_epoch on a closed RunWriter")
+        self._check_still_ours()
         first = self._layout is None
         if first:
             self._check_first(arrays)
@@ -223,7 +264,8 @@ class RunWriter:
                 self._start(arrays, scalar_values)
                 self._append(epoch, arrays, scalar_values)
                 # The run appears at its path only with one complete epoch in SWMR mode.
-                _publish(self._tmp, self.path)
+                self._check_still_ours()
+                self._identity = _publish(self._tmp, self._target)
             except BaseException:
                 self._abandon()
                 raise
@@ -294,10 +336,13 @@ class RunWriter:
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the file, and release the writer lock."""
         self._closed = True
-        if self._file is not None and self._file.id.valid:
-            self._file.close()
+        try:
+            if self._file is not None and self._file.id.valid:
+                self._file.close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> "RunWriter":
         return self

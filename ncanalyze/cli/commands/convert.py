@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...errors import escape
 from ..options import OutFile, OverwriteOpt
 
 EPILOG = ("Example: ncanalyze convert dumps/ run.h5 --weight-decay 5e-4 --loss mse  "
@@ -31,7 +32,7 @@ def convert(folder: Annotated[Path, typer.Argument(
     info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
                        loss=loss, overwrite=overwrite)
     eps = info["epochs"]
-    typer.echo(f"wrote {out}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
+    typer.echo(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
                f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
                f"bias: {'yes' if info['bias'] else 'no'}")
     return 0

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ...analysis import Analysis, Settings
-from ...errors import UsageError
+from ...atomic import check_outputs
+from ...errors import UsageError, escape
 from ..boundary import err_console, flags
 from ..options import AllowExternalOpt, BackendOpt, EpochsOpt, GlobalMeanOpt, RunFile
 
@@ -54,11 +55,12 @@ def plot(file: RunFile,
     if labels and len(labels) != len(paths):
         raise UsageError(f"--label given {len(labels)} times for {len(paths)} runs")
     plot_format(output_path)  # fail on a bad extension before any computation
+    check_outputs({"--output": output_path}, paths)
     settings = Settings(quantities=("metrics",), epochs=epochs, backend=backend,
                         global_mean=global_mean, allow_external=allow_external)
     series = [read_series(p, settings, labels[i] if labels else None)
               for i, p in enumerate(paths)]
     draw_panel(series, output_path, title=title, xscale=xscale)
     if not flags().quiet:
-        err_console.print(f"ncanalyze: wrote {output_path}", markup=False)
+        err_console.print(f"ncanalyze: wrote {escape(output_path)}", markup=False)
     return 0
