@@ -211,7 +211,7 @@ class Analysis:
         itemsize = np.dtype(info.features_dtype).itemsize
         sources = [self.run.train] + [info.splits[n] for n in self.settings.splits]
         present = max(self._source_labels(src).classes.size for src in sources)
-        rows = self.settings.chunk_rows or block_rows(info.num_features)
+        rows = min(self.settings.chunk_rows or block_rows(info.num_features), info.num_samples)
         chunk = rows * info.num_features * max(itemsize, 4)
         parts = memory.estimate(classes=info.num_classes, present=present,
                                 features=info.num_features, samples=info.num_samples,
