@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRowsOpt, DaskOpt,
-                       DtypeOpt, EpochsOpt, FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt,
-                       LayersOpt, OutputOpt, RunFile, SplitsOpt, WorkersOpt)
+                       DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
+                       GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RunFile, ShowAllOpt,
+                       SplitsOpt, TimeoutOpt, WorkersOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
@@ -18,6 +19,8 @@ def metrics(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto
             center_weights: CenterWeightsOpt = False, chunk_rows: ChunkRowsOpt = None,
             allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
             dask: DaskOpt = None,
+            keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
+            timeout: TimeoutOpt = None,
             require_all_classes: RequireAllClassesOpt = False,
             memory_limit: MemoryLimitOpt = None) -> int:
     """NC1–NC4, equinorm/equiangle, ETF and orthogonal-frame distances per epoch

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRowsOpt, DaskOpt,
-                       DtypeOpt, EpochsOpt, FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt,
-                       LayersOpt, OutputOpt, RidgeOpt, RunFile, SplitsOpt, TimeOpt, WeightDecayOpt,
-                       WorkersOpt)
+                       DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
+                       GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RidgeOpt, RunFile, ShowAllOpt,
+                       SplitsOpt, TimeOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
@@ -21,6 +21,8 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            ridge: RidgeOpt = None, time: TimeOpt = "auto", chunk_rows: ChunkRowsOpt = None,
            allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
            dask: DaskOpt = None,
+           keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
+           timeout: TimeoutOpt = None,
            require_all_classes: RequireAllClassesOpt = False,
            memory_limit: MemoryLimitOpt = None) -> int:
     """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI

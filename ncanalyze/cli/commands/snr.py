@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
-                       FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt, OutputOpt, PlotOpt, RidgeOpt,
-                       RunFile, TimeOpt, WorkersOpt)
+                       FailIfOpt, FollowOpt, FormatOpt, GateOpt, GlobalMeanOpt, KeysOpt,
+                       OutputOpt, PlotOpt, RidgeOpt, RunFile, ShowAllOpt, TimeOpt, TimeoutOpt,
+                       WorkersOpt, XscaleOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
@@ -15,8 +16,10 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
         dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
         fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
         global_mean: GlobalMeanOpt = "samples", time: TimeOpt = "auto", plot: PlotOpt = None,
-        chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-        workers: WorkersOpt = None, dask: DaskOpt = None,
+        xscale: XscaleOpt = "auto", chunk_rows: ChunkRowsOpt = None,
+        allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+        dask: DaskOpt = None, keys: KeysOpt = None, show_all: ShowAllOpt = False,
+        follow: FollowOpt = False, timeout: TimeoutOpt = None,
         require_all_classes: RequireAllClassesOpt = False,
         memory_limit: MemoryLimitOpt = None) -> int:
     """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
