@@ -21,7 +21,8 @@ from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
 from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
 from .errors import InputError, UsageError
-from .io.run import Run, Source, open_run
+from .io.reader import Run, open_run
+from .io.schema import Source
 from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
@@ -213,8 +214,8 @@ class Analysis:
     # ------------------------------------------------------------------ passes
     def _device_labels(self, source: Source):
         if source.labels_path not in self._labels_dev:
-            self._labels_dev[source.labels_path] = self.backend.xp.asarray(
-                self.run.labels(source))
+            labels = self.run.labels(source)
+            self._labels_dev[source.labels_path] = self.backend.asarray(labels, labels.dtype)
         return self._labels_dev[source.labels_path]
 
     def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
@@ -246,7 +247,8 @@ class Analysis:
         return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
     def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
-        """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
+        """First pass: class statistics, accumulated on the backend's device and returned on
+        the host (NumPy, one transfer), and the cached device chunks (if ``keep``)."""
         xp = self.backend.xp
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
@@ -256,7 +258,8 @@ class Analysis:
             source.num_features * itemsize + (8 if norms else 0)) <= CACHE_BYTES) else None
         acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
                                dtype or self.settings.dtype,
-                               keep_row_norms=norms and cache is not None)
+                               keep_row_norms=norms and cache is not None,
+                               device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
             for x, y, y_host in self._chunks(epoch, source):
@@ -271,7 +274,7 @@ class Analysis:
             raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
                              dataset=source.labels_path, epoch=epoch)
         with np.errstate(invalid="ignore", over="ignore"):
-            stats = acc.finalize()
+            stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
         if cache is not None:
             start, chunks = 0, []
@@ -307,16 +310,20 @@ class Analysis:
         be = self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)
-        w = None if weight is None else be.asarray(weight, "float64")
-        b = None if bias is None else be.asarray(bias, "float64")
+        # The formulas take the host statistics and W, b; the decision pass runs on the device.
+        w = None if weight is None else np.asarray(weight, dtype=np.float64)
+        b = None if bias is None else np.asarray(bias, dtype=np.float64)
+        w_dev = None if w is None else be.asarray(w, "float64")
+        b_dev = None if b is None else be.asarray(b, "float64")
         want_metrics = "metrics" in s.quantities
         train = run.train
         stats, cache = self._stats(epoch, train, keep=want_metrics)
+        means_dev = be.asarray(stats.means, "float64")
         values: dict[str, Any] = {"epoch": epoch}
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, stats.means, w, b)
+            pred = self._predictions(epoch, train, cache, means_dev, w_dev, b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
                                         center_weights=s.center_weights, rtol=s.rtol)
             values.update(res.values)
@@ -349,7 +356,7 @@ class Analysis:
             for name in s.splits:
                 source = run.info.splits[name]
                 sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, stats.means, w, b)
+                spred = self._predictions(epoch, source, scache, means_dev, w_dev, b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
                                             center_weights=s.center_weights, rtol=s.rtol)
                 splits[name] = res.values

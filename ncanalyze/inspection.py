@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .errors import InputError
-from .io.layout import describe_layout
-from .io.run import open_run
+from .io.describe import describe_layout
+from .io.reader import open_run
 
 
 def inspect_file(path, *, allow_external: bool = False) -> dict:

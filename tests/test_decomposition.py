@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ncanalyze.backend import get_backend
 from ncanalyze.core.decomposition import (
     DECOMPOSE_KEYS, decompose, decompose_from_stats, least_squares_classifier,
     least_squares_from_stats,
@@ -18,8 +17,6 @@ from ncanalyze.core.stats import class_stats
 
 from . import reference
 from .reference import reference_decompose
-
-BACKENDS = ["numpy", "array_api_strict"]
 
 
 def make_data(rng, c, p, n_per, *, balanced=True, offset=0.0, spread=2.0):
@@ -39,21 +36,19 @@ def assert_close(got, want):
 
 
 # ---------------------------------------------------------------------- agreement
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("lam", [0.0, 0.05])
 @pytest.mark.parametrize("balanced", [True, False])
-def test_matches_float64_reference(backend, with_bias, lam, balanced):
+def test_matches_float64_reference(xp, with_bias, lam, balanced):
     rng = np.random.default_rng(7 + 2 * with_bias + 5 * balanced)
     c, p = 5, 7
     h, y = make_data(rng, c, p, 30, balanced=balanced, offset=1.5)
     w = rng.normal(size=(c, p)) * 0.3
     b = rng.normal(size=c) * 0.3 if with_bias else None
     want, _ = reference_decompose(h, y, w, b, lam, c)
-    be = get_backend(backend)
-    stats = class_stats(be.asarray(h, "float64"), be.asarray(y, "int64"), c, chunk_rows=37)
-    res = decompose_from_stats(stats, be.asarray(w, "float64"),
-                               None if b is None else be.asarray(b, "float64"),
+    stats = class_stats(xp.asarray(h, "float64"), xp.asarray(y, "int64"), c, chunk_rows=37)
+    res = decompose_from_stats(stats, xp.asarray(w, "float64"),
+                               None if b is None else xp.asarray(b, "float64"),
                                weight_decay=lam)
     assert res.warnings == []
     assert list(res.values) == list(DECOMPOSE_KEYS)
@@ -104,24 +99,22 @@ def test_identity_loss_equals_sum_of_terms(c, p, n_per, with_bias, lam, balanced
     assert out["loss_ls"] <= out["loss"] * (1 + 1e-9)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("lam", [0.0, 0.2])
-def test_perp_vanishes_at_least_squares_classifier(backend, with_bias, lam):
+def test_perp_vanishes_at_least_squares_classifier(xp, with_bias, lam):
     rng = np.random.default_rng(3)
     c, p = 4, 6
     h, y = make_data(rng, c, p, 25, balanced=False, offset=2.0)
-    be = get_backend(backend)
-    hx, yx = be.asarray(h, "float64"), be.asarray(y, "int64")
+    hx, yx = xp.asarray(h, "float64"), xp.asarray(y, "int64")
     w_ls, b_ls = least_squares_classifier(hx, yx, bias=with_bias, weight_decay=lam)
     assert (b_ls is None) == (not with_bias)
+    assert xp.owns(w_ls) and (b_ls is None or xp.owns(b_ls))
     out = decompose(hx, yx, w_ls, b_ls, weight_decay=lam)
     assert out["loss_ls_perp"] <= 1e-12 * out["loss"]
     assert out["loss"] == pytest.approx(out["loss_ls"], rel=1e-12)
-    _, want = reference_decompose(h, y, np.asarray(w_ls), None if b_ls is None else np.asarray(b_ls),
-                        lam, c)
-    got = np.asarray(w_ls) if b_ls is None else np.hstack([np.asarray(w_ls),
-                                                           np.asarray(b_ls)[:, None]])
+    w_ls, b_ls = xp.to_numpy(w_ls), None if b_ls is None else xp.to_numpy(b_ls)
+    _, want = reference_decompose(h, y, w_ls, b_ls, lam, c)
+    got = w_ls if b_ls is None else np.hstack([w_ls, b_ls[:, None]])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
@@ -192,7 +185,7 @@ def test_least_squares_from_stats_without_warnings_on_regular_data(rng):
 # ---------------------------------------------------------------------- invariance (Eq. 7)
 @given(c=st.integers(2, 5), p=st.integers(2, 8), seed=st.integers(0, 2**31 - 1),
        balanced=st.booleans())
-def test_invariance_of_least_squares_predictions(c, p, seed, balanced):
+def test_invariance_of_least_squares_predictions(xp, c, p, seed, balanced):
     """W_LS(AH̄)·AH̄ = W_LS(H̄)·H̄ for invertible A (λ = 0, centred features)."""
     rng = np.random.default_rng(seed)
     h, y = make_data(rng, c, p, 3 + p, balanced=balanced)
@@ -201,20 +194,26 @@ def test_invariance_of_least_squares_predictions(c, p, seed, balanced):
     q1, _ = np.linalg.qr(rng.normal(size=(p, p)))
     q2, _ = np.linalg.qr(rng.normal(size=(p, p)))
     a = q1 @ np.diag(rng.uniform(0.5, 2.0, size=p)) @ q2
-    w0, _ = least_squares_classifier(hbar, y, bias=False, num_classes=c)
-    w1, _ = least_squares_classifier(hbar @ a.T, y, bias=False, num_classes=c)
+    with warnings.catch_warnings():
+        # Few rows (N ≤ P) make A singular: the rank-restricted W_LS, announced by a
+        # RuntimeWarning, satisfies Eq. 7 as well.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        w0, _ = least_squares_classifier(xp.asarray(hbar), xp.asarray(y), bias=False,
+                                         num_classes=c)
+        w1, _ = least_squares_classifier(xp.asarray(hbar @ a.T), xp.asarray(y), bias=False,
+                                         num_classes=c)
+    w0, w1 = xp.to_numpy(w0), xp.to_numpy(w1)
     np.testing.assert_allclose((hbar @ a.T) @ w1.T, hbar @ w0.T, rtol=1e-8, atol=1e-9)
 
 
-def test_array_api_strict_least_squares_keeps_namespace():
-    xs = pytest.importorskip("array_api_strict")
+def test_least_squares_keeps_namespace_and_device(xp):
     rng = np.random.default_rng(0)
     h, y = make_data(rng, 3, 4, 10)
-    w, b = least_squares_classifier(xs.asarray(h), xs.asarray(y))
-    assert type(w).__module__.startswith("array_api_strict")
+    w, b = least_squares_classifier(xp.asarray(h), xp.asarray(y))
+    assert xp.owns(w) and xp.owns(b)
     w_np, b_np = least_squares_classifier(h, y)
-    np.testing.assert_allclose(np.asarray(w), w_np, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(b), b_np, rtol=1e-12)
+    np.testing.assert_allclose(xp.to_numpy(w), w_np, rtol=1e-12)
+    np.testing.assert_allclose(xp.to_numpy(b), b_np, rtol=1e-12)
 
 
 def test_negative_weight_decay_is_refused(rng):

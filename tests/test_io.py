@@ -8,7 +8,7 @@ import pytest
 
 from ncanalyze import InputError, RunWriter, UsageError, open_run
 from ncanalyze.io import to_numpy
-from ncanalyze.io.run import DEFAULT_CHUNK_BYTES
+from ncanalyze.io.h5 import DEFAULT_CHUNK_BYTES
 
 N, C, P = 90, 3, 5
 

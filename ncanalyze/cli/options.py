@@ -17,7 +17,8 @@ RunFile = Annotated[Path, typer.Argument(help="Run file (HDF5, docs/FORMAT.md)."
 EpochsOpt = Annotated[Optional[str], typer.Option(
     "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.")]
 BackendOpt = Annotated[str, typer.Option(
-    "--backend", help="Array backend: auto (CuPy if a GPU is usable), numpy, cupy.")]
+    "--backend", help="Array backend: auto (CuPy, else torch on CUDA, else NumPy), numpy, "
+                      "cupy, torch, torch:cpu, torch:cuda[:N].")]
 DtypeOpt = Annotated[str, typer.Option(
     "--dtype", help="Precision of the per-chunk products (float64 or float32); chunks are "
                     "always summed in float64.")]

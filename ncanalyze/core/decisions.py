@@ -10,7 +10,9 @@ the scores come from one float32 product and rows too close to call are re-score
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import to_numpy_many
 
 
 class PredictionAccumulator:
@@ -48,7 +50,7 @@ class PredictionAccumulator:
         self.bias = bias
         self.total = 0
         self._numpy = is_numpy_namespace(xp)
-        zero = xp.zeros((), dtype=xp.int64)
+        zero = xp.zeros((), dtype=xp.int64, device=device(ncc_means))
         self._ncc_correct = self._classifier_correct = self._mismatch = zero
         self.rescored_rows = 0
         if self._numpy:
@@ -116,24 +118,34 @@ class PredictionAccumulator:
                 np.count_nonzero(pred == labels))
             self._mismatch = self._mismatch + int(np.count_nonzero(pred != ncc))
 
+    def _counts(self) -> tuple[int, int, int]:
+        """The three device counters, brought to the host in one transfer."""
+        if self._numpy:
+            return int(self._ncc_correct), int(self._classifier_correct), int(self._mismatch)
+        xp = self.xp
+        counts = [xp.reshape(xp.asarray(v), (1,)) for v in
+                  (self._ncc_correct, self._classifier_correct, self._mismatch)]
+        return tuple(int(v) for v in to_numpy_many(xp.concat(counts))[0])
+
     @property
     def ncc_correct(self) -> int:
-        return int(self._ncc_correct)
+        return self._counts()[0]
 
     @property
     def classifier_correct(self) -> int:
-        return int(self._classifier_correct)
+        return self._counts()[1]
 
     @property
     def mismatch(self) -> int:
-        return int(self._mismatch)
+        return self._counts()[2]
 
     def values(self) -> dict[str, float]:
         """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
-        out = {"ncc_accuracy": self.ncc_correct / self.total}
+        ncc, classifier, mismatch = self._counts()
+        out = {"ncc_accuracy": ncc / self.total}
         if self.weight is not None:
-            out["accuracy"] = self.classifier_correct / self.total
-            out["ncc_mismatch"] = self.mismatch / self.total
+            out["accuracy"] = classifier / self.total
+            out["ncc_mismatch"] = mismatch / self.total
         return out
 
 

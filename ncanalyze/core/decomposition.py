@@ -25,10 +25,13 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import detach, to_numpy
 
 from .linalg import checked_cholesky, cholesky_solve
-from .stats import ClassStats, class_stats, to_host
+from .metrics import as_float64
+from .stats import ClassStats, class_stats
 from .values import MetricValues
 
 #: Keys of the ``decompose`` command, in output order.
@@ -55,6 +58,7 @@ class _Problem:
         xp = stats.xp
         p = stats.num_features
         self.xp = xp
+        dev = self.device = device(stats.means)
         self.weights = stats.counts / stats.num_samples  # π_c
         self.sigma_w = stats.sigma_w
         self.weight_decay = float(weight_decay)
@@ -66,20 +70,20 @@ class _Problem:
             mu_g = stats.global_mean("samples")
             centred = stats.means - mu_g[None, :]
             sigma_t = self.sigma_w + xp.matmul(centred.T * self.weights[None, :], centred)
-            ones = xp.ones((stats.num_classes, 1), dtype=centred.dtype)
+            ones = xp.ones((stats.num_classes, 1), dtype=centred.dtype, device=dev)
             self.class_points = xp.concat([centred, ones], axis=1)
-            zeros = xp.zeros((p, 1), dtype=centred.dtype)
+            zeros = xp.zeros((p, 1), dtype=centred.dtype, device=dev)
             normal = xp.concat([
                 xp.concat([sigma_t, zeros], axis=1),
-                xp.concat([zeros.T, xp.ones((1, 1), dtype=centred.dtype)], axis=1),
+                xp.concat([zeros.T, xp.ones((1, 1), dtype=centred.dtype, device=dev)], axis=1),
             ], axis=0)
             if lam > 0:
                 # λ T Tᵀ, T Tᵀ = [[I + μ_G μ_Gᵀ, −μ_G], [−μ_Gᵀ, 1]]
                 col = -mu_g[:, None]
                 ttt = xp.concat([
-                    xp.concat([xp.eye(p, dtype=mu_g.dtype) + mu_g[:, None] * mu_g[None, :],
-                               col], axis=1),
-                    xp.concat([col.T, xp.ones((1, 1), dtype=mu_g.dtype)], axis=1),
+                    xp.concat([xp.eye(p, dtype=mu_g.dtype, device=dev)
+                               + mu_g[:, None] * mu_g[None, :], col], axis=1),
+                    xp.concat([col.T, xp.ones((1, 1), dtype=mu_g.dtype, device=dev)], axis=1),
                 ], axis=0)
                 normal = normal + lam * ttt
             self.shift = mu_g
@@ -87,7 +91,7 @@ class _Problem:
             self.class_points = stats.means
             normal = self.sigma_w + xp.matmul(stats.means.T * self.weights[None, :], stats.means)
             if lam > 0:
-                normal = normal + lam * xp.eye(p, dtype=normal.dtype)
+                normal = normal + lam * xp.eye(p, dtype=normal.dtype, device=dev)
             self.shift = None
         self.normal = (normal + normal.T) / 2
         self.targets = self.class_points * self.weights[:, None]
@@ -154,13 +158,14 @@ class _Problem:
         # numerical rank. Every key is the same for every least-squares solution (they differ
         # by directions that no h̃_i sees), so the choice does not change the results.
         evals, evecs = xp.linalg.eigh(self.normal)
-        ev = np.asarray(to_host(evals), dtype=np.float64)
+        ev = np.asarray(to_numpy(evals), dtype=np.float64)
         top = float(ev.max()) if ev.size else 0.0
         keep = ev > dim * float(np.finfo(np.float64).eps) * top
         rank = int(keep.sum())
         if rank == 0:
-            return xp.zeros(self.targets.shape, dtype=self.targets.dtype), 0, dim
-        idx = xp.asarray(np.flatnonzero(keep))
+            return xp.zeros(self.targets.shape, dtype=self.targets.dtype,
+                            device=self.device), 0, dim
+        idx = xp.asarray(np.flatnonzero(keep), device=self.device)
         u = xp.take(evecs, idx, axis=1)
         inv = 1.0 / xp.take(evals, idx)
         return xp.matmul(xp.matmul(self.targets, u) * inv[None, :], u.T), rank, dim
@@ -176,7 +181,7 @@ class _Problem:
         xp = self.xp
         pred = xp.matmul(v, self.class_points.T)  # column c is V g̃_c
         if subtract_identity:
-            pred = pred - xp.eye(pred.shape[0], dtype=pred.dtype)
+            pred = pred - xp.eye(pred.shape[0], dtype=pred.dtype, device=device(pred))
         return float(xp.sum(xp.sum(pred * pred, axis=0) * self.weights))
 
     def decay(self, weight, bias) -> float:
@@ -272,10 +277,6 @@ def decompose_from_stats(stats: ClassStats, weight, bias=None, *,
 # ---------------------------------------------------------------------- array API
 
 
-def _as_f64(xp, a):
-    return None if a is None else xp.astype(xp.asarray(a), xp.float64)
-
-
 def decompose(features, labels, weight, bias=None, *, weight_decay: float = 0.0,
               num_classes: int | None = None) -> dict[str, Any]:
     """MSE decomposition (docs/CENTRAL_PATH.md) of in-memory arrays.
@@ -295,7 +296,8 @@ def decompose(features, labels, weight, bias=None, *, weight_decay: float = 0.0,
     Returns
     -------
     dict
-        The keys of :data:`DECOMPOSE_KEYS` and ``"warnings"``.
+        The keys of :data:`DECOMPOSE_KEYS` (plain Python numbers) and ``"warnings"``.
+        Computed on the device of ``features``; tensors that require grad are detached.
 
     Examples
     --------
@@ -308,9 +310,10 @@ def decompose(features, labels, weight, bias=None, *, weight_decay: float = 0.0,
     >>> abs(out["loss_ls_perp"]) < 1e-12
     True
     """
-    xp = array_namespace(features)
+    features = detach(features)
+    xp, dev = array_namespace(features), device(features)
     stats = class_stats(features, labels, num_classes)
-    res = decompose_from_stats(stats, _as_f64(xp, weight), _as_f64(xp, bias),
+    res = decompose_from_stats(stats, as_float64(xp, weight, dev), as_float64(xp, bias, dev),
                                weight_decay=weight_decay)
     out = dict(res.values)
     out["warnings"] = res.warnings
@@ -335,7 +338,8 @@ def least_squares_classifier(features, labels, *, bias: bool = True, weight_deca
     -------
     weight : array, shape (n_classes, n_features)
     bias : array, shape (n_classes,), or None when ``bias=False``
-        In the namespace of ``features``, float64. When A is singular (λ = 0, rank-deficient
+        In the namespace and on the device of ``features``, float64, without autograd
+        tracking (tensors that require grad are detached). When A is singular (λ = 0, rank-deficient
         features) a least-squares solution restricted to the numerical rank is returned and a
         ``RuntimeWarning`` is issued.
     """

@@ -1,5 +1,6 @@
 """Dense linear algebra shared by the formulas: rank tolerance, checked Cholesky, triangular
-solves.
+solves. The library-specific parts (how a failed Cholesky factorisation is signalled, native
+triangular solvers) are in :mod:`ncanalyze.backend`.
 
 Rules (docs/METRICS.md, "Numerics"): pseudo-inverses are restricted to a numerical rank, and
 systems are solved through a Cholesky factor, never by forming an inverse.
@@ -12,14 +13,13 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from .stats import to_host
+from .. import backend
+from ..backend import solve_lower, to_numpy
 
 #: A symmetric matrix is treated as singular when its smallest squared Cholesky pivot is below
 #: this fraction of the largest: beyond a condition number of ~1e6/ε, float64 results along the
 #: weakest directions cannot meet 1e-6 relative accuracy (docs/METRICS.md, "Numerics").
 PIVOT_RTOL = 1e6 * float(np.finfo(np.float64).eps)
-#: Below this size ``solve_lower`` hands the triangular system to ``xp.linalg.solve``.
-_TRIANGULAR_LEAF = 64
 
 
 def default_rtol(num_features: int, num_classes: int) -> float:
@@ -43,11 +43,10 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
         Why ``a`` counts as singular (``None`` when ``lower`` is returned).
     """
     xp = array_namespace(a)
-    try:
-        lower = xp.linalg.cholesky(a)
-    except ValueError:  # numpy / array-api-strict raise LinAlgError (a ValueError)
+    lower = backend.cholesky(a)  # each library signals failure its own way
+    if lower is None:
         return None, "the Cholesky factorisation failed (not positive definite)"
-    pivots = np.asarray(to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
+    pivots = np.asarray(to_numpy(xp.linalg.diagonal(lower)), dtype=np.float64)
     if not np.all(np.isfinite(pivots)):  # CuPy signals failure with NaN
         return None, "the Cholesky factorisation failed (not positive definite)"
     sq = pivots**2
@@ -60,30 +59,11 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
     return lower, None
 
 
-def solve_lower(lower, b):
-    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
-
-    The array API has no triangular solve, and ``xp.linalg.solve`` would LU-factorise L
-    (as costly as a Cholesky factorisation). Blocked forward substitution instead:
-    L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁, X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁), recursively,
-    with ``xp.linalg.solve`` on the small diagonal blocks: O(n²k) work in matrix products
-    (no SciPy, whose separate BLAS would compete with NumPy's for the cores).
-    """
-    xp = array_namespace(lower, b)
-    n = int(lower.shape[0])
-    if n <= _TRIANGULAR_LEAF:
-        return xp.linalg.solve(lower, b)
-    h = n // 2
-    x1 = solve_lower(lower[:h, :h], b[:h, ...])
-    x2 = solve_lower(lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
-    return xp.concat([x1, x2], axis=0)
-
-
 def cholesky_solve(lower, b):
     """a^{-1} b given the Cholesky factor ``lower`` of ``a`` = L Lᵀ (n, n); ``b`` (n, k).
 
-    Two triangular solves (:func:`solve_lower`); Lᵀ x = y is solved as the lower-triangular
-    system of the reversed unknowns.
+    Two triangular solves (:func:`ncanalyze.backend.solve_lower`, re-exported here); Lᵀ x = y
+    is solved as the lower-triangular system of the reversed unknowns.
     """
     xp = array_namespace(lower, b)
     y = solve_lower(lower, b)

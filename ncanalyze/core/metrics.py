@@ -13,11 +13,13 @@ import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
+
+from ..backend import detach, to_numpy
 
 from .decisions import PredictionAccumulator
 from .linalg import default_rtol
-from .stats import ClassStats, to_host
+from .stats import ClassStats
 from .values import FEATURE_KEYS, METRIC_KEYS, MetricValues
 
 
@@ -26,8 +28,8 @@ def _fro(x) -> float:
     return float(xp.sqrt(xp.sum(x * x)))
 
 
-def _pairs_mask(xp, c: int):
-    idx = xp.arange(c)
+def _pairs_mask(xp, c: int, dev=None):
+    idx = xp.arange(c, device=dev)
     return idx[:, None] < idx[None, :]
 
 
@@ -49,7 +51,7 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     xp = stats.xp
     mbar = stats.centred_means(global_mean).T  # (P, C)
     u, s, _ = xp.linalg.svd(mbar, full_matrices=False)
-    s_host = np.asarray(to_host(s), dtype=np.float64)
+    s_host = np.asarray(to_numpy(s), dtype=np.float64)
     if s_host.size == 0 or s_host[0] == 0.0:
         return None, 0
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
@@ -76,7 +78,7 @@ def cdnv(stats: ClassStats):
     m = stats.centred_means("samples")  # centring first keeps ‖μ_c − μ_c′‖² accurate
     sq = xp.sum(m * m, axis=1)
     dist2 = sq[:, None] + sq[None, :] - 2.0 * xp.matmul(m, m.T)
-    mask = _pairs_mask(xp, c)
+    mask = _pairs_mask(xp, c, device(m))
     d = dist2[mask]
     if float(xp.min(d)) <= 0.0:
         return None
@@ -102,7 +104,7 @@ def pair_cosines(vectors):
         return None
     unit = vectors / norms[:, None]
     gram = xp.matmul(unit, unit.T)
-    return gram[_pairs_mask(xp, vectors.shape[0])]
+    return gram[_pairs_mask(xp, vectors.shape[0], device(vectors))]
 
 
 def equiangle(vectors):
@@ -131,9 +133,10 @@ def gram_distance(gram, target: str):
     norm = _fro(gram)
     if norm == 0.0:
         return None
-    eye = xp.eye(c, dtype=gram.dtype)
+    dev = device(gram)
+    eye = xp.eye(c, dtype=gram.dtype, device=dev)
     if target == "etf":
-        ref = (eye - xp.ones((c, c), dtype=gram.dtype) / c) / math.sqrt(c - 1)
+        ref = (eye - xp.ones((c, c), dtype=gram.dtype, device=dev) / c) / math.sqrt(c - 1)
     elif target == "of":
         ref = eye / math.sqrt(c)
     else:
@@ -235,6 +238,20 @@ def nc_metrics_from_stats(stats: ClassStats, weight=None, bias=None, predictions
     return out
 
 
+def as_float64(xp, array, dev):
+    """``array`` (any library, grad or not; ``None`` passes) as float64 in ``xp`` on ``dev``."""
+    if array is None:
+        return None
+    array = detach(array)
+    try:
+        same = array_namespace(array) is xp and device(array) == dev
+    except TypeError:  # not an array-API array (e.g. a list)
+        same = False
+    if not same:
+        array = xp.asarray(to_numpy(array), device=dev)
+    return xp.astype(array, xp.float64)
+
+
 def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | None = None,
                global_mean: str = "samples", center_weights: bool = False,
                rtol: float | None = None) -> dict[str, Any]:
@@ -251,16 +268,25 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     Returns
     -------
     dict
-        Key -> float, int or ``None``; ``"warnings"`` holds the reasons for ``None`` values.
+        Key -> float, int or ``None`` (plain Python numbers whatever the device);
+        ``"warnings"`` holds the reasons for ``None`` values.
+
+    Notes
+    -----
+    Computed on the device of ``features``; tensors that require grad are detached (no
+    copy). ``weight``, ``bias`` and ``labels`` may live elsewhere (e.g. NumPy): they are
+    copied to that device.
     """
     from .stats import class_stats
 
+    features = detach(features)
     xp = array_namespace(features)
+    dev = device(features)
     stats = class_stats(features, labels, num_classes)
-    w = None if weight is None else xp.astype(weight, xp.float64)
-    b = None if bias is None else xp.astype(bias, xp.float64)
+    w = as_float64(xp, weight, dev)
+    b = as_float64(xp, bias, dev)
     pred = PredictionAccumulator(stats.means, w, b)
-    lab = xp.asarray(np.asarray(to_host(labels)).astype(np.int64))
+    lab = xp.asarray(to_numpy(labels).astype(np.int64), device=dev)
     pred.update(features, lab)
     res = nc_metrics_from_stats(stats, w, b, pred, global_mean=global_mean,
                                 center_weights=center_weights, rtol=rtol)

@@ -21,9 +21,11 @@ import math
 from typing import Any
 
 import numpy as np
+from array_api_compat import device
 
+from ..backend import to_numpy
 from .linalg import PIVOT_RTOL, checked_cholesky, default_rtol, solve_lower
-from .stats import ClassStats, class_stats, to_host
+from .stats import ClassStats, class_stats
 from .values import MetricValues
 
 #: Keys of the ``snr`` command, in output order.
@@ -72,21 +74,21 @@ def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
     xp = stats.xp
     p, c, n = stats.num_features, stats.num_classes, stats.num_samples
     evals, evecs = xp.linalg.eigh(sigma)
-    lam = np.asarray(to_host(evals), dtype=np.float64)
+    lam = np.asarray(to_numpy(evals), dtype=np.float64)
     top = float(lam.max()) if lam.size else 0.0
     zero = lam <= ZERO_VARIANCE_RTOL * top
-    total = float(np.linalg.norm(np.asarray(to_host(mbar), dtype=np.float64)))
+    total = float(np.linalg.norm(np.asarray(to_numpy(mbar), dtype=np.float64)))
     k0 = int(zero.sum())
     if k0:
-        u0 = xp.take(evecs, xp.asarray(np.flatnonzero(zero)), axis=1)
-        along = float(np.linalg.norm(np.asarray(to_host(xp.matmul(u0.T, mbar)),
+        u0 = xp.take(evecs, xp.asarray(np.flatnonzero(zero), device=device(evecs)), axis=1)
+        along = float(np.linalg.norm(np.asarray(to_numpy(xp.matmul(u0.T, mbar)),
                                                 dtype=np.float64)))
         if along > SPREAD_RTOL * total:
             return None, k0, _infinite_reason(stats, mbar, k0, along / total, p > n - c)
     if k0 == p:
         return None, k0, ("every direction has zero within-class variance and zero "
                           "between-class spread (all features constant)")
-    keep = xp.asarray(np.flatnonzero(~zero))
+    keep = xp.asarray(np.flatnonzero(~zero), device=device(evecs))
     u1 = xp.take(evecs, keep, axis=1)
     scale = 1.0 / xp.sqrt(xp.take(evals, keep))
     return xp.matmul(u1.T, mbar) * scale[:, None], k0, None
@@ -95,8 +97,8 @@ def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
 def _infinite_reason(stats: ClassStats, mbar, k0: int, share: float, wide: bool) -> str:
     """'infinite SNR: …' naming the features that are constant within classes but not between."""
     xp = stats.xp
-    var = np.asarray(to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
-    rows = np.linalg.norm(np.asarray(to_host(mbar), dtype=np.float64), axis=1)
+    var = np.asarray(to_numpy(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
+    rows = np.linalg.norm(np.asarray(to_numpy(mbar), dtype=np.float64), axis=1)
     top, spread = (float(var.max()) if var.size else 0.0), float(np.linalg.norm(rows))
     named = np.flatnonzero((var <= ZERO_VARIANCE_RTOL * top) & (rows > SPREAD_RTOL * spread))
     p, n, c = stats.num_features, stats.num_samples, stats.num_classes
@@ -139,7 +141,8 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     mbar = stats.centred_means(global_mean).T  # (P, C)
     dropped = 0
     if ridge is not None:
-        lower, reason = checked_cholesky(sigma + ridge * xp.eye(p, dtype=sigma.dtype))
+        lower, reason = checked_cholesky(sigma + ridge * xp.eye(p, dtype=sigma.dtype,
+                                                              device=device(sigma)))
         if lower is None:
             return _null(out, f"Σ_W + εI is singular: {reason}")
         whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
@@ -153,7 +156,7 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
             whitened, dropped, reason = _on_support(stats, sigma, mbar)
             if whitened is None:
                 return _null(out, reason)
-    omega = np.sort(np.asarray(to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
+    omega = np.sort(np.asarray(to_numpy(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     if omega.size < c:
         omega = np.concatenate([omega, np.zeros(c - omega.size)])
     out.values["snr_singular_values"] = [float(v) for v in omega]

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import detach, to_numpy, to_numpy_many
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -49,7 +51,8 @@ def segment_sum(values, labels, num_classes: int):
         # Sparse one-hot: O(rows × cols) instead of the dense one-hot product's O(rows × C × cols).
         return xp.asarray(_numpy_segment_sum(np.asarray(values), np.asarray(labels),
                                               num_classes))
-    onehot = xp.astype(labels[:, None] == xp.arange(num_classes)[None, :], values.dtype)
+    classes = xp.arange(num_classes, device=device(labels))
+    onehot = xp.astype(labels[:, None] == classes[None, :], values.dtype)
     if vector:
         return xp.matmul(onehot.T, values[:, None])[:, 0]
     return xp.matmul(onehot.T, values)
@@ -109,6 +112,12 @@ class ClassStats:
         """M̄ᵀ = rows μ_c − μ_G, shape ``(n_classes, n_features)``."""
         return self.means - self.global_mean(kind)[None, :]
 
+    def on_host(self) -> "ClassStats":
+        """The same statistics as NumPy arrays, in one device-to-host transfer."""
+        counts, means, scatter, class_scatter = to_numpy_many(
+            self.counts, self.means, self.within_scatter, self.class_scatter)
+        return ClassStats(counts, means, scatter, class_scatter, self.num_samples)
+
 
 #: Most rows per accumulation block. The statistics are computed block by block over fixed
 #: row ranges ``[k·B, (k+1)·B)`` whatever the size of the chunks handed to :meth:`update`, so
@@ -151,26 +160,30 @@ class StatsAccumulator:
     keep_row_norms : bool
         Keep an upper bound on every row's ‖h‖ (NumPy only; N float64 values), a by-product
         of the per-row ‖z‖² of the CDNV: :meth:`row_norm_bounds`.
+    device : object, optional
+        Device of the chunks (default: the namespace's default device).
     """
 
     def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64",
-                 keep_row_norms: bool = False):
+                 keep_row_norms: bool = False, device=None):
         if compute_dtype not in ("float64", "float32"):
             raise ValueError(f"compute_dtype must be float64 or float32, got {compute_dtype!r}")
         self.xp = xp
+        self.device = device
         self.num_classes = num_classes
         self.num_features = num_features
         self.compute_dtype = getattr(xp, compute_dtype)
         self.block_rows = block_rows(num_features)
         self._numpy = is_numpy_namespace(xp)
         f64 = xp.float64
-        self._ref = xp.zeros((num_classes, num_features), dtype=f64)
-        self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype)
+        self._ref = xp.zeros((num_classes, num_features), dtype=f64, device=device)
+        self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype,
+                               device=device)
         self._has_ref = np.zeros(num_classes, dtype=bool)
         self._counts = np.zeros(num_classes, dtype=np.int64)
-        self._zsum = xp.zeros((num_classes, num_features), dtype=f64)
-        self._zsq = xp.zeros((num_classes,), dtype=f64)
-        self._scatter = xp.zeros((num_features, num_features), dtype=f64)
+        self._zsum = xp.zeros((num_classes, num_features), dtype=f64, device=device)
+        self._zsq = xp.zeros((num_classes,), dtype=f64, device=device)
+        self._scatter = xp.zeros((num_features, num_features), dtype=f64, device=device)
         self._pending: list[tuple[Any, Any, np.ndarray]] = []
         self._pending_rows = 0
         self._buffer: np.ndarray | None = None
@@ -197,7 +210,7 @@ class StatsAccumulator:
             The same labels as NumPy (saves a device-to-host copy).
         """
         if labels_host is None:
-            labels_host = to_host(labels)
+            labels_host = to_numpy(labels)
         n = int(features.shape[0])
         b = self.block_rows
         start = 0
@@ -255,12 +268,12 @@ class StatsAccumulator:
             if xs.dtype not in (xp.float32, f64):
                 xs = xp.astype(xs, xp.float32)
             sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
-            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64))
+            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
             chunk_means = sums / safe[:, None]
             if cdt != f64:
                 # The reference is exactly a compute-dtype number, so ref_c and ref agree.
                 chunk_means = xp.astype(xp.astype(chunk_means, cdt), f64)
-            mask = xp.asarray(new)[:, None]
+            mask = xp.asarray(new, device=self.device)[:, None]
             self._ref = xp.where(mask, chunk_means, self._ref)
             self._ref_c = xp.astype(self._ref, cdt)
             self._has_ref |= new
@@ -350,20 +363,13 @@ class StatsAccumulator:
         if np.any(self._counts == 0):
             missing = np.flatnonzero(self._counts == 0).tolist()
             raise ValueError(f"classes {missing} have no samples")
-        n = xp.asarray(self._counts.astype(np.float64))
+        n = xp.asarray(self._counts.astype(np.float64), device=self.device)
         d = self._zsum / n[:, None]
         means = self._ref + d
         scatter = self._scatter - xp.matmul(d.T * n[None, :], d)
         scatter = (scatter + scatter.T) / 2
         class_scatter = xp.maximum(self._zsq - n * xp.sum(d * d, axis=1), 0.0)
         return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
-
-
-def to_host(a) -> np.ndarray:
-    """An array as NumPy (CuPy arrays do not convert implicitly)."""
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
 
 
 def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -402,12 +408,17 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
         Default ``max(labels) + 1``.
     chunk_rows : int
         Rows per accumulation step.
+
+    Tensors that require grad are detached (no copy); the statistics are computed on the
+    device of ``features`` (labels anywhere: they are copied there).
     """
+    features = detach(features)
     xp = array_namespace(features)
-    labels_host = to_host(labels).astype(np.int64)
+    dev = device(features)
+    labels_host = to_numpy(labels).astype(np.int64)
     c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
-    acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype)
-    lab = xp.asarray(labels_host)
+    acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype, device=dev)
+    lab = xp.asarray(labels_host, device=dev)
     n = int(features.shape[0])
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)

@@ -1,4 +1,4 @@
-"""Writing run files (SPEC §1) from a training loop.
+"""Writing run files (docs/FORMAT.md) from a training loop.
 
 Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has the evidence):
 
@@ -34,46 +34,10 @@ import h5py
 import numpy as np
 
 from ..atomic import file_mode
+from ..backend import to_numpy
 from ..errors import UsageError
-from .run import DEFAULT_CHUNK_BYTES, EPOCH_FILL, FORMAT_VERSION
-
-
-def to_numpy(array: Any) -> np.ndarray:
-    """Copy ``array`` to a NumPy array on the host.
-
-    Accepts NumPy arrays and anything exposing ``__array__`` or ``__dlpack__`` (torch tensors on
-    any device, CuPy arrays, JAX arrays) without importing their libraries: tensors that track
-    gradients are detached and device tensors are moved to the host by duck typing.
-    """
-    if isinstance(array, np.ndarray):
-        return array
-    obj = array
-    if hasattr(obj, "detach"):  # torch: drop autograd tracking
-        obj = obj.detach()
-    if hasattr(obj, "get") and type(obj).__module__.startswith("cupy"):
-        return obj.get()
-    if hasattr(obj, "__array__"):
-        try:
-            return np.asarray(obj)
-        except Exception:  # e.g. a torch tensor on an accelerator
-            pass
-    if hasattr(obj, "__dlpack__"):
-        try:
-            return np.from_dlpack(obj)
-        except Exception:  # a device array: NumPy imports host memory only
-            pass
-    if hasattr(obj, "cpu"):  # torch tensor on an accelerator
-        try:
-            return np.asarray(obj.cpu())
-        except Exception:
-            pass
-    try:
-        arr = np.asarray(obj)  # lists, Python scalars
-    except Exception:
-        arr = None
-    if arr is not None and arr.dtype != object:
-        return arr
-    raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
+from .h5 import DEFAULT_CHUNK_BYTES
+from .schema import EPOCH_FILL, FORMAT_VERSION
 
 
 def _publish(tmp: str, path: str) -> None:
@@ -100,7 +64,7 @@ class RunWriter:
     num_classes : int, optional
         C; default ``max(labels) + 1``.
     weight_decay : float, optional
-        λ of SPEC §2.3, stored as the ``weight_decay`` attribute.
+        λ of the central-path decomposition (docs/CENTRAL_PATH.md), stored as the ``weight_decay`` attribute.
     loss : str, optional
         ``"mse"``, ``"ce"``, … (informational).
     splits : mapping of str to array_like, optional

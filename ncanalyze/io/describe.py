@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from .run import _H5_ERRORS, open_file
+from .h5 import H5_ERRORS, open_file
+from .trust import filters
 
 
 def describe_layout(path) -> dict:
@@ -18,14 +19,14 @@ def describe_layout(path) -> dict:
     -------
     dict
         ``{"file", "size_bytes", "attrs", "members": [{"path", "kind", ...}]}``; works on
-        files that do not follow SPEC §1 (nothing is validated here).
+        files that do not follow docs/FORMAT.md (nothing is validated here).
     """
     path = os.fspath(path)
     f = open_file(path)
     try:
         with f:
             return _describe(f, path)
-    except _H5_ERRORS as exc:
+    except H5_ERRORS as exc:
         raise InputError(f"is damaged: cannot list its members (HDF5: {exc})", file=path) from exc
 
 
@@ -43,14 +44,14 @@ def _describe(f: h5py.File, path: str) -> dict:
         else:
             try:
                 entry.update(_describe_object(f.get(name)))
-            except _H5_ERRORS as exc:
+            except H5_ERRORS as exc:
                 entry.update(kind="unreadable", error=str(exc))
         members.append(entry)
     attrs = {}
     for k in f.attrs.keys():
         try:
             v = f.attrs[k]
-        except _H5_ERRORS as exc:
+        except H5_ERRORS as exc:
             attrs[k] = f"<unreadable: {exc}>"
             continue
         attrs[k] = _plain(v)
@@ -78,15 +79,10 @@ def _plain(value):
 def _describe_object(obj) -> dict:
     if not isinstance(obj, h5py.Dataset):
         return {"kind": "group" if isinstance(obj, h5py.Group) else type(obj).__name__.lower()}
-    filters = []
     dcpl = obj.id.get_create_plist()
-    for i in range(dcpl.get_nfilters()):
-        code, _flags, _values, name = dcpl.get_filter(i)
-        label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-        filters.append(label or str(code))
     nbytes = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize if obj.shape else \
         obj.dtype.itemsize
     return {"kind": "dataset", "shape": list(obj.shape or ()), "dtype": str(obj.dtype),
-            "chunks": None if obj.chunks is None else list(obj.chunks), "filters": filters,
+            "chunks": None if obj.chunks is None else list(obj.chunks), "filters": [label or str(code) for code, label in filters(obj)],
             "virtual": bool(obj.is_virtual),
             "external": dcpl.get_external_count() > 0, "nbytes": nbytes}
