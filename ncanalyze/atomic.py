@@ -28,7 +28,7 @@ import stat
 import tempfile
 from typing import IO, Iterable, Iterator, Mapping
 
-from .errors import OutputError, UsageError
+from .errors import NcanalyzeError, OutputError, UsageError
 
 
 def file_mode(path: str) -> int:
@@ -115,7 +115,7 @@ def _output_error(exc: OSError, path: str) -> OutputError:
 
 
 @contextlib.contextmanager
-def _naming(path: str) -> Iterator[None]:
+def output_errors(path: str) -> Iterator[None]:
     """Turn an ``OSError`` of the block into an :class:`OutputError` naming ``path``."""
     try:
         yield
@@ -178,7 +178,9 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
     leaves any previous ``path`` untouched, and a killed process can only leave a stray hidden
     ``.NAME.*.tmp*`` file beside it. A character device or FIFO is yielded itself (written
     through). An ``OSError`` raised in the block without a file name or on the yielded name,
-    and any failure of the steps here, become an :class:`OutputError` naming ``path``.
+    and any failure of the steps here, become an :class:`OutputError` naming ``path``; an
+    :class:`~ncanalyze.errors.NcanalyzeError` about the yielded name (a ``RunWriter`` writing
+    it) is re-raised naming ``path``.
     """
     user = os.fspath(path)
     target, through = resolve_output(user, regular=regular)
@@ -193,7 +195,7 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
     folder = os.path.dirname(target)
     base = os.path.basename(target)
     suffix = suffix if suffix is not None else os.path.splitext(base)[1]
-    with _naming(user):
+    with output_errors(user):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
         os.close(fd)
     try:
@@ -203,7 +205,12 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
             if _body_errors and exc.filename in (None, tmp, user, target):
                 raise _output_error(exc, user) from exc
             raise
-        with _naming(user):
+        except NcanalyzeError as exc:  # e.g. a RunWriter writing the temporary file
+            if exc.file in (tmp, target):
+                raise type(exc)(exc.reason, file=user, dataset=exc.dataset,
+                                epoch=exc.epoch) from exc
+            raise
+        with output_errors(user):
             os.chmod(tmp, file_mode(target))
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -223,11 +230,11 @@ class _NamedWriter:
         self._fh, self._path = fh, path
 
     def write(self, text: str) -> int:
-        with _naming(self._path):
+        with output_errors(self._path):
             return self._fh.write(text)
 
     def flush(self) -> None:
-        with _naming(self._path):
+        with output_errors(self._path):
             self._fh.flush()
 
     def __getattr__(self, name):
@@ -240,12 +247,12 @@ def atomic_text(path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     (written through for a character device or FIFO)."""
     user = os.fspath(path)
     with atomic_path(user, _body_errors=False) as name:
-        with _naming(user):
+        with output_errors(user):
             fh = open(name, "w", encoding=encoding, newline="")
         try:
             yield _NamedWriter(fh, user)
         finally:
-            with _naming(user):
+            with output_errors(user):
                 fh.close()
 
 
@@ -276,7 +283,7 @@ class WriterLock:
         self.lock_path = lock_name(self.path)
         self._fd: int | None = None
         while True:
-            with _naming(self.path):
+            with output_errors(self.path):
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

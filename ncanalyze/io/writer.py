@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import WriterLock, check_overwrite, file_mode, resolve_output
+from ..atomic import WriterLock, output_errors, check_overwrite, file_mode, resolve_output
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
@@ -151,11 +151,13 @@ class RunWriter:
         self._layout: dict[str, tuple] | None = None
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
-        tmp = self._temp_name()
+        with output_errors(self.path):
+            tmp = self._temp_name()
         try:
-            with h5py.File(tmp, "w", libver="latest") as f:
+            with output_errors(self.path), h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            self._identity = _publish(tmp, self._target)
+            with output_errors(self.path):
+                self._identity = _publish(tmp, self._target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -261,16 +263,18 @@ class RunWriter:
         if first:
             self._check_first(arrays)
             try:
-                self._start(arrays, scalar_values)
-                self._append(epoch, arrays, scalar_values)
-                # The run appears at its path only with one complete epoch in SWMR mode.
-                self._check_still_ours()
-                self._identity = _publish(self._tmp, self._target)
+                with output_errors(self.path):  # errors name the run's path, not the temporary
+                    self._start(arrays, scalar_values)
+                    self._append(epoch, arrays, scalar_values)
+                    # The run appears at its path only with one complete epoch in SWMR mode.
+                    self._check_still_ours()
+                    self._identity = _publish(self._tmp, self._target)
             except BaseException:
                 self._abandon()
                 raise
         else:
-            self._append(epoch, arrays, scalar_values)
+            with output_errors(self.path):
+                self._append(epoch, arrays, scalar_values)
 
     def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.splits:
