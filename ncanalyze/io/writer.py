@@ -19,7 +19,7 @@ Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has th
   epoch only when ``/epoch`` holds its number; ``/epoch`` is filled with a sentinel so that
   a slot whose extent reached the disk before its value is recognised as incomplete.
 
-**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.atomic.WriterLock`,
+**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.lock.WriterLock`,
 ``flock`` on ``.NAME.lock`` beside the file) from its constructor to :meth:`RunWriter.close`;
 a second writer of the same file fails at construction. A writer whose file was replaced or
 removed by someone else (a rename onto it) notices at its next ``add_epoch`` (the file's
@@ -39,7 +39,8 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import WriterLock, output_errors, check_overwrite, file_mode, resolve_output
+from ..atomic import check_overwrite, file_mode, output_errors, resolve_output
+from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
