@@ -106,5 +106,7 @@ def _same_file(fd: int, path: str) -> bool:
 def _read_holder(fd: int) -> str:
     with contextlib.suppress(OSError, ValueError):
         pid = int(os.pread(fd, 32, 0).decode().strip())
+        if pid == os.getpid():
+            return " in this process (close() it first)"
         return f" (process {pid})"
     return ""
