@@ -376,7 +376,8 @@ class _PinnedUpload:
         host = self.buffers[slot][:arr.nbytes]
         host.numpy()[...] = arr.reshape(-1).view(np.uint8)
         compute = torch.cuda.current_stream(self.device)
-        self.copy_stream.wait_stream(compute)  # earlier users of reused device memory
+        # No wait for the compute stream: the caching allocator keeps memory that the compute
+        # stream still uses (record_stream below) out of the copy stream's reach.
         with torch.cuda.stream(self.copy_stream):
             dev = host.to(self.device, non_blocking=True)
             event = torch.cuda.Event()
