@@ -6,6 +6,7 @@ no printing; the CLI formats what it returns.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,16 @@ QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
 #: above it the epoch is read again, so memory stays bounded whatever N is.
 CACHE_BYTES = 256 * 2**20
+
+
+#: Said once per run when the decomposition is computed on a cross-entropy run.
+CE_DECOMPOSE_NOTE = (
+    "decompose: this run was trained with cross-entropy (loss attribute), but the "
+    "decomposition is of the MSE loss against one-hot targets (Han et al.): `loss`, "
+    "`loss_ls_perp` and `central_path_ratio` measure the CE classifier's MSE, which grows with "
+    "its logit scale (large values, ratio near 1 are expected); `loss_ls`, `loss_nc1` and "
+    "`loss_nc23` (those of the least-squares classifier on the same features) keep their "
+    "meaning")
 
 
 @dataclass
@@ -104,9 +115,10 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
     UsageError
         For a malformed list, an epoch not in the file or an empty selection.
     """
+    # ``available`` is strictly increasing and non-empty (the reader guarantees both): ranges
+    # are found by bisection and single epochs in a set, so a long list parses in linear time.
     avail = [int(e) for e in available]
-    if not avail:
-        raise InputError("the run has no complete epoch yet", dataset="/epoch")
+    known = set(avail)
     if spec is None or spec.strip().lower() in ("", "all"):
         return avail
     chosen: set[int] = set()
@@ -121,16 +133,16 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
         if m:
             lo = int(m.group(1)) if m.group(1) else avail[0]
             hi = int(m.group(2)) if m.group(2) else avail[-1]
-            inside = [e for e in avail if lo <= e <= hi]
-            if not inside:
+            first, stop = bisect.bisect_left(avail, lo), bisect.bisect_right(avail, hi)
+            if first >= stop:
                 raise UsageError(f"--epochs {token}: no epoch of the file lies in {lo}..{hi}")
-            chosen.update(inside)
+            chosen.update(avail[first:stop])
             continue
         try:
             e = int(token)
         except ValueError:
             raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)") from None
-        if e not in avail:
+        if e not in known:
             raise UsageError(f"--epochs: epoch {e} is not in the file "
                              f"(first {avail[0]}, last {avail[-1]}, {len(avail)} epochs)")
         chosen.add(e)
@@ -175,6 +187,9 @@ class Analysis:
             self.run_warnings.append("--layers: the file has no /layers group")
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
+        if "decompose" in s.quantities and info.has_weight and (info.loss or "").lower() in (
+                "ce", "cross_entropy", "cross-entropy", "crossentropy"):
+            self.run_warnings.append(CE_DECOMPOSE_NOTE)
         self.epochs = select_epochs(s.epochs, info.epochs)
         if s.dask is None and cap_workers(s.workers)[1]:
             self.run_warnings.append(cap_workers(s.workers)[1])

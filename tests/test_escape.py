@@ -73,7 +73,7 @@ def markup_run(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_table_cells_and_headers_are_literal(markup_run, fmt):
-    result = cli("metrics", markup_run, "-f", fmt, "--epochs", "last")
+    result = cli("metrics", markup_run, "-f", fmt, "--epochs", "last", "--all")
     assert result.exit_code == 0, result.stderr
     for name in MARKUP:
         assert f"scalars.{name}" in result.stdout, result.stdout

@@ -147,11 +147,31 @@ def _trend(first: Any, last: Any) -> str:
     return "↑" if last > first else "↓"
 
 
+def _target(leaf: str, loss: str | None, classes: int) -> float | None:
+    """The value a key tends to at collapse when that is not its minimum.
+
+    ``bias_collapse`` = ‖Wμ_G + b‖: with the MSE loss on one-hot targets and a free bias, the
+    model's output at μ_G tends to the mean target, the class proportions π, so the key tends to
+    ‖π‖ = 1/√C for balanced classes (docs/METRICS.md), not to 0.
+    """
+    if leaf == "bias_collapse" and (loss or "").lower() == "mse" and classes > 0:
+        return 1.0 / math.sqrt(classes)
+    return None
+
+
 def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
-                  verdicts: list[Verdict]) -> str:
-    """Summary for a CI job summary / pull-request comment: first, last, best and trend."""
+                  verdicts: list[Verdict], loss: str | None = None) -> str:
+    """Summary for a CI job summary / pull-request comment: first, last, best and trend.
+
+    "best" is the largest value of keys in :data:`HIGHER_IS_BETTER`, the value closest to
+    1/√C for ``bias_collapse`` of an MSE run (``loss``), and the smallest otherwise; ω_C (the
+    last SNR singular value, zero by construction) and the training loop's scalars are not
+    ranked.
+    """
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
+    classes = int(header["classes"])
+    structural_zero = f"snr_singular_values_{classes - 1}"
     lines = [
         f"### ncanalyze {command}: `{escape(header['file'])}`",
         "",
@@ -168,7 +188,13 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         first = series[0][1]
         last = series[-1][1]
         leaf = re.sub(r"_\d+$", "", c.split(".")[-1])  # list items: snr_singular_values_3
-        if valid and leaf not in UNRANKED and not c.startswith("scalars."):
+        target = _target(leaf, loss, classes)
+        if c.split(".")[-1] == structural_zero:
+            best = "0 by construction"
+        elif valid and target is not None:
+            be, bv = min(valid, key=lambda t: abs(t[1] - target))
+            best = f"{fmt(bv)} ({be}; → 1/√C = {fmt(target)})"
+        elif valid and leaf not in UNRANKED and not c.startswith("scalars."):
             pick = max if leaf in HIGHER_IS_BETTER else min
             be, bv = pick(valid, key=lambda t: t[1])
             best = f"{fmt(bv)} ({be})"

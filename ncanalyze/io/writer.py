@@ -44,7 +44,16 @@ from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
-from .schema import EPOCH_FILL, FORMAT_VERSION
+from .schema import (EPOCH_FILL, FORMAT_VERSION, check_classes_present, check_labels,
+                     check_member_name, check_num_classes, check_weight_decay)
+
+
+def _check(rule, *args, what: str = ""):
+    """Apply a rule of the reader (io/schema.py); its problem becomes a UsageError."""
+    try:
+        return rule(*args)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
 
 
 def _publish(tmp: str, path: str) -> tuple[int, int]:
@@ -113,21 +122,26 @@ class RunWriter:
                 labels = labels.astype(np.int64)
             else:
                 raise UsageError(f"labels must be integers, got dtype {labels.dtype}")
-        if labels.min() < 0:
-            raise UsageError("labels must be non-negative")
+        # The reader's rules (io/schema.py), checked before anything is written.
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
-        if labels.max() >= self.num_classes:
-            raise UsageError(f"label {labels.max()} ≥ num_classes = {self.num_classes}")
+        _check(check_num_classes, self.num_classes)
+        _check(check_labels, labels, self.num_classes, what="labels")
+        _check(check_classes_present, labels, self.num_classes, what="labels")
         self.labels = labels.astype(np.int64, copy=False)
         self.splits = {}
         for name, split_labels in (splits or {}).items():
+            _check(check_member_name, "split", name)
             split_labels = to_numpy(split_labels)
             if (split_labels.ndim != 1 or split_labels.size == 0
-                    or not np.issubdtype(split_labels.dtype, np.integer)
-                    or split_labels.min() < 0 or split_labels.max() >= self.num_classes):
+                    or not np.issubdtype(split_labels.dtype, np.integer)):
                 raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
                                  f"in 0..{self.num_classes - 1}")
+            _check(check_labels, split_labels, self.num_classes, what=f"split {name!r} labels")
+            _check(check_classes_present, split_labels, self.num_classes,
+                   what=f"split {name!r} labels")
             self.splits[name] = split_labels.astype(np.int64, copy=False)
+        if weight_decay is not None:
+            weight_decay = _check(check_weight_decay, weight_decay)
         self.compression = compression
         # Symlinks are followed: the file written (and locked) is the link's target.
         self._target, _ = resolve_output(self.path, regular=True)
@@ -145,7 +159,7 @@ class RunWriter:
         if loss is not None:
             self._attrs["loss"] = str(loss)
         if weight_decay is not None:
-            self._attrs["weight_decay"] = float(weight_decay)
+            self._attrs["weight_decay"] = weight_decay
         self._file: h5py.File | None = None
         self._closed = False
         self._count = 0
@@ -250,12 +264,13 @@ class RunWriter:
         if bias is not None:
             arrays["bias"] = to_numpy(bias)
         for name, arr in (layers or {}).items():
-            arrays[f"layers/{name}"] = to_numpy(arr)
+            arrays[f"layers/{_check(check_member_name, 'layer', name)}"] = to_numpy(arr)
         for name, arr in (splits or {}).items():
             if name not in self.splits:
                 raise UsageError(f"split {name!r} was not declared in RunWriter(splits=...)")
             arrays[f"splits/{name}/features"] = to_numpy(arr)
-        scalar_values = {k: float(to_numpy(v)) for k, v in scalars.items()}
+        scalar_values = {_check(check_member_name, "scalar", k): float(to_numpy(v))
+                         for k, v in scalars.items()}
         self._check(arrays)
         if self._closed:
             raise UsageError("add_epoch on a closed RunWriter")
