@@ -6,6 +6,7 @@ no printing; the CLI formats what it returns.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -16,6 +17,7 @@ from array_api_compat import is_numpy_namespace
 
 from ._version import __version__
 from .backend import Backend, get_backend
+from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
 from .core.decisions import PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
@@ -29,6 +31,16 @@ QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
 #: above it the epoch is read again, so memory stays bounded whatever N is.
 CACHE_BYTES = 256 * 2**20
+
+
+#: Said once per run when the decomposition is computed on a cross-entropy run.
+CE_DECOMPOSE_NOTE = (
+    "decompose: this run was trained with cross-entropy (loss attribute), but the "
+    "decomposition is of the MSE loss against one-hot targets (Han et al.): `loss`, "
+    "`loss_ls_perp` and `central_path_ratio` measure the CE classifier's MSE, which grows with "
+    "its logit scale (large values, ratio near 1 are expected); `loss_ls`, `loss_nc1` and "
+    "`loss_nc23` (those of the least-squares classifier on the same features) keep their "
+    "meaning")
 
 
 @dataclass
@@ -62,10 +74,7 @@ class Settings:
             raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.global_mean not in GLOBAL_MEANS:
             raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise UsageError("--weight-decay must be ≥ 0")
-        if self.ridge is not None and self.ridge <= 0:
-            raise UsageError("--ridge must be > 0")
+        check_numbers(self)  # finite --weight-decay and --ridge
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
@@ -106,9 +115,10 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
     UsageError
         For a malformed list, an epoch not in the file or an empty selection.
     """
+    # ``available`` is strictly increasing and non-empty (the reader guarantees both): ranges
+    # are found by bisection and single epochs in a set, so a long list parses in linear time.
     avail = [int(e) for e in available]
-    if not avail:
-        raise InputError("the run has no complete epoch yet", dataset="/epoch")
+    known = set(avail)
     if spec is None or spec.strip().lower() in ("", "all"):
         return avail
     chosen: set[int] = set()
@@ -123,16 +133,16 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
         if m:
             lo = int(m.group(1)) if m.group(1) else avail[0]
             hi = int(m.group(2)) if m.group(2) else avail[-1]
-            inside = [e for e in avail if lo <= e <= hi]
-            if not inside:
+            first, stop = bisect.bisect_left(avail, lo), bisect.bisect_right(avail, hi)
+            if first >= stop:
                 raise UsageError(f"--epochs {token}: no epoch of the file lies in {lo}..{hi}")
-            chosen.update(inside)
+            chosen.update(avail[first:stop])
             continue
         try:
             e = int(token)
         except ValueError:
             raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)") from None
-        if e not in avail:
+        if e not in known:
             raise UsageError(f"--epochs: epoch {e} is not in the file "
                              f"(first {avail[0]}, last {avail[-1]}, {len(avail)} epochs)")
         chosen.add(e)
@@ -177,7 +187,16 @@ class Analysis:
             self.run_warnings.append("--layers: the file has no /layers group")
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
+        if "decompose" in s.quantities and info.has_weight and (info.loss or "").lower() in (
+                "ce", "cross_entropy", "cross-entropy", "crossentropy"):
+            self.run_warnings.append(CE_DECOMPOSE_NOTE)
         self.epochs = select_epochs(s.epochs, info.epochs)
+        if s.dask is None and cap_workers(s.workers)[1]:
+            self.run_warnings.append(cap_workers(s.workers)[1])
+        check_chunk_rows(s.chunk_rows, [self.run.train,
+                                        *(info.layers.values() if s.layers else ()),
+                                        *(info.splits[n] for n in s.splits)],
+                         np.dtype(info.features_dtype).itemsize)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
             info.weight_decay if info.weight_decay is not None else 0.0)
@@ -393,14 +412,14 @@ def local_workers(analysis: Analysis) -> int:
     s = analysis.settings
     n_epochs = len(analysis.epochs)
     if s.workers is not None:
-        return max(1, min(s.workers, n_epochs))
+        return max(1, min(cap_workers(s.workers)[0], n_epochs))
     if n_epochs < 2 or analysis.backend.name != "numpy":
         return 1
     info = analysis.run.info
     per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
     if per_epoch * n_epochs < AUTO_MIN_BYTES:
         return 1
-    return max(1, min(os.cpu_count() or 1, n_epochs))
+    return max(1, min(usable_cores(), n_epochs))
 
 
 def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:

@@ -66,12 +66,12 @@ def invoke(*args):
 
 def test_report_table_shows_every_quantity_and_the_verdict(run_file):
     path, _, _ = run_file
-    res = invoke("report", path)
+    res = invoke("report", path, "--all")
     assert res.exit_code == 0, res.stderr
     for key in ("nc1", "loss_nc1", "loss_ls_perp", "snr_ratio", "loss_ls_predicted"):
         assert key in res.stdout
-    last = res.stdout.strip().splitlines()[-1]
-    assert last.startswith("dynamics: follows the central-path law"), last
+    tail = " ".join(line.strip() for line in res.stdout.split("\n\n")[-1].splitlines())
+    assert tail.startswith("dynamics: follows the central-path law"), tail
 
 
 def test_report_json_agrees_with_array_api_and_has_dynamics(run_file):

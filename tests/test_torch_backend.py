@@ -212,3 +212,57 @@ def test_to_numpy_handles_every_array_library():
     assert to_numpy(on_other_device).tolist() == [1.0, 2.0]
     with pytest.raises(UsageError, match="cannot convert"):
         to_numpy(object())
+
+
+# ---------------------------------------------------------------------- transfers
+
+
+def test_two_host_transfers_per_epoch_whatever_the_chunking(tmp_path, monkeypatch, rng):
+    """On a torch backend the statistics and the decision pass stay on the device: per epoch
+    one transfer of the small statistics and one of the decision counts, however many chunks
+    (every way back to the host — .numpy(), .item(), float()/int()/bool() — is counted)."""
+    torch = pytest.importorskip("torch")
+    from ncanalyze.analysis import Analysis, Settings
+
+    from .factories import write_run
+
+    y = labels(5, 300, rng)
+    means = rng.normal(size=(5, 8)) * 3
+    feats = [collapsing_features(y, means, s, rng) for s in (0.5, 0.1)]
+    path = write_run(tmp_path / "r.h5", y, feats, [rng.normal(size=(5, 8)) for _ in feats],
+                     [rng.normal(size=5) for _ in feats])
+    calls: list[str] = []
+    for name in ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    per_chunking = {}
+    for rows in (None, 50):  # 1 chunk vs 30 chunks per epoch
+        calls.clear()
+        s = Settings(("metrics", "decompose", "snr"), backend="torch:cpu", chunk_rows=rows,
+                     workers=1)
+        with Analysis(path, s) as a:
+            assert len(list(a)) == 2
+        per_chunking[rows] = list(calls)
+    assert per_chunking[None] == per_chunking[50] == ["numpy"] * 4
+
+
+def test_cholesky_failure_is_none_on_every_library(xp):
+    """NumPy raises, PyTorch raises a RuntimeError subclass, CuPy returns NaN: the backend's
+    cholesky turns the first two into None; checked_cholesky names every case singular."""
+    from ncanalyze.backend import cholesky
+    from ncanalyze.core.linalg import checked_cholesky
+
+    indefinite = xp.asarray(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    lower, reason = checked_cholesky(indefinite)
+    assert lower is None and "not positive definite" in reason
+    if not xp.name.startswith("cupy"):
+        assert cholesky(indefinite) is None
+    spd = xp.asarray(np.array([[4.0, 2.0], [2.0, 3.0]]))
+    lower, reason = checked_cholesky(spd)
+    assert reason is None and xp.owns(lower)
+    np.testing.assert_allclose(xp.to_numpy(lower), np.linalg.cholesky([[4.0, 2.0], [2.0, 3.0]]))

@@ -13,14 +13,15 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from .boundary import EXIT_INTERNAL, DebugOpt, QuietOpt, command, set_root_flags
+from .boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, DebugOpt, QuietOpt, command, set_root_flags
 from .commands import convert, decompose, inspect, metrics, plot, report, simulate, snr
 
 app = typer.Typer(
     name="ncanalyze",
     help="Measure Neural Collapse (NC1–NC4, ETF/OF geometry, MSE decomposition, SNR dynamics) "
          "from saved training runs.\n\nExit codes: 0 ok · 1 a --fail-if condition holds · "
-         "2 usage error · 3 input error · 4 backend unavailable.",
+         "2 usage error · 3 input error · 4 backend unavailable · 70 internal error (a bug: "
+         "please report it with --debug output) · 130 interrupted (Ctrl-C).",
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -56,4 +57,4 @@ def main() -> None:
     app(prog_name="ncanalyze")
 
 
-__all__ = ["EXIT_INTERNAL", "app", "main"]
+__all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "main"]

@@ -20,7 +20,7 @@ from typing import Annotated, Callable
 import typer
 from rich.console import Console
 
-from ..errors import InputError, NcanalyzeError
+from ..errors import InputError, NcanalyzeError, escape
 
 #: Exit code of an unexpected internal error (a bug: please report it).
 EXIT_INTERNAL = 70
@@ -55,7 +55,7 @@ def set_root_flags(quiet: bool, debug: bool) -> None:
 def warn(message: str) -> None:
     """One ``ncanalyze: warning: …`` line on stderr, unless ``--quiet``."""
     if not flags().quiet:
-        err_console.print(f"ncanalyze: warning: {message}", markup=False)
+        err_console.print(f"ncanalyze: warning: {escape(message)}", markup=False)
 
 
 def report_error(exc: BaseException, debug: bool) -> int:
@@ -63,13 +63,13 @@ def report_error(exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, NcanalyzeError):
-        err_console.print(f"ncanalyze: error: {exc.one_line()}", markup=False)
+        err_console.print(f"ncanalyze: error: {escape(exc.one_line())}", markup=False)
         return exc.exit_code
     if isinstance(exc, OSError):
-        err_console.print(f"ncanalyze: error: {exc}", markup=False)
+        err_console.print(f"ncanalyze: error: {escape(exc)}", markup=False)
         return InputError.exit_code
     err_console.print(
-        f"ncanalyze: internal error: {type(exc).__name__}: {exc} "
+        f"ncanalyze: internal error: {type(exc).__name__}: {escape(exc)} "
         "(a bug; rerun with --debug and report the traceback)", markup=False)
     return EXIT_INTERNAL
 

@@ -2,7 +2,8 @@
 
 A command passes every option by keyword; the ones that are fields of
 :class:`~ncanalyze.analysis.Settings` become the settings, the others say how to present the
-results (format, output file, gates, figure).
+results (format, output file, gates, figure, view) and whether to ``--follow`` a run that is
+still being written.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import dataclasses
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 
 from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
-from ..atomic import atomic_text
-from ..errors import UsageError
-from ..results import evaluate_gates, parse_gate
+from ..atomic import atomic_text, check_outputs
+from ..errors import UsageError, escape
+from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
+from ..results import flatten
 from . import render
-from .boundary import err_console, flags, warn
+from .boundary import EXIT_INTERRUPTED, err_console, flags, warn
+from .progress import EpochProgress, progress_console
+from .terminal import render_view, stream_line
 
 #: What each command computes (the ``quantities`` of its Settings).
 QUANTITIES = {"metrics": ("metrics",), "decompose": ("decompose",), "snr": ("snr",),
@@ -41,49 +45,49 @@ def make_settings(command: str, **options: Any) -> Settings:
     return Settings(quantities=QUANTITIES[command], **options)
 
 
-class _Progress:
-    """A rich progress bar on stderr, only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool, total_epochs: int):
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("[progress.description]{task.description}"),
-                                BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
-                                TimeRemainingColumn(), console=err_console, transient=True)
-            self.task = self.bar.add_task("ncanalyze", total=total_epochs)
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self
-
-    def advance(self) -> None:
-        if self.bar:
-            self.bar.advance(self.task)
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-
 def _run_results(command: str, analysis: Analysis, epochs: list[dict], time: str
                  ) -> dict[str, Any]:
     """Run-level results of ``command`` (the SNR dynamics fit of snr/report)."""
-    if command not in WITH_DYNAMICS:
+    if command not in WITH_DYNAMICS or not epochs:
         return {}
     return {"dynamics": snr_dynamics(analysis, epochs, time)}
 
 
-def _footer(extra: dict[str, Any]) -> list[str]:
+def _verdict_lines(extra: dict[str, Any]) -> list[str]:
     dynamics = extra.get("dynamics")
     return [dynamics["verdict"]] if dynamics else []
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """What one run of a command produced, for output and gating."""
+
+    header: dict[str, Any] | None = None
+    classes: int = 0
+    loss: str | None = None
+    run_warnings: list[str] = dataclasses.field(default_factory=list)
+    epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    stopped_by: str = ""  # follow: "closed", "timeout", "gate", "interrupt"
+    live_verdicts: list = dataclasses.field(default_factory=list)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # run-level results
+
+    def opened(self, analysis: Analysis) -> None:
+        """Take the run-level facts of the first opened analysis (warnings said once)."""
+        self.header = analysis.header
+        self.classes = analysis.run.info.num_classes
+        self.loss = analysis.run.info.loss
+        self.run_warnings = list(analysis.run_warnings)
+        self.warnings.extend(analysis.run_warnings)
+        for w in analysis.run_warnings:
+            warn(w)
+
+
 def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                 fail_if: list[str] | None, gate: str, plot: Path | None = None,
-                time: str = "auto", **options: Any) -> int:
+                xscale: str = "auto", time: str = "auto", keys: list[str] | None = None,
+                show_all: bool = False, follow: bool = False, timeout: float | None = None,
+                **options: Any) -> int:
     """Compute ``command`` on ``file``, print it in ``fmt``, evaluate the gates.
 
     Parameters
@@ -98,85 +102,162 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     fail_if : list of str or None
         ``--fail-if`` conditions; ``gate`` says on which epochs.
     plot : Path or None
-        decompose/snr: also draw the command's figure there.
+        decompose/snr: also draw the command's figure there, epochs on an ``xscale`` axis.
     time : str
         snr/report: the time axis of the dynamics fit (``--time``).
+    keys, show_all
+        ``--keys`` / ``--all`` of the table view.
+    follow, timeout
+        ``--follow``: process epochs as a writer appends them, until it closes the file,
+        ``timeout`` seconds pass, a gate holds or Ctrl-C.
     **options
         The :class:`~ncanalyze.analysis.Settings` fields, by keyword.
 
     Returns
     -------
     int
-        The exit code: 1 when a gate holds, else 0.
+        The exit code: 1 when a gate holds, 130 after Ctrl-C while following, else 0.
     """
     if fmt not in render.FORMATS:
         raise UsageError(f"--format must be one of {', '.join(render.FORMATS)}, got {fmt!r}")
     gates = [parse_gate(g) for g in (fail_if or [])]
     if gate not in ("last", "all"):
         raise UsageError(f"--gate must be 'last' or 'all', got {gate!r}")
-    if plot is not None:
-        from ..plots.central_path import plot_format
+    if timeout is not None and not follow:
+        raise UsageError("--timeout applies only with --follow")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+    from ..plots.central_path import check_xscale, plot_format
 
+    check_xscale(xscale)
+    if plot is not None:
         plot_format(plot)
+    check_outputs({"--output": output_path, "--plot": plot}, [file])
     settings = make_settings(command, **options)
     quiet = flags().quiet
-    warnings: list[str] = []
-    epochs: list[dict[str, Any]] = []
-    with Analysis(file, settings) as analysis:
-        warnings.extend(analysis.run_warnings)
-        for w in analysis.run_warnings:
-            warn(w)
-        header = analysis.header
-        classes = analysis.run.info.num_classes
+
+    def prepare(analysis: Analysis) -> None:
+        """Checks that need the file, before any epoch is computed."""
+        validate_gates(gates, producible_keys(settings, analysis.run.info))
         if command in WITH_DYNAMICS:
             resolve_time_axis(analysis.run, time)  # a clock the file lacks: exit 2 before work
-        sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
-        with sink as out, _Progress(not quiet, len(analysis.epochs)) as progress:
-            for result in analysis:
-                epochs.append(result.values)
-                warnings.extend(result.warnings)
-                for w in result.warnings:
-                    warn(w)
-                if fmt == "jsonl":
-                    render.write_stream(out, render.jsonl_line(result.values))
-                progress.advance()
-            extra = _run_results(command, analysis, epochs, time)
-            verdicts = evaluate_gates(gates, epochs, gate) if gates else []
-            if fmt == "json":
-                out.write(render.json_document(header, command, epochs, warnings, extra))
-            elif fmt == "csv":
-                out.write(render.csv_text(epochs))
-            elif fmt == "markdown":
-                out.write(render.markdown_text(header, command, epochs, verdicts))
-                for line in _footer(extra):
-                    out.write(f"\n{line}\n")
-            elif fmt == "table":
-                tty = out is sys.stdout and sys.stdout.isatty()
-                console = Console(file=out, width=None if tty else 160, highlight=False,
-                                  force_terminal=None if tty else False)
-                title = f"ncanalyze {command}: {header['file']} (C={header['classes']}, " \
-                        f"N={header['samples']}, P={header['features']})"
-                render.render_tables(epochs, title, console)
-                for line in _footer(extra):
-                    console.print(line)
+    sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
+    with sink as out:
+        tty = out is sys.stdout and sys.stdout.isatty()
+        console = Console(file=out, highlight=False, force_terminal=None if tty else False,
+                          soft_wrap=False)
+        if follow:
+            outcome = _follow(file, settings, gates, fmt, out, console, timeout, command, time,
+                              prepare)
+        else:
+            outcome = _compute(file, settings, fmt, out, quiet or (fmt == "jsonl" and tty),
+                               command, time, prepare)
+        extra = outcome.extra
+        verdicts = outcome.live_verdicts or (
+            evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
+        notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
+        if outcome.header is None:  # --follow ended before the first complete epoch
+            warn(f"{file}: no complete epoch was written before following stopped "
+                 f"({outcome.stopped_by})")
+        elif fmt == "json":
+            out.write(render.json_document(outcome.header, command, outcome.epochs,
+                                           outcome.warnings, extra))
+        elif fmt == "csv":
+            out.write(render.csv_text(outcome.epochs))
+        elif fmt == "markdown":
+            out.write(render.markdown_text(outcome.header, command, outcome.epochs, verdicts,
+                                           loss=outcome.loss))
+            for line in _verdict_lines(extra):
+                out.write(f"\n{line}\n")
+        elif fmt == "table":
+            render_view(console, command=command, header=outcome.header, epochs=outcome.epochs,
+                        keys=keys, show_all=show_all, notes=notes)
+    if fmt in ("csv", "jsonl") and not quiet:
+        for line in _verdict_lines(extra):  # no place for it in the file: say it on stderr
+            err_console.print(f"ncanalyze: {escape(line)}", markup=False)
     code = 0
     for v in verdicts:
         if v.holds:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
             code = 1
         elif not quiet:
-            err_console.print(f"ncanalyze: fail-if {v.describe()}", markup=False)
-    if plot is not None:
-        _draw(command, plot, file, epochs, extra, classes)
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
+    if plot is not None and outcome.epochs:
+        _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
+    if outcome.stopped_by == "interrupt":
+        return code or EXIT_INTERRUPTED
     return code
 
 
+def _compute(file: Path, settings: Settings, fmt: str, out, quiet: bool, command: str,
+             time: str, prepare) -> _Outcome:
+    """Every selected epoch, with a transient progress bar on a terminal's stderr."""
+    outcome = _Outcome()
+    console = None if quiet else progress_console()
+    progress = EpochProgress(console)
+    with Analysis(file, settings, progress=progress.rows) as analysis:
+        prepare(analysis)
+        outcome.opened(analysis)
+        with progress.start(len(analysis.epochs)):
+            for result in analysis:
+                _take(outcome, result, fmt, out)
+                progress.epoch_done()
+        outcome.extra = _run_results(command, analysis, outcome.epochs, time)
+    return outcome
+
+
+def _take(outcome: _Outcome, result, fmt: str, out) -> None:
+    outcome.epochs.append(result.values)
+    outcome.warnings.extend(result.warnings)
+    for w in result.warnings:
+        warn(w)
+    if fmt == "jsonl":
+        render.write_stream(out, render.jsonl_line(result.values))
+
+
+def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, console: Console,
+            timeout: float | None, command: str, time: str, prepare) -> _Outcome:
+    """Epochs as a writer appends them; stops at close, timeout, a holding gate or Ctrl-C."""
+    from ..follow import Follower
+
+    outcome = _Outcome()
+
+    def opened(analysis: Analysis) -> None:
+        prepare(analysis)
+        outcome.opened(analysis)
+
+    follower = Follower(file, settings, timeout=timeout, on_open=opened)
+    try:
+        for result in follower:
+            _take(outcome, result, fmt, out)
+            if fmt == "table":
+                stream_line(console, command, flatten(result.values), outcome.classes)
+            held = [v for v in evaluate_gates(gates, [result.values], "last") if v.holds]
+            if held:
+                outcome.live_verdicts = held
+                outcome.stopped_by = "gate"
+                break
+        else:
+            outcome.stopped_by = follower.stop_reason
+            if follower.stop_reason == "timeout":
+                warn(f"stopped following {escape(file)} after --timeout {timeout:g} s")
+    except KeyboardInterrupt:
+        outcome.stopped_by = "interrupt"
+        err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
+    if command in WITH_DYNAMICS and outcome.epochs:
+        # The run-level fit over every epoch seen, from the file as it is now.
+        with Analysis(file, dataclasses.replace(settings, epochs=None, workers=1,
+                                                dask=None)) as analysis:
+            outcome.extra = _run_results(command, analysis, outcome.epochs, time)
+    return outcome
+
+
 def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[str, Any],
-          classes: int) -> None:
+          classes: int, xscale: str) -> None:
     from ..plots.central_path import plot_decompose, plot_snr
 
     if command == "decompose":
-        plot_decompose(plot, epochs, title=f"MSE decomposition: {file.name}")
+        plot_decompose(plot, epochs, title=f"MSE decomposition: {file.name}", xscale=xscale)
     elif command == "snr":
         plot_snr(plot, epochs, extra.get("dynamics"), classes,
-                 title=f"SNR dynamics: {file.name}")
+                 title=f"SNR dynamics: {file.name}", xscale=xscale)

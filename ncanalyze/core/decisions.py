@@ -88,7 +88,7 @@ class PredictionAccumulator:
             self._numpy_update32(np.asarray(features, dtype=np.float32), np.asarray(labels),
                                  norm_bounds)
             return
-        x = xp.astype(features, xp.float64)
+        x = xp.astype(features, xp.float64, copy=False)
         ncc = xp.argmax(self._ncc_scores64(x), axis=1)  # argmin distance = argmax of this score
         self._ncc_correct = self._ncc_correct + xp.sum(xp.astype(ncc == labels, xp.int64))
         if self.weight is not None:

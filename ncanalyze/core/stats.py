@@ -282,11 +282,11 @@ class StatsAccumulator:
         else:
             if cdt == f64 or features.dtype == f64:
                 # float64 centring; rounded to the compute dtype afterwards (once) if needed.
-                z = xp.astype(features, f64) - xp.take(self._ref, labels, axis=0)
+                z = xp.astype(features, f64, copy=False) - xp.take(self._ref, labels, axis=0)
                 if cdt != f64:
                     z = xp.astype(z, cdt)
             else:  # float16/float32 features, float32 products: centre in float32 (see above)
-                z = xp.astype(features, cdt) - xp.take(self._ref_c, labels, axis=0)
+                z = xp.astype(features, cdt, copy=False) - xp.take(self._ref_c, labels, axis=0)
             self._zsum = self._zsum + xp.astype(segment_sum(z, labels, self.num_classes), f64)
             z64sq = xp.astype(xp.sum(z * z, axis=1), f64)
             self._zsq = self._zsq + segment_sum(z64sq, labels, self.num_classes)

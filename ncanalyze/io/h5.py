@@ -12,6 +12,7 @@ import ctypes
 import functools
 import os
 import re
+import stat
 
 import h5py
 
@@ -44,19 +45,31 @@ def gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.3g} GiB"
 
 
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
 def open_file(path) -> h5py.File:
     """Open an HDF5 file read-only, in SWMR-read mode when possible.
 
     Raises
     ------
     InputError
-        Missing, unreadable, not HDF5, truncated, damaged, or held open by a non-SWMR writer.
+        Missing, not a regular file (a FIFO, a device), unreadable, not HDF5, truncated, damaged, or held open by a non-SWMR writer.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("no such file", file=path)
     if os.path.isdir(path):
         raise InputError("is a directory, not a run file", file=path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        # Opening a FIFO blocks until a writer appears; a device reads without end.
+        raise InputError(f"is not a regular file (it is {_file_kind(mode)})", file=path)
     if not os.access(path, os.R_OK):
         raise InputError("permission denied (cannot read the file)", file=path)
     try:

@@ -1,13 +1,15 @@
 """The standard Neural Collapse figure panel over epochs (in the style of Papyan et al. 2020).
 
-Eight panels: train accuracy, NC1 (log), equinorm of means and weights, equiangularity,
-max-equiangularity, self-duality (log), NCC mismatch, and the simplex-ETF / orthogonal-frame
-distances of the class means (log). ``compare`` overlays several runs: each run has one colour
-in every panel; within a panel, class means are solid and classifier weights dashed.
+Eight panels: accuracy (train, and test from a test split or the loop's ``test_acc``), NC1
+(log), equinorm of means and weights, equiangularity, max-equiangularity, self-duality (log),
+NCC mismatch, and the simplex-ETF / orthogonal-frame distances of the class means and of the
+classifier rows (linear: they stay within about 0.3–1.5). ``compare`` overlays several runs:
+each run has one colour in every panel; within a panel, class means are solid and classifier
+weights dashed. Epochs are on a log axis when they span two decades (``xscale="auto"``).
 
 The panel draws from results (:func:`series_from_epochs` of per-epoch values); it never opens
-a run. matplotlib is imported only when drawing, through its object-oriented API with the Agg canvas; the file is
-written atomically and its format follows the extension (.png, .svg, .pdf).
+a run. matplotlib is imported only when drawing, through its object-oriented API with the Agg
+canvas; the file is written atomically and its format follows the extension (.png, .svg, .pdf).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import UsageError
-from .central_path import plot_format
+from .central_path import epoch_axis, plot_format, resolve_xscale
 
 #: Colour-blind-safe palette (Okabe & Ito), one colour per run.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -54,13 +56,16 @@ PANELS: tuple[tuple[str, str, bool, tuple[tuple[str, str], ...]], ...] = (
     ("NC3: self-duality", r"$\|W^T/\|W\| - \bar M/\|\bar M\|\|^2$", True,
      (("self_duality", "weights"),)),
     ("NC4: NCC mismatch", "fraction of samples", False, (("ncc_mismatch", "means"),)),
-    ("Frame distance of means", "distance", True,
-     (("etf_distance_means", "ETF"), ("of_distance_means", "OF"))),
+    ("ETF / orthogonal-frame distance", "distance", False,
+     (("etf_distance_means", "ETF"), ("of_distance_means", "OF"),
+      ("etf_distance_weights", "ETF weights"), ("of_distance_weights", "OF weights"))),
 )
 
-_STYLES = {"means": "-", "train": "-", "ETF": "-", "weights": "--", "test": ":", "OF": ":"}
+_STYLES = {"means": "-", "train": "-", "ETF": "-", "weights": "--", "test": ":", "OF": ":",
+           "ETF weights": "--", "OF weights": "-."}
 _STYLE_NAMES = {"means": "class means (solid)", "weights": "classifier W (dashed)",
-                "train": "train", "test": "test", "ETF": "simplex ETF", "OF": "orthogonal frame"}
+                "train": "train", "test": "test", "ETF": "ETF, means", "OF": "OF, means",
+                "ETF weights": "ETF, W", "OF weights": "OF, W"}
 
 
 def series_from_epochs(epochs: Sequence[dict[str, Any]], label: str,
@@ -80,9 +85,13 @@ def series_from_epochs(epochs: Sequence[dict[str, Any]], label: str,
     rows = list(epochs)
     keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))}
     values = {k: np.array([_num(r.get(k)) for r in rows]) for k in keys if k != "epoch"}
-    # Test accuracy from the training loop's scalars, when the run recorded one.
-    for name in ("test_acc", "test_accuracy"):
-        col = [_num((r.get("scalars") or {}).get(name)) for r in rows]
+    # Test accuracy: measured on a test split when the run has one, else the training loop's
+    # own record of it.
+    candidates = [[_num(((r.get("splits") or {}).get(name) or {}).get("accuracy"))
+                   for r in rows] for name in ("test", "val", "valid", "validation")]
+    candidates += [[_num((r.get("scalars") or {}).get(name)) for r in rows]
+                   for name in ("test_acc", "test_accuracy")]
+    for col in candidates:
         if not np.all(np.isnan(col)):
             values["test_accuracy"] = np.array(col)
             break
@@ -91,15 +100,6 @@ def series_from_epochs(epochs: Sequence[dict[str, Any]], label: str,
 
 def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) and v is not None else float("nan")
-
-
-def _xscale(series: Sequence[RunSeries], xscale: str) -> str:
-    if xscale != "auto":
-        return xscale
-    ends = [s.epochs[s.epochs > 0] for s in series]
-    lo = min((e.min() for e in ends if e.size), default=1)
-    hi = max((e.max() for e in ends if e.size), default=1)
-    return "log" if hi / max(lo, 1) >= 100 else "linear"
 
 
 def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
@@ -121,14 +121,12 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
     """
     if not series:
         raise UsageError("nothing to plot")
-    if xscale not in ("auto", "linear", "log"):
-        raise UsageError(f"--xscale must be auto, linear or log, got {xscale!r}")
-    fmt = plot_format(path)
+    fmt = plot_format(path, "--output")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    scale = _xscale(series, xscale)
+    scale = resolve_xscale([s.epochs for s in series], xscale)
     fig = Figure(figsize=(13.5, 6.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 4, sharex=True)
@@ -171,13 +169,9 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
         if not drawn:
             ax.text(0.5, 0.5, "not in the file(s)", ha="center", va="center",
                     transform=ax.transAxes, color="0.5", fontsize=9)
-    for ax in axes[1]:
-        ax.set_xlabel("epoch" if scale == "linear" else "epoch (log scale)", fontsize=9)
-    if scale == "log":
-        right = max(float(s.epochs.max()) for s in series)
-        for ax in axes.flat:
-            ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
-        axes.flat[0].set_xlim(0, right * 1.3)
+    right = max(float(s.epochs.max()) for s in series)
+    for i, ax in enumerate(axes.flat):
+        epoch_axis(ax, scale, right, label=i >= 4)
     handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], lw=2.2,
                       label=s.label + (f" ({s.loss})" if s.loss and s.loss not in s.label else ""))
                for i, s in enumerate(series)]

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ...errors import escape
+from ..boundary import warn
 from ..options import OutFile, OverwriteOpt
 
 EPILOG = ("Example: ncanalyze convert dumps/ run.h5 --weight-decay 5e-4 --loss mse  "
@@ -25,13 +27,18 @@ def convert(folder: Annotated[Path, typer.Argument(
             loss: Annotated[Optional[str], typer.Option(
                 "--loss", help="Stored as the run's loss attribute (mse, ce, …).")] = None,
             overwrite: OverwriteOpt = False) -> int:
-    """Convert a folder of per-epoch .npz/.pt dumps into one run file."""
+    """Convert a folder of per-epoch .npz/.pt dumps into one run file; numeric scalars
+    (train_loss, lr, …) go to /scalars, other entries are listed as ignored."""
     from ...convert import convert as run_convert
 
     info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
                        loss=loss, overwrite=overwrite)
     eps = info["epochs"]
-    typer.echo(f"wrote {out}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
+    typer.echo(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
                f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
-               f"bias: {'yes' if info['bias'] else 'no'}")
+               f"bias: {'yes' if info['bias'] else 'no'}, scalars: "
+               f"{', '.join(info['scalars']) or 'none'}")
+    if info["ignored"]:
+        warn("ignored (not features, labels, weight, bias or a numeric scalar): " + ", ".join(
+            f"{name} ({what})" for name, what in sorted(info["ignored"].items())))
     return 0

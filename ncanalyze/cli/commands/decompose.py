@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
-                       FailIfOpt, FormatOpt, GateOpt, OutputOpt, PlotOpt, RunFile,
-                       WeightDecayOpt, WorkersOpt)
+                       FailIfOpt, FollowOpt, FormatOpt, GateOpt, KeysOpt, OutputOpt, PlotOpt,
+                       RunFile, ShowAllOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt, XscaleOpt)
 from ..runner import run_command
 
 EPILOG = ("Example: ncanalyze decompose run.h5 --weight-decay 5e-4 --plot loss.png "
@@ -15,8 +15,10 @@ def decompose(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "au
               dtype: DtypeOpt = "float64", fmt: FormatOpt = "table",
               output_path: OutputOpt = None, fail_if: FailIfOpt = None, gate: GateOpt = "last",
               weight_decay: WeightDecayOpt = None, plot: PlotOpt = None,
-              chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-              workers: WorkersOpt = None, dask: DaskOpt = None) -> int:
+              xscale: XscaleOpt = "auto", chunk_rows: ChunkRowsOpt = None,
+              allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+              dask: DaskOpt = None, keys: KeysOpt = None, show_all: ShowAllOpt = False,
+              follow: FollowOpt = False, timeout: TimeoutOpt = None) -> int:
     """MSE loss = L_NC1 + L_NC2/3 + L⊥_LS per epoch (Han et al. Thm. 1–2,
     docs/CENTRAL_PATH.md)."""
     return run_command("decompose", **locals())

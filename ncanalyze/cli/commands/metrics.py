@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRowsOpt, DaskOpt,
-                       DtypeOpt, EpochsOpt, FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt,
-                       LayersOpt, OutputOpt, RunFile, SplitsOpt, WorkersOpt)
+                       DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
+                       GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RunFile, ShowAllOpt,
+                       SplitsOpt, TimeoutOpt, WorkersOpt)
 from ..runner import run_command
 
 EPILOG = "Example: ncanalyze metrics run.h5 --epochs 10:200 --format json --fail-if 'nc1>0.05'"
@@ -16,7 +17,9 @@ def metrics(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto
             layers: LayersOpt = False, global_mean: GlobalMeanOpt = "samples",
             center_weights: CenterWeightsOpt = False, chunk_rows: ChunkRowsOpt = None,
             allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
-            dask: DaskOpt = None) -> int:
+            dask: DaskOpt = None,
+            keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
+            timeout: TimeoutOpt = None) -> int:
     """NC1–NC4, equinorm/equiangle, ETF and orthogonal-frame distances per epoch
     (docs/METRICS.md)."""
     return run_command("metrics", **locals())

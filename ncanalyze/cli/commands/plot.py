@@ -9,9 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from ...analysis import Analysis, Settings
-from ...errors import UsageError
+from ...atomic import check_outputs
+from ...errors import UsageError, escape
 from ..boundary import err_console, flags
-from ..options import AllowExternalOpt, BackendOpt, EpochsOpt, GlobalMeanOpt, RunFile
+from ..options import (AllowExternalOpt, BackendOpt, EpochsOpt, GlobalMeanOpt, RunFile,
+                       XscaleOpt)
 
 EPILOG = ("Example: ncanalyze plot examples/digits_mlp.h5 -o nc.png  ·  "
           "ncanalyze plot mse.h5 --compare ce.h5 --label MSE --label CE -o mse_vs_ce.pdf")
@@ -38,27 +40,27 @@ def plot(file: RunFile,
              "--label", help="Legend label per run, in order (repeatable; default: file "
                              "names).")] = None,
          title: Annotated[Optional[str], typer.Option("--title", help="Figure title.")] = None,
-         xscale: Annotated[str, typer.Option(
-             "--xscale", help="Epoch axis: auto (log when epochs span ≥ 2 decades), linear, "
-                              "log.")] = "auto",
+         xscale: XscaleOpt = "auto",
          epochs: EpochsOpt = None, backend: BackendOpt = "auto",
          global_mean: GlobalMeanOpt = "samples",
          allow_external: AllowExternalOpt = False) -> int:
     """Draw the standard NC panel over epochs (Papyan et al. style): accuracy, NC1, equinorm,
     equiangularity, maximal angle, self-duality, NCC mismatch, ETF/OF distances."""
-    from ...plots.central_path import plot_format
+    from ...plots.central_path import check_xscale, plot_format
     from ...plots.panel import draw_panel
 
     paths = [file, *(compare or [])]
     labels = list(label or [])
     if labels and len(labels) != len(paths):
         raise UsageError(f"--label given {len(labels)} times for {len(paths)} runs")
-    plot_format(output_path)  # fail on a bad extension before any computation
+    plot_format(output_path, "--output")  # fail on bad usage before any computation
+    check_xscale(xscale)
+    check_outputs({"--output": output_path}, paths)
     settings = Settings(quantities=("metrics",), epochs=epochs, backend=backend,
                         global_mean=global_mean, allow_external=allow_external)
     series = [read_series(p, settings, labels[i] if labels else None)
               for i, p in enumerate(paths)]
     draw_panel(series, output_path, title=title, xscale=xscale)
     if not flags().quiet:
-        err_console.print(f"ncanalyze: wrote {output_path}", markup=False)
+        err_console.print(f"ncanalyze: wrote {escape(output_path)}", markup=False)
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRowsOpt, DaskOpt,
-                       DtypeOpt, EpochsOpt, FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt,
-                       LayersOpt, OutputOpt, RidgeOpt, RunFile, SplitsOpt, TimeOpt, WeightDecayOpt,
-                       WorkersOpt)
+                       DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
+                       GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RidgeOpt, RunFile, ShowAllOpt,
+                       SplitsOpt, TimeOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt)
 from ..runner import run_command
 
 EPILOG = ("Example: ncanalyze report run.h5 --format markdown --fail-if 'nc1>0.05' "
@@ -19,7 +19,9 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            center_weights: CenterWeightsOpt = False, weight_decay: WeightDecayOpt = None,
            ridge: RidgeOpt = None, time: TimeOpt = "auto", chunk_rows: ChunkRowsOpt = None,
            allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
-           dask: DaskOpt = None) -> int:
+           dask: DaskOpt = None,
+           keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
+           timeout: TimeoutOpt = None) -> int:
     """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
     reports (docs/METRICS.md, docs/CENTRAL_PATH.md)."""
     return run_command("report", **locals())

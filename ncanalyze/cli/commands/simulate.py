@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...errors import UsageError
+from ...errors import escape
 from ..options import OutFile, OverwriteOpt
 
 EPILOG = (
@@ -53,10 +53,8 @@ def simulate(out: OutFile,
 
     out, overwrite = options.pop("out"), options.pop("overwrite")
     cfg = UFMConfig(**options)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it")
     result = run_simulation(out, cfg, overwrite=overwrite)
-    typer.echo(f"wrote {out}: {len(result['steps'])} steps of {epochs}, final objective "
+    typer.echo(f"wrote {escape(out)}: {len(result['steps'])} steps of {epochs}, final objective "
                f"{result['objective']:.6g}")
     typer.echo(f"theory predicts: {result['prediction']}")
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, DtypeOpt, EpochsOpt,
-                       FailIfOpt, FormatOpt, GateOpt, GlobalMeanOpt, OutputOpt, PlotOpt, RidgeOpt,
-                       RunFile, TimeOpt, WorkersOpt)
+                       FailIfOpt, FollowOpt, FormatOpt, GateOpt, GlobalMeanOpt, KeysOpt,
+                       OutputOpt, PlotOpt, RidgeOpt, RunFile, ShowAllOpt, TimeOpt, TimeoutOpt,
+                       WorkersOpt, XscaleOpt)
 from ..runner import run_command
 
 EPILOG = "Example: ncanalyze snr run.h5 --plot snr.png --format json --time lr"
@@ -14,8 +15,10 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
         dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
         fail_if: FailIfOpt = None, gate: GateOpt = "last", ridge: RidgeOpt = None,
         global_mean: GlobalMeanOpt = "samples", time: TimeOpt = "auto", plot: PlotOpt = None,
-        chunk_rows: ChunkRowsOpt = None, allow_external: AllowExternalOpt = False,
-        workers: WorkersOpt = None, dask: DaskOpt = None) -> int:
+        xscale: XscaleOpt = "auto", chunk_rows: ChunkRowsOpt = None,
+        allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+        dask: DaskOpt = None, keys: KeysOpt = None, show_all: ShowAllOpt = False,
+        follow: FollowOpt = False, timeout: TimeoutOpt = None) -> int:
     """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
     epochs (Han et al. §3.2–3.3, docs/CENTRAL_PATH.md)."""
     return run_command("snr", **locals())
