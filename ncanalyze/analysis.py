@@ -625,8 +625,8 @@ def snr_dynamics(analysis: "Analysis", epochs: list[dict[str, Any]], time: str =
         return fit_dynamics(numbers, values, num_classes, time="epoch")
     # Every recorded epoch between the first and last one used enters the trapezoid.
     known = {int(e["epoch"]): e.get("scalars") or {} for e in epochs}
-    span = sorted(set(numbers) | {int(e) for e in run.info.epochs
-                                  if numbers[0] <= int(e) <= numbers[-1]})
+    lo, hi = min(numbers), max(numbers)
+    span = sorted(set(numbers) | {int(e) for e in run.info.epochs if lo <= int(e) <= hi})
     series = [known[e] if e in known else run.scalars(e) for e in span]
 
     def column(name: str) -> list[float]:
