@@ -17,6 +17,10 @@ Backend names (docs/PERFORMANCE.md says what each costs):
 usable, else PyTorch on CUDA, else NumPy. ``array_api_strict`` and
 ``array_api_strict:<device>`` are test backends. An unknown name is a usage error (exit 2); a
 known backend that cannot run here is a :class:`~ncanalyze.errors.BackendError` (exit 4).
+
+One module above ~350 lines on purpose: it is the only code that knows array libraries by
+name (the import contract lets nothing else import CuPy or PyTorch), and each of its four
+parts — names, uploads, host transfers, library-specific linear algebra — is short.
 """
 
 from __future__ import annotations

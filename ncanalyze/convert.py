@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import WriterLock, atomic_path, check_outputs, check_overwrite, resolve_output
+from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
+from .lock import WriterLock
 from .errors import InputError, UsageError
 
 SUFFIXES = (".npz", ".pt", ".pth")
@@ -265,6 +266,13 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     OutputError
         Another writer holds ``out``, or it cannot be written.
     """
+    from .io.schema import check_weight_decay
+
+    if weight_decay is not None:  # the reader's rule; an option, so a usage error
+        try:
+            weight_decay = check_weight_decay(weight_decay)
+        except ValueError as exc:
+            raise UsageError(f"--weight-decay: {exc}") from None
     out = os.fspath(out)
     resolve_output(out, regular=True)
     with WriterLock(out):

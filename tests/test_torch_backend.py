@@ -249,3 +249,20 @@ def test_two_host_transfers_per_epoch_whatever_the_chunking(tmp_path, monkeypatc
             assert len(list(a)) == 2
         per_chunking[rows] = list(calls)
     assert per_chunking[None] == per_chunking[50] == ["numpy"] * 4
+
+
+def test_cholesky_failure_is_none_on_every_library(xp):
+    """NumPy raises, PyTorch raises a RuntimeError subclass, CuPy returns NaN: the backend's
+    cholesky turns the first two into None; checked_cholesky names every case singular."""
+    from ncanalyze.backend import cholesky
+    from ncanalyze.core.linalg import checked_cholesky
+
+    indefinite = xp.asarray(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    lower, reason = checked_cholesky(indefinite)
+    assert lower is None and "not positive definite" in reason
+    if not xp.name.startswith("cupy"):
+        assert cholesky(indefinite) is None
+    spd = xp.asarray(np.array([[4.0, 2.0], [2.0, 3.0]]))
+    lower, reason = checked_cholesky(spd)
+    assert reason is None and xp.owns(lower)
+    np.testing.assert_allclose(xp.to_numpy(lower), np.linalg.cholesky([[4.0, 2.0], [2.0, 3.0]]))

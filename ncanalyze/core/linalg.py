@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from .. import backend
-from ..backend import solve_lower, to_numpy
+from ..backend import cholesky, solve_lower, to_numpy
 
 #: A symmetric matrix is treated as singular when its smallest squared Cholesky pivot is below
 #: this fraction of the largest: beyond a condition number of ~1e6/ε, float64 results along the
@@ -43,7 +42,7 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
         Why ``a`` counts as singular (``None`` when ``lower`` is returned).
     """
     xp = array_namespace(a)
-    lower = backend.cholesky(a)  # each library signals failure its own way
+    lower = cholesky(a)  # each library signals failure its own way
     if lower is None:
         return None, "the Cholesky factorisation failed (not positive definite)"
     pivots = np.asarray(to_numpy(xp.linalg.diagonal(lower)), dtype=np.float64)

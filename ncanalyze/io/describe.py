@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from .h5 import H5_ERRORS, open_file
-from .trust import filters
+from .trust import filters, link_info
 
 
 def describe_layout(path) -> dict:
@@ -35,12 +35,16 @@ def _describe(f: h5py.File, path: str) -> dict:
     names: list[str] = []
     f.visit_links(lambda name: names.append(name))
     for name in names:
-        link = f.get(name, getlink=True)
+        # The link's own record only: its target is never opened.
+        kind, value = link_info(f, "/" + name) or (None, None)
         entry = {"path": "/" + name}
-        if isinstance(link, h5py.ExternalLink):
-            entry.update(kind="external link", target=f"{link.filename}:{link.path}")
-        elif isinstance(link, h5py.SoftLink):
-            entry.update(kind="soft link", target=link.path)
+        if kind == h5py.h5l.TYPE_EXTERNAL:
+            filename, target = (v.decode(errors="replace") for v in value)
+            entry.update(kind="external link", target=f"{filename}:{target}")
+        elif kind == h5py.h5l.TYPE_SOFT:
+            entry.update(kind="soft link", target=value.decode(errors="replace"))
+        elif kind != h5py.h5l.TYPE_HARD:
+            entry.update(kind="user-defined link")
         else:
             try:
                 entry.update(_describe_object(f.get(name)))

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import os
 import re
+import stat
 
 import h5py
 
@@ -21,8 +22,9 @@ from ..errors import InputError
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 #: Largest P accepted: Σ_W is P×P float64 (4 GiB at this limit).
 MAX_FEATURES = 23_000
-#: Largest C accepted (C×C and C×P matrices are built).
-MAX_CLASSES = 100_000
+#: Largest C accepted (memory is O(C·P): bounded by MAX_CLASSES_X_FEATURES and the analysis'
+#: memory plan; this bounds the per-class vectors of length C).
+MAX_CLASSES = 2**21
 #: Largest C·P accepted: W and the class means are C×P float64 (2 GiB each at this limit).
 MAX_CLASSES_X_FEATURES = 2**28
 #: Largest N accepted: the labels are held in memory as int64 (1 GiB at this limit).
@@ -44,19 +46,31 @@ def gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.3g} GiB"
 
 
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
 def open_file(path) -> h5py.File:
     """Open an HDF5 file read-only, in SWMR-read mode when possible.
 
     Raises
     ------
     InputError
-        Missing, unreadable, not HDF5, truncated, damaged, or held open by a non-SWMR writer.
+        Missing, not a regular file (a FIFO, a device), unreadable, not HDF5, truncated, damaged, or held open by a non-SWMR writer.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("no such file", file=path)
     if os.path.isdir(path):
         raise InputError("is a directory, not a run file", file=path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        # Opening a FIFO blocks until a writer appears; a device reads without end.
+        raise InputError(f"is not a regular file (it is {_file_kind(mode)})", file=path)
     if not os.access(path, os.R_OK):
         raise InputError("permission denied (cannot read the file)", file=path)
     try:

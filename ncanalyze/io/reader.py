@@ -93,6 +93,8 @@ class Run:
             data = self._datasets[path][sel]
         except H5_ERRORS as exc:
             raise self._error(f"cannot be read: {exc}", path, epoch) from exc
+        if isinstance(data, np.ndarray) and not data.dtype.isnative:
+            data = data.astype(data.dtype.newbyteorder("="))  # big-endian file
         return data
 
     def _finite(self, arr: np.ndarray, path: str, epoch: int, what: str) -> np.ndarray:

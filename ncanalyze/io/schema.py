@@ -18,12 +18,73 @@ import numpy as np
 from ..errors import InputError
 from .h5 import (H5_ERRORS, MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
                  MAX_SAMPLES, gib)
-from .trust import external_problem, filter_problem, link_problem, open_beside_file
+from .trust import Refused, Resolved, check_dataset, resolve
 
 FORMAT_VERSION = 1
 #: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
 EPOCH_FILL = np.iinfo(np.int64).min
-_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    """float16/32/64 in either byte order (big-endian files are valid HDF5)."""
+    return dtype.kind == "f" and dtype.itemsize in (2, 4, 8)
+
+
+# ---------------------------------------------------------------- rules shared with the writer
+# Each rule raises ValueError with the problem; the reader reports it as InputError (naming
+# the file and dataset), RunWriter as UsageError before anything is written.
+
+def check_num_classes(num_classes: int) -> int:
+    """C: an integer with 2 ≤ C ≤ MAX_CLASSES."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes = {num_classes}: at least 2 classes are needed")
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f"num_classes = {num_classes} is above the limit {MAX_CLASSES}")
+    return num_classes
+
+
+def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
+    """Labels lie in ``0..C-1`` (C below the limit when not declared)."""
+    lo, hi = labels.min(), labels.max()
+    if lo < 0:
+        raise ValueError(f"has negative labels ({int(np.sum(labels < 0))} of them, min {lo})")
+    if num_classes is not None and hi >= num_classes:
+        bad = int(np.sum(labels >= num_classes))
+        raise ValueError(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
+                         f"lie in 0..{num_classes - 1}")
+    if hi >= MAX_CLASSES:
+        raise ValueError(f"has label {hi}: C would be above the limit {MAX_CLASSES}")
+
+
+def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
+    """Every class ``0..C-1`` has a sample: the rule of ``--require-all-classes`` (applied by
+    :func:`ncanalyze.analysis.absent_classes`; files with absent classes are valid)."""
+    counts = np.bincount(labels, minlength=num_classes)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
+        raise ValueError(f"class(es) {shown} have no samples (C = {num_classes})")
+
+
+def check_weight_decay(value) -> float:
+    """λ: a finite number ≥ 0 (a boolean is not a number here)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"weight_decay={value!r} must be a number, not a boolean")
+    try:
+        wd = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"weight_decay={value!r} is not a number") from None
+    if not math.isfinite(wd) or wd < 0:
+        raise ValueError(f"weight_decay={wd!r} must be finite and ≥ 0")
+    return wd
+
+
+def check_member_name(kind: str, name) -> str:
+    """A layer, split or scalar name: one HDF5 link name (no "/", not empty, not ".")."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
+        raise ValueError(f"{kind} name {name!r} must be a non-empty name without '/' "
+                         "(it becomes one HDF5 member)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -156,60 +217,55 @@ class _Validator:
             raise self._error(f"attribute {name}={value!r} is not an integer", "/")
         return int(number)
 
-    def _get(self, name: str, *, required: bool) -> h5py.Dataset | None:
-        f = self._file
-        if not self.allow_external:
-            try:
-                problem = link_problem(self._file, name)
-            except H5_ERRORS as exc:
-                raise self._error(f"cannot be opened: {exc}", name) from exc
-            if problem:
-                raise self._error(f"{problem}; refused (pass --allow-external to follow it)",
-                                  name)
+    def _refused(self, exc: Refused, name: str) -> InputError:
+        advice = "; refused (pass --allow-external to follow it)" if exc.external else ""
+        error = self._error(f"{exc}{advice}", name)
+        error.refused = True  # never skipped, even where an unusable member is
+        return error
+
+    def _resolve(self, name: str) -> Resolved | None:
         try:
-            obj = f.get(name)
+            return resolve(self._file, name, allow_external=self.allow_external)
+        except Refused as exc:
+            raise self._refused(exc, name) from None
         except H5_ERRORS as exc:
             raise self._error(f"cannot be opened: {exc}", name) from exc
-        if obj is None:
+
+    def _get(self, name: str, *, required: bool) -> h5py.Dataset | None:
+        """The checked dataset ``name`` (see :func:`~ncanalyze.io.trust.check_dataset`)."""
+        where = self._resolve(name)
+        if where is None:
             if required:
                 raise self._error("required dataset is missing", name)
             return None
-        if not isinstance(obj, h5py.Dataset):
-            raise self._error(f"is a {type(obj).__name__.lower()}, expected a dataset", name)
-        if self.allow_external:
-            obj = None  # HDF5 refuses a second open of a dataset under another access list
-            try:
-                obj = open_beside_file(f, name)
-            except H5_ERRORS as exc:
-                raise self._error(f"cannot be opened: {exc}", name) from exc
-        self.datasets[name] = obj
         try:
-            if not self.allow_external:
-                problem = external_problem(obj)
-                if problem:
-                    raise self._error(f"{problem}; refused (pass --allow-external to read it)",
-                                      name)
-            problem = filter_problem(obj)
+            obj = check_dataset(self._file, where, allow_external=self.allow_external)
+        except Refused as exc:
+            raise self._refused(exc, name) from None
+        except TypeError as exc:
+            raise self._error(str(exc), name) from None
         except H5_ERRORS as exc:
-            raise self._error(f"cannot be inspected: {exc}", name) from exc
-        if problem:
-            raise self._error(problem, name)
+            raise self._error(f"cannot be opened: {exc}", name) from exc
+        self.datasets[name] = obj
+        return obj
+
+    def _group(self, name: str, *, what: str = "must be a group") -> h5py.Group | None:
+        """The group ``name`` (resolved like a dataset path), or None when absent."""
+        where = self._resolve(name)
+        if where is None:
+            return None
+        try:
+            obj = self._file.get(where.path)
+        except H5_ERRORS as exc:
+            raise self._error(f"cannot be opened: {exc}", name) from exc
+        if not isinstance(obj, h5py.Group):
+            raise self._error(what, name)
         return obj
 
     def _group_members(self, name: str) -> list[str]:
-        """Names in group ``name`` (checked like a dataset path); [] when absent."""
-        f = self._file
-        if not self.allow_external:
-            problem = link_problem(self._file, name)
-            if problem:
-                raise self._error(f"{problem}; refused (pass --allow-external to follow it)",
-                                  name)
-        obj = f.get(name)
-        if obj is None:
-            return []
-        if not isinstance(obj, h5py.Group):
-            raise self._error("must be a group", name)
-        return sorted(obj.keys())
+        """Names in group ``name``; [] when absent."""
+        group = self._group(name)
+        return [] if group is None else sorted(group.keys())
 
     def _read_all(self, ds: h5py.Dataset, name: str) -> np.ndarray:
         try:
@@ -231,22 +287,16 @@ class _Validator:
             raise self._error(f"declares N = {n} samples; the labels alone would need "
                               f"{gib(8 * n)} in memory (limit N ≤ {MAX_SAMPLES})", name)
         raw = self._read_all(ds, name)
-        lo, hi = raw.min(), raw.max()
-        if lo < 0:
-            raise self._error(f"has negative labels ({int(np.sum(raw < 0))} of them, min {lo})",
-                              name)
-        if num_classes is not None and hi >= num_classes:
-            bad = int(np.sum(raw >= num_classes))
-            raise self._error(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
-                              f"lie in 0..{num_classes - 1}", name)
-        if hi >= MAX_CLASSES:
-            raise self._error(f"has label {hi}: C would be above the limit {MAX_CLASSES}", name)
+        try:
+            check_labels(raw, num_classes)
+        except ValueError as exc:
+            raise self._error(str(exc), name) from None
         return raw.astype(np.int64, copy=False)
 
     def _check_features(self, ds, name, num_samples, num_epochs, num_features=None):
         if ds.ndim != 3:
             raise self._error(f"must be 3-D (E, N, P), has shape {ds.shape}", name)
-        if ds.dtype not in _FLOATS:
+        if not _is_float(ds.dtype):
             raise self._error(f"must hold float16/32/64, has dtype {ds.dtype}", name)
         e, n, p = ds.shape
         if n != num_samples:
@@ -280,9 +330,17 @@ class _Validator:
             raise self._error("has epoch numbers beyond the int64 range", "/epoch")
         epochs = raw.astype(np.int64)
         # A slot still holding the fill value was being written when its writer stopped.
+        # Only the last slot(s) can be incomplete: the writer fills one slot at a time.
         incomplete = np.flatnonzero(epochs == EPOCH_FILL)
         if incomplete.size:
-            epochs = epochs[: incomplete[0]]
+            first = int(incomplete[0])
+            later = np.flatnonzero(epochs[first:] != EPOCH_FILL)
+            if later.size:
+                j = first + int(later[0])
+                raise self._error(f"slot {first} holds the fill value {EPOCH_FILL} (an epoch "
+                                  f"not yet written) but slot {j} after it holds epoch "
+                                  f"{epochs[j]}", "/epoch")
+            epochs = epochs[:first]
         if epochs.size == 0:
             raise self._error("no complete epoch yet (/epoch is empty)", "/epoch")
         if epochs.size > 1 and np.any(np.diff(epochs) <= 0):
@@ -298,10 +356,11 @@ class _Validator:
             raise self._error(f"unknown ncanalyze_format {version} (this version reads "
                               f"format {FORMAT_VERSION}; upgrade ncanalyze?)", "/")
         declared = self._int_attr("num_classes")
-        if declared is not None and declared < 2:
-            raise self._error(f"num_classes = {declared}: at least 2 classes are needed", "/")
-        if declared is not None and declared > MAX_CLASSES:
-            raise self._error(f"num_classes = {declared} is above the limit {MAX_CLASSES}", "/")
+        if declared is not None:
+            try:
+                check_num_classes(declared)
+            except ValueError as exc:
+                raise self._error(str(exc), "/") from None
 
         labels = self._read_labels("/labels", declared)
         num_samples = labels.shape[0]
@@ -309,14 +368,11 @@ class _Validator:
         if num_classes < 2:
             raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
                               "are 0)", "/labels")
-        counts = np.bincount(labels, minlength=num_classes)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
-            raise self._error(f"class(es) {shown} have no samples (C = {num_classes})", "/labels")
+        # Classes without samples are valid (vocabulary-sized C); the analysis applies the
+        # rule (ncanalyze.analysis.absent_classes, --require-all-classes).
         self.labels["/labels"] = labels
 
-        has_features = self._file.get("/features", getlink=True) is not None
+        has_features = self._resolve("/features") is not None
         epochs = self._read_epochs(has_features)
         num_epochs = epochs.size
 
@@ -337,7 +393,7 @@ class _Validator:
             if weight.shape[2] != num_features:
                 raise self._error(f"has P = {weight.shape[2]} but /features has P = "
                                   f"{num_features}", "/weight")
-            if weight.dtype not in _FLOATS:
+            if not _is_float(weight.dtype):
                 raise self._error(f"must hold float16/32/64, has dtype {weight.dtype}", "/weight")
         bias = self._get("/bias", required=False)
         if bias is not None:
@@ -346,17 +402,19 @@ class _Validator:
             if bias.ndim != 2 or bias.shape[0] < num_epochs or bias.shape[1] != num_classes:
                 raise self._error(f"must be (E, C) = (≥{num_epochs}, {num_classes}), "
                                   f"has {bias.shape}", "/bias")
-            if bias.dtype not in _FLOATS:
+            if not _is_float(bias.dtype):
                 raise self._error(f"must hold float16/32/64, has dtype {bias.dtype}", "/bias")
 
         scalars = []
         for name in self._group_members("/scalars"):
             try:
                 ds = self._get(f"/scalars/{name}", required=True)
-            except InputError:
+            except InputError as exc:
+                if getattr(exc, "refused", False):
+                    raise
                 continue  # an unusable scalar is skipped, not fatal (it is informational)
-            if ds.ndim == 1 and ds.shape[0] >= num_epochs and (
-                    np.issubdtype(ds.dtype, np.number) or ds.dtype == bool):
+            # Real numbers only: a complex scalar has no float value (it is skipped).
+            if ds.ndim == 1 and ds.shape[0] >= num_epochs and ds.dtype.kind in "biuf":
                 scalars.append(name)
 
         layers = {}
@@ -368,7 +426,8 @@ class _Validator:
         splits = {}
         for name in self._group_members("/splits"):
             lpath, fpath = f"/splits/{name}/labels", f"/splits/{name}/features"
-            if not isinstance(self._file.get(f"/splits/{name}"), h5py.Group):
+            if self._group(f"/splits/{name}",
+                           what="must be a group holding labels and features") is None:
                 raise self._error("must be a group holding labels and features",
                                   f"/splits/{name}")
             slabels = self._read_labels(lpath, num_classes)
@@ -380,11 +439,9 @@ class _Validator:
         wd = self._attr("weight_decay")
         if wd is not None:
             try:
-                wd = float(wd)
-            except (TypeError, ValueError):
-                raise self._error(f"attribute weight_decay={wd!r} is not a number", "/") from None
-            if not math.isfinite(wd) or wd < 0:
-                raise self._error(f"attribute weight_decay={wd!r} must be finite and ≥ 0", "/")
+                wd = check_weight_decay(wd)
+            except ValueError as exc:
+                raise self._error(f"attribute {exc}", "/") from None
         loss = self._attr("loss")
         steps_per_epoch = self._int_attr("steps_per_epoch")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -395,7 +452,7 @@ class _Validator:
             num_samples=num_samples,
             num_features=num_features,
             epochs=epochs,
-            features_dtype=feats.dtype,
+            features_dtype=feats.dtype.newbyteorder("="),
             has_weight=weight is not None,
             has_bias=bias is not None,
             weight_decay=wd,

@@ -19,7 +19,7 @@ Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has th
   epoch only when ``/epoch`` holds its number; ``/epoch`` is filled with a sentinel so that
   a slot whose extent reached the disk before its value is recognised as incomplete.
 
-**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.atomic.WriterLock`,
+**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.lock.WriterLock`,
 ``flock`` on ``.NAME.lock`` beside the file) from its constructor to :meth:`RunWriter.close`;
 a second writer of the same file fails at construction. A writer whose file was replaced or
 removed by someone else (a rename onto it) notices at its next ``add_epoch`` (the file's
@@ -39,11 +39,21 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import WriterLock, check_overwrite, file_mode, resolve_output
+from ..atomic import check_overwrite, file_mode, output_errors, resolve_output
+from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
-from .schema import EPOCH_FILL, FORMAT_VERSION
+from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
+                     check_member_name, check_num_classes, check_weight_decay)
+
+
+def _check(rule, *args, what: str = ""):
+    """Apply a rule of the reader (io/schema.py); its problem becomes a UsageError."""
+    try:
+        return rule(*args)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
 
 
 def _publish(tmp: str, path: str) -> tuple[int, int]:
@@ -112,21 +122,23 @@ class RunWriter:
                 labels = labels.astype(np.int64)
             else:
                 raise UsageError(f"labels must be integers, got dtype {labels.dtype}")
-        if labels.min() < 0:
-            raise UsageError("labels must be non-negative")
+        # The reader's rules (io/schema.py), checked before anything is written.
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
-        if labels.max() >= self.num_classes:
-            raise UsageError(f"label {labels.max()} ≥ num_classes = {self.num_classes}")
+        _check(check_num_classes, self.num_classes)
+        _check(check_labels, labels, self.num_classes, what="labels")
         self.labels = labels.astype(np.int64, copy=False)
         self.splits = {}
         for name, split_labels in (splits or {}).items():
+            _check(check_member_name, "split", name)
             split_labels = to_numpy(split_labels)
             if (split_labels.ndim != 1 or split_labels.size == 0
-                    or not np.issubdtype(split_labels.dtype, np.integer)
-                    or split_labels.min() < 0 or split_labels.max() >= self.num_classes):
+                    or not np.issubdtype(split_labels.dtype, np.integer)):
                 raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
                                  f"in 0..{self.num_classes - 1}")
+            _check(check_labels, split_labels, self.num_classes, what=f"split {name!r} labels")
             self.splits[name] = split_labels.astype(np.int64, copy=False)
+        if weight_decay is not None:
+            weight_decay = _check(check_weight_decay, weight_decay)
         self.compression = compression
         # Symlinks are followed: the file written (and locked) is the link's target.
         self._target, _ = resolve_output(self.path, regular=True)
@@ -144,18 +156,20 @@ class RunWriter:
         if loss is not None:
             self._attrs["loss"] = str(loss)
         if weight_decay is not None:
-            self._attrs["weight_decay"] = float(weight_decay)
+            self._attrs["weight_decay"] = weight_decay
         self._file: h5py.File | None = None
         self._closed = False
         self._count = 0
         self._layout: dict[str, tuple] | None = None
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
-        tmp = self._temp_name()
+        with output_errors(self.path):
+            tmp = self._temp_name()
         try:
-            with h5py.File(tmp, "w", libver="latest") as f:
+            with output_errors(self.path), h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            self._identity = _publish(tmp, self._target)
+            with output_errors(self.path):
+                self._identity = _publish(tmp, self._target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -247,12 +261,13 @@ class RunWriter:
         if bias is not None:
             arrays["bias"] = to_numpy(bias)
         for name, arr in (layers or {}).items():
-            arrays[f"layers/{name}"] = to_numpy(arr)
+            arrays[f"layers/{_check(check_member_name, 'layer', name)}"] = to_numpy(arr)
         for name, arr in (splits or {}).items():
             if name not in self.splits:
                 raise UsageError(f"split {name!r} was not declared in RunWriter(splits=...)")
             arrays[f"splits/{name}/features"] = to_numpy(arr)
-        scalar_values = {k: float(to_numpy(v)) for k, v in scalars.items()}
+        scalar_values = {_check(check_member_name, "scalar", k): float(to_numpy(v))
+                         for k, v in scalars.items()}
         self._check(arrays)
         if self._closed:
             raise UsageError("add_epoch on a closed RunWriter")
@@ -261,16 +276,18 @@ class RunWriter:
         if first:
             self._check_first(arrays)
             try:
-                self._start(arrays, scalar_values)
-                self._append(epoch, arrays, scalar_values)
-                # The run appears at its path only with one complete epoch in SWMR mode.
-                self._check_still_ours()
-                self._identity = _publish(self._tmp, self._target)
+                with output_errors(self.path):  # errors name the run's path, not the temporary
+                    self._start(arrays, scalar_values)
+                    self._append(epoch, arrays, scalar_values)
+                    # The run appears at its path only with one complete epoch in SWMR mode.
+                    self._check_still_ours()
+                    self._identity = _publish(self._tmp, self._target)
             except BaseException:
                 self._abandon()
                 raise
         else:
-            self._append(epoch, arrays, scalar_values)
+            with output_errors(self.path):
+                self._append(epoch, arrays, scalar_values)
 
     def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.splits:

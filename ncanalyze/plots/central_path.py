@@ -213,9 +213,10 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
             ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)
     verdict = (dynamics or {}).get("verdict")
     heading = title or "SNR dynamics"
-    if verdict:  # wrapped: the verdict names its cause and can be long
+    if verdict:
         import textwrap
 
+        # The verdict names its cause and can run to ~300 characters: wrap it to the figure.
         heading += "\n" + "\n".join(textwrap.wrap(verdict.replace("dynamics: ", ""), 150))
     fig.suptitle(heading, fontsize=9.5)
     _save(fig, path)
