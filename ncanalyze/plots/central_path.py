@@ -214,7 +214,10 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
     verdict = (dynamics or {}).get("verdict")
     heading = title or "SNR dynamics"
     if verdict:
-        heading += "\n" + verdict.replace("dynamics: ", "")
+        import textwrap
+
+        # The verdict names its cause and can run to ~300 characters: wrap it to the figure.
+        heading += "\n" + "\n".join(textwrap.wrap(verdict.replace("dynamics: ", ""), 150))
     fig.suptitle(heading, fontsize=9.5)
     _save(fig, path)
 
