@@ -227,3 +227,13 @@ def test_progress_bar_is_transient_on_stderr_with_rows_per_second(monkeypatch):
     # Transient: after the last frame the bar's line is erased (cursor up + erase line).
     tail = drawn[drawn.rindex("epochs"):]
     assert "\x1b[2K" in tail
+
+
+def test_readme_first_screen_is_the_real_80_column_output():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    pasted = readme.split("$ ncanalyze report examples/digits_mlp.h5\n", 1)[1].split("```")[0]
+    assert max(len(line) for line in pasted.splitlines()) <= 80
+    real = run_cli("report", EXAMPLE, env={"COLUMNS": "80"}).stdout
+    real = real.replace(f"file: {EXAMPLE}", "file: examples/digits_mlp.h5")
+    # The table itself, verbatim (the verdict below it belongs to the dynamics fit's wording).
+    assert pasted.split("\n\nshown:")[0] == real.split("\n\nshown:")[0]

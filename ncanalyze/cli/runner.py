@@ -148,7 +148,7 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                           soft_wrap=False)
         if follow:
             outcome = _follow(file, settings, gates, fmt, out, console, timeout, command, time,
-                              prepare)
+                              prepare, keys)
         else:
             outcome = _compute(file, settings, fmt, out, quiet or (fmt == "jsonl" and tty),
                                command, time, prepare)
@@ -216,7 +216,8 @@ def _take(outcome: _Outcome, result, fmt: str, out) -> None:
 
 
 def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, console: Console,
-            timeout: float | None, command: str, time: str, prepare) -> _Outcome:
+            timeout: float | None, command: str, time: str, prepare,
+            keys: list[str] | None) -> _Outcome:
     """Epochs as a writer appends them; stops at close, timeout, a holding gate or Ctrl-C."""
     from ..follow import Follower
 
@@ -231,7 +232,7 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
         for result in follower:
             _take(outcome, result, fmt, out)
             if fmt == "table":
-                stream_line(console, command, flatten(result.values), outcome.classes)
+                stream_line(console, command, flatten(result.values), outcome.classes, keys)
             held = [v for v in evaluate_gates(gates, [result.values], "last") if v.holds]
             if held:
                 outcome.live_verdicts = held
