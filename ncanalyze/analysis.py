@@ -21,10 +21,11 @@ from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
 from .core.decisions import PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
-from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
+from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows, compact_labels
+from . import memory
 from .errors import InputError, UsageError
 from .io.reader import Run, open_run
-from .io.schema import Source
+from .io.schema import Source, check_classes_present
 from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
@@ -65,6 +66,11 @@ class Settings:
     workers: int | None = None
     #: Address of a dask.distributed scheduler: epochs are computed on its workers.
     dask: str | None = None
+    #: Make a class without samples an input error instead of a run-level warning.
+    require_all_classes: bool = False
+    #: Bound on the working memory in bytes (tiles are sized from it); None: a fraction of
+    #: the available memory (see :func:`memory_budget`).
+    memory_limit: int | None = None
 
     def validate(self) -> None:
         bad = [q for q in self.quantities if q not in QUANTITIES]
@@ -79,6 +85,8 @@ class Settings:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
             raise UsageError("--workers must be ≥ 1")
+        if self.memory_limit is not None and self.memory_limit < 1:
+            raise UsageError("--memory-limit must be a positive number of bytes")
 
     def public(self) -> dict[str, Any]:
         """The settings as they appear in JSON output."""
@@ -177,7 +185,7 @@ class Analysis:
             raise
 
     def _prepare(self) -> None:
-        s, info = self.settings, self.run.info
+        s, run, info = self.settings, self.run, self.run.info
         for name in s.splits:
             if name not in info.splits:
                 have = ", ".join(info.splits) or "none"
@@ -203,7 +211,31 @@ class Analysis:
         if "decompose" in s.quantities and not info.has_weight and s.quantities == ("decompose",):
             raise InputError("decompose needs the classifier, but /weight is missing",
                              file=info.path, dataset="/weight")
-        self._labels_dev: dict[str, Any] = {}
+        self._labels: dict[str, _SourceLabels] = {}
+        for source in [run.train] + [info.splits[name] for name in s.splits]:
+            note = absent_classes(self._source_labels(source).classes, info.num_classes,
+                                  require_all=s.require_all_classes, file=info.path,
+                                  dataset=source.labels_path)
+            if note:
+                self.run_warnings.append(note)
+        self.tile_bytes = self._plan_memory()
+
+    def _plan_memory(self) -> int:
+        """Tile bytes from the memory plan of one epoch (:mod:`ncanalyze.memory`)."""
+        info = self.run.info
+        itemsize = np.dtype(info.features_dtype).itemsize
+        sources = [self.run.train] + [info.splits[n] for n in self.settings.splits]
+        present = max(self._source_labels(src).classes.size for src in sources)
+        rows = min(self.settings.chunk_rows or block_rows(info.num_features), info.num_samples)
+        chunk = rows * info.num_features * max(itemsize, 4)
+        parts = memory.estimate(classes=info.num_classes, present=present,
+                                features=info.num_features, samples=info.num_samples,
+                                chunk_bytes=chunk,
+                                cache_bytes=min(CACHE_BYTES, info.num_samples * (
+                                    info.num_features * itemsize + 8)))
+        return memory.plan(parts, self.settings.memory_limit,
+                           what=f"{info.path}: one epoch (C = {info.num_classes}, "
+                                f"P = {info.num_features}, N = {info.num_samples})")
 
     @property
     def header(self) -> dict[str, Any]:
@@ -231,14 +263,20 @@ class Analysis:
         self.close()
 
     # ------------------------------------------------------------------ passes
-    def _device_labels(self, source: Source):
-        if source.labels_path not in self._labels_dev:
-            labels = self.run.labels(source)
-            self._labels_dev[source.labels_path] = self.backend.asarray(labels, labels.dtype)
-        return self._labels_dev[source.labels_path]
+    def _source_labels(self, source: Source) -> "_SourceLabels":
+        key = source.labels_path
+        if key not in self._labels:
+            host = self.run.labels(source)
+            classes, compact = compact_labels(host, self.run.info.num_classes)
+            be = self.backend
+            device = be.asarray(host, host.dtype)
+            self._labels[key] = _SourceLabels(
+                device, compact,
+                device if compact is host else be.asarray(compact, compact.dtype), classes)
+        return self._labels[key]
 
     def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
-        """Yield ``(device_features, device_labels, host_labels)`` for one pass.
+        """Yield ``(device_features, start, stop)`` for one pass (rows ``start:stop``).
 
         NaN/Inf rows are not looked for here (an extra pass over the data): the statistics
         show them (see :meth:`_stats`), and only then is the epoch re-read with the reader's
@@ -249,13 +287,12 @@ class Analysis:
         asynchronously), so reading and computing overlap; at most ``PREFETCH`` chunks wait.
         """
         be = self.backend
-        labels_dev = self._device_labels(source)
         rows = self.settings.chunk_rows or self._default_rows(source)
         start = 0
         chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite)
-        for chunk, labels in prefetch(chunks, PREFETCH):
+        for chunk, _ in prefetch(chunks, PREFETCH):
             stop = start + chunk.shape[0]
-            yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
+            yield be.asarray(chunk, chunk.dtype), start, stop
             start = stop
 
     def _default_rows(self, source: Source) -> int:
@@ -275,23 +312,20 @@ class Analysis:
         norms = keep and is_numpy_namespace(xp) and itemsize <= 4
         cache: list | None = [] if keep and (source.num_samples * (
             source.num_features * itemsize + (8 if norms else 0)) <= CACHE_BYTES) else None
-        acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
+        lab = self._source_labels(source)
+        acc = StatsAccumulator(lab.classes.size, source.num_features, xp,
                                dtype or self.settings.dtype,
                                keep_row_norms=norms and cache is not None,
+                               classes=lab.classes, total_classes=self.run.info.num_classes,
                                device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
-            for x, y, y_host in self._chunks(epoch, source):
-                acc.update(x, y, y_host)
+            for x, start, stop in self._chunks(epoch, source):
+                acc.update(x, lab.compact_device[start:stop], lab.compact_host[start:stop])
                 if cache is not None:
-                    cache.append((x, y))
+                    cache.append((x, lab.device[start:stop]))
                 if self.progress:
                     self.progress(x.shape[0], source.num_samples)
-        counts = acc.counts
-        if np.any(counts == 0):
-            missing = np.flatnonzero(counts == 0)[:10].tolist()
-            raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
-                             dataset=source.labels_path, epoch=epoch)
         with np.errstate(invalid="ignore", over="ignore"):
             stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
@@ -314,10 +348,12 @@ class Analysis:
                              dataset=source.path, epoch=epoch)
         return stats, cache
 
-    def _predictions(self, epoch, source, cache, ncc_means, weight, bias):
-        pred = PredictionAccumulator(ncc_means, weight, bias)
+    def _predictions(self, epoch, source, cache, ncc_means, ncc_classes, weight, bias):
+        pred = PredictionAccumulator(ncc_means, weight, bias, ncc_classes=ncc_classes,
+                                     tile_bytes=self.tile_bytes)
+        labels = self._source_labels(source).device
         chunks = cache if cache is not None else (
-            (x, y, None) for x, y, _ in self._chunks(epoch, source))
+            (x, labels[start:stop], None) for x, start, stop in self._chunks(epoch, source))
         for x, y, norm_bounds in chunks:
             pred.update(x, y, norm_bounds)
         return pred
@@ -342,16 +378,19 @@ class Analysis:
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, means_dev, w_dev, b_dev)
+            pred = self._predictions(epoch, train, cache, means_dev, stats.class_ids, w_dev,
+                                     b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
-                                        center_weights=s.center_weights, rtol=s.rtol)
+                                        center_weights=s.center_weights, rtol=s.rtol,
+                                        tile_bytes=self.tile_bytes)
             values.update(res.values)
             warnings.extend(res.warnings)
         del cache
         if "decompose" in s.quantities and w is not None:  # no /weight: one run warning
             from .core.decomposition import decompose_from_stats
 
-            res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay)
+            res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay,
+                                       tile_bytes=self.tile_bytes)
             values.update(res.values)
             warnings.extend(res.warnings)
         if "snr" in s.quantities:
@@ -366,7 +405,7 @@ class Analysis:
             for name, source in run.info.layers.items():
                 lstats, _ = self._stats(epoch, source, keep=False)
                 res = feature_metrics(lstats, global_mean=s.global_mean, rtol=s.rtol,
-                                      keys=LAYER_KEYS)
+                                      keys=LAYER_KEYS, tile_bytes=self.tile_bytes)
                 layers[name] = {k: res.values[k] for k in LAYER_KEYS if k in res.values}
                 warnings.extend(f"layer {name}: {m}" for m in res.warnings)
             values["layers"] = layers
@@ -375,9 +414,11 @@ class Analysis:
             for name in s.splits:
                 source = run.info.splits[name]
                 sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, means_dev, w_dev, b_dev)
+                spred = self._predictions(epoch, source, scache, means_dev, stats.class_ids,
+                                          w_dev, b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
-                                            center_weights=s.center_weights, rtol=s.rtol)
+                                            center_weights=s.center_weights, rtol=s.rtol,
+                                            tile_bytes=self.tile_bytes)
                 splits[name] = res.values
                 warnings.extend(f"split {name}: {m}" for m in res.warnings)
             values["splits"] = splits
@@ -447,6 +488,54 @@ def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dic
             r = analysis.compute_epoch(e)
             out.append({"epoch": r.epoch, "values": r.values, "warnings": r.warnings})
         return out
+
+
+@dataclass
+class _SourceLabels:
+    """Labels of one source: as stored (on the device) and renumbered over the classes present
+    (host and device) for the statistics."""
+
+    device: Any
+    compact_host: np.ndarray
+    compact_device: Any
+    classes: np.ndarray
+
+
+def absent_classes(classes: np.ndarray, num_classes: int, *, require_all: bool, file,
+                   dataset: str) -> str | None:
+    """The one rule for classes without samples (docs/METRICS.md, "Absent classes").
+
+    Parameters
+    ----------
+    classes : ndarray
+        The classes that have samples.
+    num_classes : int
+        C.
+    require_all : bool
+        ``--require-all-classes``: absence is an input error.
+
+    Returns
+    -------
+    str or None
+        The run-level warning counting the absent classes, ``None`` when all are present.
+
+    Raises
+    ------
+    InputError
+        When ``require_all`` and a class has no samples.
+    """
+    missing = num_classes - int(classes.size)
+    if missing == 0:
+        return None
+    if require_all:
+        try:
+            check_classes_present(classes, num_classes)
+        except ValueError as exc:
+            raise InputError(f"{exc} (--require-all-classes)", file=file,
+                             dataset=dataset) from None
+    return (f"{dataset}: {missing} of {num_classes} classes have no samples; they are left out "
+            f"of every class-mean key (C = {classes.size} there, see classes_present), and "
+            "accuracy, NCC and NC4 still range over all classifier rows")
 
 
 def _finite(stats) -> bool:
@@ -536,8 +625,8 @@ def snr_dynamics(analysis: "Analysis", epochs: list[dict[str, Any]], time: str =
         return fit_dynamics(numbers, values, num_classes, time="epoch")
     # Every recorded epoch between the first and last one used enters the trapezoid.
     known = {int(e["epoch"]): e.get("scalars") or {} for e in epochs}
-    span = sorted(set(numbers) | {int(e) for e in run.info.epochs
-                                  if numbers[0] <= int(e) <= numbers[-1]})
+    lo, hi = min(numbers), max(numbers)
+    span = sorted(set(numbers) | {int(e) for e in run.info.epochs if lo <= int(e) <= hi})
     series = [known[e] if e in known else run.scalars(e) for e in span]
 
     def column(name: str) -> list[float]:
