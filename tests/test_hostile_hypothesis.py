@@ -83,11 +83,12 @@ def _vds(f, name, target, shape, dtype, file="."):
     f.create_virtual_dataset(name, layout)
 
 
-def _apply(f, folder: Path, step, k: int) -> bool:
-    """Apply one construction; returns whether read data now reaches outside the file."""
+def _apply(f, folder: Path, step, k: int) -> bool | None:
+    """Apply one construction; returns whether read data at ``step[1]`` now reaches outside
+    the file (None: the step was skipped)."""
     kind, name = step[0], step[1]
     if not _replace(f, name):
-        return False
+        return None
     if kind == "special":
         f[name] = h5py.ExternalLink(step[2], "/x")
         return name in READ or any(r.startswith(name + "/") for r in READ)
@@ -147,10 +148,16 @@ def test_hostile_constructions_are_refused_without_hanging(steps):
         folder = Path(tmp)
         os.mkfifo(folder / "fifo")
         path = write_h5(folder / "run.h5", _members())
-        outside = False
+        reach: dict[str, bool] = {}  # member → whether its data now comes from outside
         with h5py.File(path, "a") as f:
             for k, step in enumerate(steps):
-                outside |= _apply(f, folder, step, k)
+                result = _apply(f, folder, step, k)
+                if result is not None:  # a later step replaces what an earlier one built
+                    name = step[1]
+                    reach = {m: v for m, v in reach.items()
+                             if m != name and not m.startswith(name + "/")}
+                    reach[name] = result
+        outside = any(reach.values())
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         for cmd in (["metrics", path, "-f", "json"], ["inspect", path, "-f", "json"],
                     ["report", path]):
