@@ -237,3 +237,21 @@ def test_readme_first_screen_is_the_real_80_column_output():
     real = real.replace(f"file: {EXAMPLE}", "file: examples/digits_mlp.h5")
     # The table itself, verbatim (the verdict below it belongs to the dynamics fit's wording).
     assert pasted.split("\n\nshown:")[0] == real.split("\n\nshown:")[0]
+
+
+def test_decompose_on_a_cross_entropy_run_says_once_what_the_numbers_mean(tmp_path):
+    from ncanalyze.simulate import UFMConfig, simulate
+
+    path = tmp_path / "ce.h5"
+    simulate(path, UFMConfig(model="ce", epochs=60, saves=5))
+    for command in ("decompose", "report"):
+        r = run_cli(command, path, "-f", "json")
+        assert r.exit_code == 0, r.stderr
+        notes = [w for w in json.loads(r.stdout)["warnings"] if "cross-entropy" in w]
+        assert len(notes) == 1 and "MSE loss" in notes[0]
+        assert r.stderr.count("cross-entropy") == 1
+    r = run_cli("metrics", path, "-f", "json")
+    assert "cross-entropy" not in r.stderr  # only where the decomposition is computed
+    mse = tmp_path / "mse.h5"
+    simulate(mse, UFMConfig(model="mse", epochs=60, saves=5))
+    assert "cross-entropy" not in run_cli("decompose", mse, "-f", "json").stderr

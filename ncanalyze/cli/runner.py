@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
 from ..atomic import atomic_text, check_outputs
-from ..errors import UsageError, escape
+from ..errors import InputError, UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from ..results import flatten
 from . import render
@@ -157,9 +157,10 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
         notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
         if outcome.header is None:  # --follow ended before the first complete epoch
-            warn(f"{file}: no complete epoch was written before following stopped "
-                 f"({outcome.stopped_by})")
-        elif fmt == "json":
+            raise InputError(f"no complete epoch was written before following stopped "
+                             f"({'Ctrl-C' if outcome.stopped_by == 'interrupt' else '--timeout'})",
+                             file=file)
+        if fmt == "json":
             out.write(render.json_document(outcome.header, command, outcome.epochs,
                                            outcome.warnings, extra))
         elif fmt == "csv":
