@@ -1,5 +1,5 @@
 """Every file ncanalyze writes goes through here: the output-path rules, atomic replacement,
-errors that name the path the user gave, and the exclusive lock of a run being written.
+errors that name the path the user gave (the lock of a run being written is :mod:`ncanalyze.lock`).
 
 The rules (docs/RELIABILITY.md §5):
 
@@ -22,13 +22,13 @@ The rules (docs/RELIABILITY.md §5):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import shutil
 import stat
 import tempfile
 from typing import IO, Iterable, Iterator, Mapping
 
-from .errors import OutputError, UsageError
+from .errors import NcanalyzeError, OutputError, UsageError
 
 
 def file_mode(path: str) -> int:
@@ -55,7 +55,8 @@ def check_overwrite(path, overwrite: bool) -> None:
                          file=os.fspath(path))
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``path`` names (links followed), or None if none."""
     try:
         st = os.stat(path)
     except OSError:
@@ -85,16 +86,16 @@ def check_outputs(outputs: Mapping[str, object], inputs: Iterable = ()) -> None:
             raise UsageError(f"{name} {path}: is a directory; give a file name")
     seen: dict[object, str] = {}
     for name, path in given.items():
-        key = _identity(path) or os.path.realpath(path)
+        key = file_identity(path) or os.path.realpath(path)
         if key in seen:
             raise UsageError(f"{name} {path}: is the same file as {seen[key]}; "
                              "give each output its own file")
         seen[key] = f"{name} {path}"
     for inp in inputs:
         inp = os.fspath(inp)
-        ident = _identity(inp)
+        ident = file_identity(inp)
         for name, path in given.items():
-            if ident is not None and _identity(path) == ident:
+            if ident is not None and file_identity(path) == ident:
                 raise UsageError(f"{name} {path}: is the same file as the input {inp}; "
                                  "writing it would destroy the input (give another file name)")
 
@@ -109,18 +110,19 @@ def _fsync_folder(folder: str) -> None:
             os.close(fd)
 
 
-def _output_error(exc: OSError, path: str) -> OutputError:
+def output_error(exc: OSError, path: str) -> OutputError:
+    """``exc`` as an :class:`OutputError` naming ``path`` (the name the user gave)."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     return OutputError(f"cannot write: {reason}", file=path)
 
 
 @contextlib.contextmanager
-def _naming(path: str) -> Iterator[None]:
+def output_errors(path: str) -> Iterator[None]:
     """Turn an ``OSError`` of the block into an :class:`OutputError` naming ``path``."""
     try:
         yield
     except OSError as exc:
-        raise _output_error(exc, path) from exc
+        raise output_error(exc, path) from exc
 
 
 def resolve_output(path, *, regular: bool = False) -> tuple[str, bool]:
@@ -146,7 +148,7 @@ def resolve_output(path, *, regular: bool = False) -> tuple[str, bool]:
     except FileNotFoundError:
         return target, False
     except OSError as exc:
-        raise _output_error(exc, path) from exc
+        raise output_error(exc, path) from exc
     if stat.S_ISDIR(mode):
         raise UsageError("is a directory; give a file name", file=path)
     if stat.S_ISREG(mode):
@@ -159,8 +161,30 @@ def resolve_output(path, *, regular: bool = False) -> tuple[str, bool]:
 
 
 @contextlib.contextmanager
+def _through_copy(user: str, target: str, suffix: str | None) -> Iterator[str]:
+    """Yield a private temporary file; on success copy it into the device or FIFO ``target``
+    (writers such as PNG encoders seek, which a pipe cannot)."""
+    suffix = suffix if suffix is not None else os.path.splitext(target)[1]
+    with output_errors(user):
+        fd, tmp = tempfile.mkstemp(prefix=".ncanalyze.", suffix=f".tmp{suffix}")
+        os.close(fd)
+    try:
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename in (None, tmp):
+                raise output_error(exc, user) from exc
+            raise
+        with output_errors(user), open(tmp, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
-                _body_errors: bool = True) -> Iterator[str]:
+                _body_errors: bool = True, _direct: bool = False) -> Iterator[str]:
     """Yield a name to write ``path``'s new content to; it appears at ``path`` only on success.
 
     Parameters
@@ -176,24 +200,31 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
     A regular target is written under a hidden temporary name and renamed; a failure inside
     the block (any exception, ``KeyboardInterrupt`` included) removes the temporary file and
     leaves any previous ``path`` untouched, and a killed process can only leave a stray hidden
-    ``.NAME.*.tmp*`` file beside it. A character device or FIFO is yielded itself (written
-    through). An ``OSError`` raised in the block without a file name or on the yielded name,
-    and any failure of the steps here, become an :class:`OutputError` naming ``path``.
+    ``.NAME.*.tmp*`` file beside it. A character device or FIFO is written through: the
+    block writes a private temporary file (in the system's temporary folder), copied into the
+    device on success. An ``OSError`` raised in the block without a file name or on the yielded name,
+    and any failure of the steps here, become an :class:`OutputError` naming ``path``; an
+    :class:`~ncanalyze.errors.NcanalyzeError` about the yielded name (a ``RunWriter`` writing
+    it) is re-raised naming ``path``.
     """
     user = os.fspath(path)
     target, through = resolve_output(user, regular=regular)
-    if through:
+    if through and _direct:
         try:
             yield target
         except OSError as exc:
             if _body_errors and exc.filename in (None, target, user):
-                raise _output_error(exc, user) from exc
+                raise output_error(exc, user) from exc
             raise
+        return
+    if through:  # e.g. a figure writer that seeks: write a temporary file, then copy it
+        with _through_copy(user, target, suffix) as tmp:
+            yield tmp
         return
     folder = os.path.dirname(target)
     base = os.path.basename(target)
     suffix = suffix if suffix is not None else os.path.splitext(base)[1]
-    with _naming(user):
+    with output_errors(user):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
         os.close(fd)
     try:
@@ -201,9 +232,14 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
             yield tmp
         except OSError as exc:
             if _body_errors and exc.filename in (None, tmp, user, target):
-                raise _output_error(exc, user) from exc
+                raise output_error(exc, user) from exc
             raise
-        with _naming(user):
+        except NcanalyzeError as exc:  # e.g. a RunWriter writing the temporary file
+            if exc.file in (tmp, target):
+                raise type(exc)(exc.reason, file=user, dataset=exc.dataset,
+                                epoch=exc.epoch) from exc
+            raise
+        with output_errors(user):
             os.chmod(tmp, file_mode(target))
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -223,11 +259,11 @@ class _NamedWriter:
         self._fh, self._path = fh, path
 
     def write(self, text: str) -> int:
-        with _naming(self._path):
+        with output_errors(self._path):
             return self._fh.write(text)
 
     def flush(self) -> None:
-        with _naming(self._path):
+        with output_errors(self._path):
             self._fh.flush()
 
     def __getattr__(self, name):
@@ -239,98 +275,11 @@ def atomic_text(path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     """Open a text file for writing that appears at ``path`` only when the block succeeds
     (written through for a character device or FIFO)."""
     user = os.fspath(path)
-    with atomic_path(user, _body_errors=False) as name:
-        with _naming(user):
+    with atomic_path(user, _body_errors=False, _direct=True) as name:  # streams to a pipe
+        with output_errors(user):
             fh = open(name, "w", encoding=encoding, newline="")
         try:
             yield _NamedWriter(fh, user)
         finally:
-            with _naming(user):
+            with output_errors(user):
                 fh.close()
-
-
-# ---------------------------------------------------------------------- the writer lock
-def lock_name(path) -> str:
-    """The lock file of a run written at ``path``: ``.NAME.lock`` beside its real target."""
-    target = os.path.realpath(os.fspath(path))
-    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
-
-
-class WriterLock:
-    """An exclusive lock on the run file ``path`` for one writer (``flock`` on a lock file).
-
-    ``flock`` locks belong to the open file: they are released when the process dies, so a
-    writer killed with SIGKILL leaves at most a stale, unlocked ``.NAME.lock`` that the next
-    writer takes over (never a lock that blocks forever). Two writers in one process exclude
-    each other too. The lock file is removed on :meth:`release`; the identity check after
-    locking makes that removal safe against a writer that opened the old file meanwhile.
-
-    Raises
-    ------
-    OutputError
-        Another writer (in this or another process) holds the lock.
-    """
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        self.lock_path = lock_name(self.path)
-        self._fd: int | None = None
-        while True:
-            with _naming(self.path):
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise OutputError("is being written by another RunWriter" + holder +
-                                  "; one writer at a time (wait for it to close the file, or "
-                                  "write to another name)", file=self.path) from None
-            except OSError as exc:
-                os.close(fd)
-                raise _output_error(exc, self.path) from exc
-            # The previous holder may have removed the file between our open and flock:
-            # then we locked an orphan, and must lock the file now at the name instead.
-            if _same_file(fd, self.lock_path):
-                break
-            os.close(fd)
-        self._fd = fd
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-
-    def release(self) -> None:
-        """Remove the lock file and release the lock (idempotent)."""
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            if _same_file(self._fd, self.lock_path):
-                os.unlink(self.lock_path)
-        os.close(self._fd)
-        self._fd = None
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.release()
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def __enter__(self) -> "WriterLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _same_file(fd: int, path: str) -> bool:
-    st = os.fstat(fd)
-    return _identity(path) == (st.st_dev, st.st_ino)
-
-
-def _read_holder(fd: int) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(os.pread(fd, 32, 0).decode().strip())
-        return f" (process {pid})"
-    return ""

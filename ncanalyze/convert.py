@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import WriterLock, atomic_path, check_outputs, check_overwrite, resolve_output
+from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
+from .lock import WriterLock
 from .errors import InputError, UsageError
 
 SUFFIXES = (".npz", ".pt", ".pth")

@@ -32,7 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import WriterLock, atomic_path, check_overwrite, resolve_output
+from .atomic import atomic_path, check_overwrite, resolve_output
+from .lock import WriterLock
 from .errors import UsageError
 
 MODELS = ("mse", "ce", "extended")

@@ -384,3 +384,39 @@ def test_snr_time_the_file_lacks_is_a_usage_error_before_any_work(cli):
     res = cli("snr", BUNDLED, "--time", "wallclock")
     assert res.exit_code == 2
     assert "no /scalars/wallclock" in res.stderr and res.stdout == ""
+
+
+def test_snr_plot_draws_the_law_through_its_clock(cli, tmp_path, monkeypatch):
+    """The fitted law is a line in the cumulative learning rate, not in epochs: the figure maps
+    the epochs onto that clock (a wrong mapping would predict ω far from the data)."""
+    from ncanalyze.plots import central_path
+
+    seen = {}
+    real = central_path.fitted_curves
+
+    def spy(dynamics, times, c):
+        seen["times"] = np.asarray(times)
+        return real(dynamics, times, c)
+
+    monkeypatch.setattr(central_path, "fitted_curves", spy)
+    res = cli("snr", BUNDLED, "--plot", tmp_path / "snr.png", "--quiet")
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "snr.png").read_bytes().startswith(b"\x89PNG")
+    fit = _dynamics(BUNDLED)
+    assert seen["times"][0] == pytest.approx(fit["times"][0])
+    assert seen["times"][-1] == pytest.approx(fit["times"][-1])
+
+
+@pytest.mark.parametrize("with_lr", [False, True])
+def test_a_run_with_epochs_near_2_to_the_62_gets_a_clean_verdict(cli, tmp_path, with_lr):
+    """End to end (the suite turns ncanalyze RuntimeWarnings into errors): no NaN slope
+    described as 'shrink', on the epoch clock and on the cumulative learning rate."""
+    path = tmp_path / "huge.h5"
+    base = 2**62
+    _write(path, [base, base + 1, base + 2, base + 5], lr=[0.1] * 4 if with_lr else None)
+    res = cli("snr", path, "--format", "json", "--quiet")
+    assert res.exit_code == 0, res.stderr
+    dyn = json.loads(res.stdout)["dynamics"]
+    assert dyn["fitted"] and np.isfinite(dyn["slope"]) and dyn["slope"] > 0
+    assert "shrink" not in dyn["verdict"]
+    assert dyn["epochs"] == [base, base + 1, base + 2, base + 5]

@@ -354,11 +354,18 @@ def test_complex_scalar_is_skipped_without_a_warning(tmp_path):
 
 
 def test_split_missing_a_class_is_found_at_open(tmp_path):
+    # Absent classes are valid (docs/METRICS.md); the run-level warning, or the error of
+    # --require-all-classes, comes when the analysis opens the file, before any epoch.
     m = _members()
     m["splits/test/labels"] = np.arange(N // 2) % 2  # class 2 absent
     path = write_h5(tmp_path / "run.h5", m)
-    with pytest.raises(InputError, match="/splits/test/labels.*class"):
-        open_run(path)
+    open_run(path).close()
+    code, _, err = ncanalyze("metrics", path, "--split", "test", "--require-all-classes")
+    assert code == 3 and "/splits/test/labels" in err and "class(es) 2" in err, err
+    code, out, err = ncanalyze("metrics", path, "--split", "test", "-f", "json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert warnings[0].startswith("/splits/test/labels: 1 of 3 classes have no samples")
 
 
 @pytest.mark.parametrize("dtype", [">f4", ">f8"])

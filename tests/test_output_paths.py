@@ -249,3 +249,61 @@ def test_exists_without_overwrite_one_rule(tmp_path):
         messages.append(info.value.reason)
     assert len(set(messages)) == 1 and "exists; pass --overwrite" in messages[0], messages
     assert existing.read_bytes() == b"keep"
+
+
+def test_run_writer_errors_name_the_given_path(tmp_path, monkeypatch):
+    import h5py
+
+    from ncanalyze.io.writer import RunWriter
+    from ncanalyze.simulate import UFMConfig, simulate
+
+    missing = tmp_path / "no" / "r.h5"
+    for call in (lambda: RunWriter(missing, np.arange(6) % 2),
+                 lambda: simulate(missing, UFMConfig(epochs=5))):
+        with pytest.raises(OutputError) as info:
+            call()
+        assert str(missing) in str(info.value) and ".partial" not in str(info.value)
+        assert ".tmp" not in str(info.value)
+    path = tmp_path / "r.h5"
+    w = RunWriter(path, np.arange(6) % 2)
+    w.add_epoch(1, np.ones((6, 3)))
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(h5py.File, "flush", full)
+    with pytest.raises(OutputError) as info:
+        w.add_epoch(2, np.ones((6, 3)))
+    assert str(path) in str(info.value) and "No space left" in str(info.value)
+    monkeypatch.undo()
+    w.close()
+
+
+def test_simulate_full_disk_names_the_given_path(tmp_path, monkeypatch):
+    import h5py
+
+    from ncanalyze.simulate import UFMConfig, simulate
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(h5py.File, "flush", full)
+    out = tmp_path / "u.h5"
+    with pytest.raises(OutputError) as info:
+        simulate(out, UFMConfig(epochs=5))
+    assert str(out) in str(info.value) and ".tmp" not in str(info.value), str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_figure_to_a_fifo_is_written_through(tmp_path, run):
+    fifo = tmp_path / "fig.png"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()),
+                              daemon=True)
+    reader.start()
+    result = cli("snr", run, "-f", "json", "--plot", fifo)
+    reader.join(30)
+    assert result.exit_code == 0, result.stderr
+    assert received and received[0].startswith(b"\x89PNG"), received
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

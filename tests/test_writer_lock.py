@@ -74,7 +74,7 @@ def test_second_writer_in_the_same_process_fails_at_construction(tmp_path):
     y = np.arange(N) % C
     with RunWriter(path, y) as w:
         w.add_epoch(1, np.ones((N, P)))
-        with pytest.raises(OutputError, match="another RunWriter"):
+        with pytest.raises(OutputError, match=r"another RunWriter in this process \(close"):
             RunWriter(path, y, overwrite=True)
         link = tmp_path / "link.h5"
         os.symlink(path, link)

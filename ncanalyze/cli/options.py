@@ -49,7 +49,8 @@ InspectFormatOpt = Annotated[str, typer.Option(
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Write the output to FILE (atomically) instead of stdout.")]
 FailIfOpt = Annotated[Optional[list[str]], typer.Option(
-    "--fail-if", help="Exit 1 if KEY OP NUMBER holds, e.g. 'nc1>0.05' (repeatable).")]
+    "--fail-if", help="Exit 1 if KEY OP NUMBER holds, e.g. 'nc1>0.05' (repeatable); list "
+                      "keys one element at a time, e.g. 'snr_singular_values_0<10'.")]
 GateOpt = Annotated[str, typer.Option(
     "--gate", metavar="SCOPE", help="Evaluate --fail-if on the last selected epoch or on all "
                                     f"({_listed(GATES)}).")]
@@ -59,7 +60,7 @@ GlobalMeanOpt = Annotated[str, typer.Option(
 CenterWeightsOpt = Annotated[bool, typer.Option(
     "--center-weights", help="Subtract the mean classifier row before etf_distance_weights.")]
 ChunkRowsOpt = Annotated[Optional[int], typer.Option(
-    "--chunk-rows", help="Rows per read (default: about 16 MiB per chunk).")]
+    "--chunk-rows", help="Rows per read (default: about 16 MiB per chunk; at most 1 GiB).")]
 AllowExternalOpt = Annotated[bool, typer.Option(
     "--allow-external", help="Follow external links/storage and virtual datasets (refused by "
                              "default: untrusted files).")]
@@ -77,10 +78,17 @@ TimeOpt = Annotated[str, typer.Option(
                    "/scalars/lr exists, else epoch), lr, epoch, steps, or a /scalars name.")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes computing whole epochs in parallel (default: all cores when "
-                      "several large epochs are selected; 1: no worker processes).")]
+                      "several large epochs are selected; 1: no worker processes; capped at "
+                      "the cores).")]
 DaskOpt = Annotated[Optional[str], typer.Option(
     "--dask", metavar="ADDRESS", help="Compute the epochs on a dask.distributed cluster, e.g. "
                                       "tcp://scheduler:8786 (the file must be readable there).")]
+RequireAllClassesOpt = Annotated[bool, typer.Option(
+    "--require-all-classes", help="Make a class without samples an input error (exit 3) "
+                                  "instead of a warning (its class-mean keys leave it out).")]
+MemoryLimitOpt = Annotated[Optional[int], typer.Option(
+    "--memory-limit", metavar="BYTES", help="Working memory to plan for (tiles are sized from "
+                                            "it; default half the available memory).")]
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Also draw a figure to FILE (.png, .svg or .pdf, by extension).")]
 XscaleOpt = Annotated[str, typer.Option(

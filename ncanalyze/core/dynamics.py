@@ -16,6 +16,9 @@ per j, and also each j's own slope: the law fixes the differences φ(ω_j) − �
 spread of the per-j slopes says *why* a run departs from it. Indices j are 0-based, as in the
 ``snr_singular_values_j`` columns (j = 0 is the paper's ω_1). The fit works on small host
 arrays (epochs × C), hence plain NumPy.
+
+The module is a little over 350 lines: φ and its inverse, the clock, the fit, the verdict and
+the reference flow that tests the fit are one topic (Prop. 2) and read best together.
 """
 
 from __future__ import annotations

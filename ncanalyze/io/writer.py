@@ -19,7 +19,7 @@ Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has th
   epoch only when ``/epoch`` holds its number; ``/epoch`` is filled with a sentinel so that
   a slot whose extent reached the disk before its value is recognised as incomplete.
 
-**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.atomic.WriterLock`,
+**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.lock.WriterLock`,
 ``flock`` on ``.NAME.lock`` beside the file) from its constructor to :meth:`RunWriter.close`;
 a second writer of the same file fails at construction. A writer whose file was replaced or
 removed by someone else (a rename onto it) notices at its next ``add_epoch`` (the file's
@@ -39,11 +39,12 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import WriterLock, check_overwrite, file_mode, resolve_output
+from ..atomic import check_overwrite, file_mode, output_errors, resolve_output
+from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
-from .schema import (EPOCH_FILL, FORMAT_VERSION, check_classes_present, check_labels,
+from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
                      check_member_name, check_num_classes, check_weight_decay)
 
 
@@ -125,7 +126,6 @@ class RunWriter:
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
         _check(check_num_classes, self.num_classes)
         _check(check_labels, labels, self.num_classes, what="labels")
-        _check(check_classes_present, labels, self.num_classes, what="labels")
         self.labels = labels.astype(np.int64, copy=False)
         self.splits = {}
         for name, split_labels in (splits or {}).items():
@@ -136,8 +136,6 @@ class RunWriter:
                 raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
                                  f"in 0..{self.num_classes - 1}")
             _check(check_labels, split_labels, self.num_classes, what=f"split {name!r} labels")
-            _check(check_classes_present, split_labels, self.num_classes,
-                   what=f"split {name!r} labels")
             self.splits[name] = split_labels.astype(np.int64, copy=False)
         if weight_decay is not None:
             weight_decay = _check(check_weight_decay, weight_decay)
@@ -165,11 +163,13 @@ class RunWriter:
         self._layout: dict[str, tuple] | None = None
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
-        tmp = self._temp_name()
+        with output_errors(self.path):
+            tmp = self._temp_name()
         try:
-            with h5py.File(tmp, "w", libver="latest") as f:
+            with output_errors(self.path), h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            self._identity = _publish(tmp, self._target)
+            with output_errors(self.path):
+                self._identity = _publish(tmp, self._target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -276,16 +276,18 @@ class RunWriter:
         if first:
             self._check_first(arrays)
             try:
-                self._start(arrays, scalar_values)
-                self._append(epoch, arrays, scalar_values)
-                # The run appears at its path only with one complete epoch in SWMR mode.
-                self._check_still_ours()
-                self._identity = _publish(self._tmp, self._target)
+                with output_errors(self.path):  # errors name the run's path, not the temporary
+                    self._start(arrays, scalar_values)
+                    self._append(epoch, arrays, scalar_values)
+                    # The run appears at its path only with one complete epoch in SWMR mode.
+                    self._check_still_ours()
+                    self._identity = _publish(self._tmp, self._target)
             except BaseException:
                 self._abandon()
                 raise
         else:
-            self._append(epoch, arrays, scalar_values)
+            with output_errors(self.path):
+                self._append(epoch, arrays, scalar_values)
 
     def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.splits:
