@@ -15,6 +15,9 @@ is taken:
 ``ref_c`` is within sampling noise of μ_c, so the entries of ``z`` are of the size of the
 within-class spread and the correction term is small: the float64 result keeps its relative
 accuracy down to deep collapse (NC1 ≈ 1e-8 and below), unlike ``Σ h hᵀ/N − μ μᵀ``.
+
+Length: above the ~350-line guide; the accumulator's generic block and its NumPy twin, the
+class-index compaction and the exact merge of partial statistics share one data layout.
 """
 
 from __future__ import annotations
