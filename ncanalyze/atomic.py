@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from typing import IO, Iterable, Iterator, Mapping
@@ -160,8 +161,30 @@ def resolve_output(path, *, regular: bool = False) -> tuple[str, bool]:
 
 
 @contextlib.contextmanager
+def _through_copy(user: str, target: str, suffix: str | None) -> Iterator[str]:
+    """Yield a private temporary file; on success copy it into the device or FIFO ``target``
+    (writers such as PNG encoders seek, which a pipe cannot)."""
+    suffix = suffix if suffix is not None else os.path.splitext(target)[1]
+    with output_errors(user):
+        fd, tmp = tempfile.mkstemp(prefix=".ncanalyze.", suffix=f".tmp{suffix}")
+        os.close(fd)
+    try:
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename in (None, tmp):
+                raise output_error(exc, user) from exc
+            raise
+        with output_errors(user), open(tmp, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
-                _body_errors: bool = True) -> Iterator[str]:
+                _body_errors: bool = True, _direct: bool = False) -> Iterator[str]:
     """Yield a name to write ``path``'s new content to; it appears at ``path`` only on success.
 
     Parameters
@@ -177,21 +200,26 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
     A regular target is written under a hidden temporary name and renamed; a failure inside
     the block (any exception, ``KeyboardInterrupt`` included) removes the temporary file and
     leaves any previous ``path`` untouched, and a killed process can only leave a stray hidden
-    ``.NAME.*.tmp*`` file beside it. A character device or FIFO is yielded itself (written
-    through). An ``OSError`` raised in the block without a file name or on the yielded name,
+    ``.NAME.*.tmp*`` file beside it. A character device or FIFO is written through: the
+    block writes a private temporary file (in the system's temporary folder), copied into the
+    device on success. An ``OSError`` raised in the block without a file name or on the yielded name,
     and any failure of the steps here, become an :class:`OutputError` naming ``path``; an
     :class:`~ncanalyze.errors.NcanalyzeError` about the yielded name (a ``RunWriter`` writing
     it) is re-raised naming ``path``.
     """
     user = os.fspath(path)
     target, through = resolve_output(user, regular=regular)
-    if through:
+    if through and _direct:
         try:
             yield target
         except OSError as exc:
             if _body_errors and exc.filename in (None, target, user):
                 raise output_error(exc, user) from exc
             raise
+        return
+    if through:  # e.g. a figure writer that seeks: write a temporary file, then copy it
+        with _through_copy(user, target, suffix) as tmp:
+            yield tmp
         return
     folder = os.path.dirname(target)
     base = os.path.basename(target)
@@ -247,7 +275,7 @@ def atomic_text(path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     """Open a text file for writing that appears at ``path`` only when the block succeeds
     (written through for a character device or FIFO)."""
     user = os.fspath(path)
-    with atomic_path(user, _body_errors=False) as name:
+    with atomic_path(user, _body_errors=False, _direct=True) as name:  # streams to a pipe
         with output_errors(user):
             fh = open(name, "w", encoding=encoding, newline="")
         try:

@@ -197,8 +197,6 @@ CASES = [
     ("inf-features-chunked", _inf_features_chunked, "/features", 3,
      "3 of 60 rows contain NaN or Inf (first bad row: 1)"),
     ("nan-weight", _nan_weight, "/weight", 1, "1 of 3 rows contain NaN or Inf"),
-    ("empty-class", _with(attrs={"num_classes": 4}), "/labels", None,
-     "class(es) 3 have no samples"),
     ("one-class", _with(labels=np.zeros(N, np.int64), drop=["weight", "bias"]), "/labels", None,
      "at least 2 classes"),
     ("num-classes-1", _with(attrs={"num_classes": 1}), "/", None, "at least 2 classes"),

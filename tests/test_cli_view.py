@@ -227,3 +227,31 @@ def test_progress_bar_is_transient_on_stderr_with_rows_per_second(monkeypatch):
     # Transient: after the last frame the bar's line is erased (cursor up + erase line).
     tail = drawn[drawn.rindex("epochs"):]
     assert "\x1b[2K" in tail
+
+
+def test_readme_first_screen_is_the_real_80_column_output():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    pasted = readme.split("$ ncanalyze report examples/digits_mlp.h5\n", 1)[1].split("```")[0]
+    assert max(len(line) for line in pasted.splitlines()) <= 80
+    real = run_cli("report", EXAMPLE, env={"COLUMNS": "80"}).stdout
+    real = real.replace(f"file: {EXAMPLE}", "file: examples/digits_mlp.h5")
+    # The table itself, verbatim (the verdict below it belongs to the dynamics fit's wording).
+    assert pasted.split("\n\nshown:")[0] == real.split("\n\nshown:")[0]
+
+
+def test_decompose_on_a_cross_entropy_run_says_once_what_the_numbers_mean(tmp_path):
+    from ncanalyze.simulate import UFMConfig, simulate
+
+    path = tmp_path / "ce.h5"
+    simulate(path, UFMConfig(model="ce", epochs=60, saves=5))
+    for command in ("decompose", "report"):
+        r = run_cli(command, path, "-f", "json")
+        assert r.exit_code == 0, r.stderr
+        notes = [w for w in json.loads(r.stdout)["warnings"] if "cross-entropy" in w]
+        assert len(notes) == 1 and "MSE loss" in notes[0]
+        assert r.stderr.count("cross-entropy") == 1
+    r = run_cli("metrics", path, "-f", "json")
+    assert "cross-entropy" not in r.stderr  # only where the decomposition is computed
+    mse = tmp_path / "mse.h5"
+    simulate(mse, UFMConfig(model="mse", epochs=60, saves=5))
+    assert "cross-entropy" not in run_cli("decompose", mse, "-f", "json").stderr

@@ -212,5 +212,48 @@ def test_waiting_sleeps_between_looks_and_rereads_only_changed_files(tmp_path, m
     assert sleeps == [0.5] * 10
 
 
+def test_a_closed_file_is_read_once_and_following_ends(tmp_path):
+    from tests.conftest import run_cli
+
+    path, go = tmp_path / "done.h5", tmp_path / "go"
+    go.touch()
+    writer = Proc([sys.executable, HERE, "writer", str(path), "1", "3", str(go)])
+    assert writer.finish()[0] == 0
+    start = time.monotonic()
+    r = run_cli("snr", path, "--follow", "-f", "json", "--timeout", "60")
+    assert r.exit_code == 0, r.stderr
+    assert time.monotonic() - start < 30  # ended at the close, not at the timeout
+    doc = json.loads(r.stdout)
+    assert [e["epoch"] for e in doc["epochs"]] == [1, 2, 3] and "dynamics" in doc
+
+
+def test_timeout_needs_follow_and_a_positive_value(tmp_path):
+    from tests.conftest import run_cli
+
+    example = Path(ROOT) / "examples" / "digits_mlp.h5"
+    r = run_cli("metrics", example, "--timeout", "5")
+    assert r.exit_code == 2 and "--follow" in r.stderr
+    r = run_cli("metrics", example, "--follow", "--timeout", "0")
+    assert r.exit_code == 2 and "--timeout" in r.stderr
+
+
+def test_waits_for_a_file_that_does_not_exist_yet(tmp_path):
+    from ncanalyze.analysis import Settings
+    from ncanalyze.follow import Follower
+
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    fol = Follower(tmp_path / "later.h5", Settings(), poll=1.0, timeout=3.0,
+                   clock=lambda: now[0], sleep=sleep)
+    assert list(fol) == [] and fol.stop_reason == "timeout" and fol.header is None
+    from tests.conftest import run_cli
+
+    r = run_cli("metrics", tmp_path / "later.h5", "--follow", "--timeout", "1")
+    assert r.exit_code == 3 and "no complete epoch was written" in r.stderr
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["writer"]:
     writer_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])

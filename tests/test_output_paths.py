@@ -293,3 +293,17 @@ def test_simulate_full_disk_names_the_given_path(tmp_path, monkeypatch):
         simulate(out, UFMConfig(epochs=5))
     assert str(out) in str(info.value) and ".tmp" not in str(info.value), str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_figure_to_a_fifo_is_written_through(tmp_path, run):
+    fifo = tmp_path / "fig.png"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()),
+                              daemon=True)
+    reader.start()
+    result = cli("snr", run, "-f", "json", "--plot", fifo)
+    reader.join(30)
+    assert result.exit_code == 0, result.stderr
+    assert received and received[0].startswith(b"\x89PNG"), received
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

@@ -56,3 +56,53 @@ def test_cli_errors(runs, tmp_path):
     assert not (tmp_path / "x.png").exists()
     r = run_cli("plot", "--help")
     assert "Example" in r.stdout
+
+
+def _capture_figures(monkeypatch):
+    import matplotlib.figure
+
+    figures = []
+    real = matplotlib.figure.Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        figures.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return figures
+
+
+def test_panel_frame_distances_linear_with_weights_and_test_split(monkeypatch, tmp_path):
+    from ncanalyze.plots.panel import series_from_epochs
+
+    rows = [{"epoch": e, "accuracy": 0.5, "etf_distance_means": 1.0 - e / 1000,
+             "of_distance_means": 0.9, "etf_distance_weights": 0.8, "of_distance_weights": 0.7,
+             "splits": {"test": {"accuracy": 0.4 + e / 2000}},
+             "scalars": {"test_acc": 0.1}} for e in (0, 1, 10, 100, 600)]
+    s = series_from_epochs(rows, "run", "mse")
+    # a measured test split wins over the loop's own record of it
+    assert s.get("test_accuracy").tolist() == [0.4 + e / 2000 for e in (0, 1, 10, 100, 600)]
+    figures = _capture_figures(monkeypatch)
+    draw_panel([s], tmp_path / "p.png")
+    ax = figures[0].axes[7]
+    assert "orthogonal-frame" in ax.get_title()
+    assert ax.get_yscale() == "linear"
+    assert len(ax.get_lines()) == 4  # ETF and OF of the means and of the classifier rows
+    assert figures[0].axes[0].get_xscale() == "symlog"  # 0..600: log epochs, 0 at the edge
+
+
+@pytest.mark.parametrize("xscale,expected", [("auto", "symlog"), ("log", "symlog"),
+                                             ("linear", "linear")])
+def test_decompose_and_snr_figures_use_a_log_epoch_axis(monkeypatch, tmp_path, xscale,
+                                                        expected):
+    from pathlib import Path
+
+    figures = _capture_figures(monkeypatch)
+    example = Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.h5"
+    for command in ("decompose", "snr"):
+        r = run_cli(command, example, "--plot", tmp_path / f"{command}.png", "--xscale", xscale,
+                    "-q")
+        assert r.exit_code == 0, r.stderr
+    assert len(figures) == 2
+    for fig in figures:
+        assert {ax.get_xscale() for ax in fig.axes} == {expected}

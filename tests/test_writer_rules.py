@@ -29,15 +29,14 @@ def test_writer_and_reader_give_the_same_weight_decay_message(tmp_path):
     assert str(written.value) in str(read.value)
 
 
-def test_writer_refuses_a_class_without_samples(tmp_path):
-    # The reader's rule for /labels (docs/FORMAT.md): every class 0..C-1 has a sample.
-    with pytest.raises(UsageError, match="no samples"):
-        RunWriter(tmp_path / "w.h5", Y, num_classes=4)
-
-
-def test_writer_refuses_a_split_without_some_class(tmp_path):
-    with pytest.raises(UsageError, match="no samples"):
-        RunWriter(tmp_path / "w.h5", Y, splits={"test": np.arange(10) % 2})
+def test_writer_and_reader_accept_classes_without_samples(tmp_path):
+    # Vocabulary-sized C: absent classes are valid data (docs/METRICS.md, "Absent classes");
+    # --require-all-classes makes them an error at analysis time.
+    with RunWriter(tmp_path / "w.h5", Y, num_classes=4) as w:
+        w.add_epoch(1, np.ones((Y.size, 2)))
+    with open_run(tmp_path / "w.h5") as run:
+        assert run.info.num_classes == 4
+    RunWriter(tmp_path / "s.h5", Y, splits={"test": np.arange(10) % 2}).close()
 
 
 @pytest.mark.parametrize("kind", ["layers", "scalars", "splits"])

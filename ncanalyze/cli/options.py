@@ -83,6 +83,12 @@ WorkersOpt = Annotated[Optional[int], typer.Option(
 DaskOpt = Annotated[Optional[str], typer.Option(
     "--dask", metavar="ADDRESS", help="Compute the epochs on a dask.distributed cluster, e.g. "
                                       "tcp://scheduler:8786 (the file must be readable there).")]
+RequireAllClassesOpt = Annotated[bool, typer.Option(
+    "--require-all-classes", help="Make a class without samples an input error (exit 3) "
+                                  "instead of a warning (its class-mean keys leave it out).")]
+MemoryLimitOpt = Annotated[Optional[int], typer.Option(
+    "--memory-limit", metavar="BYTES", help="Working memory to plan for (tiles are sized from "
+                                            "it; default half the available memory).")]
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Also draw a figure to FILE (.png, .svg or .pdf, by extension).")]
 XscaleOpt = Annotated[str, typer.Option(

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
 from ..atomic import atomic_text, check_outputs
-from ..errors import UsageError, escape
+from ..errors import InputError, UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from ..results import flatten
 from . import render
@@ -148,7 +148,7 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                           soft_wrap=False)
         if follow:
             outcome = _follow(file, settings, gates, fmt, out, console, timeout, command, time,
-                              prepare)
+                              prepare, keys)
         else:
             outcome = _compute(file, settings, fmt, out, quiet or (fmt == "jsonl" and tty),
                                command, time, prepare)
@@ -157,9 +157,10 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
         notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
         if outcome.header is None:  # --follow ended before the first complete epoch
-            warn(f"{file}: no complete epoch was written before following stopped "
-                 f"({outcome.stopped_by})")
-        elif fmt == "json":
+            raise InputError(f"no complete epoch was written before following stopped "
+                             f"({'Ctrl-C' if outcome.stopped_by == 'interrupt' else '--timeout'})",
+                             file=file)
+        if fmt == "json":
             out.write(render.json_document(outcome.header, command, outcome.epochs,
                                            outcome.warnings, extra))
         elif fmt == "csv":
@@ -216,7 +217,8 @@ def _take(outcome: _Outcome, result, fmt: str, out) -> None:
 
 
 def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, console: Console,
-            timeout: float | None, command: str, time: str, prepare) -> _Outcome:
+            timeout: float | None, command: str, time: str, prepare,
+            keys: list[str] | None) -> _Outcome:
     """Epochs as a writer appends them; stops at close, timeout, a holding gate or Ctrl-C."""
     from ..follow import Follower
 
@@ -231,7 +233,7 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
         for result in follower:
             _take(outcome, result, fmt, out)
             if fmt == "table":
-                stream_line(console, command, flatten(result.values), outcome.classes)
+                stream_line(console, command, flatten(result.values), outcome.classes, keys)
             held = [v for v in evaluate_gates(gates, [result.values], "last") if v.holds]
             if held:
                 outcome.live_verdicts = held

@@ -195,10 +195,17 @@ def _print_wrapped(console: Console, text: str, width: int, style: str | None = 
         console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
-def stream_line(console: Console, command: str, flat: dict[str, Any], classes: int) -> None:
-    """One epoch as it arrives (``--follow``): its headline keys on one wrapped line."""
+def stream_line(console: Console, command: str, flat: dict[str, Any], classes: int,
+                keys: Sequence[str] | None = None) -> None:
+    """One epoch as it arrives (``--follow``): as many of the view's keys as fit on one line."""
     flat = {escape(k): v for k, v in flat.items()}
-    keys = choose_keys([k for k in flat if k != "epoch"], command, None, False, classes)
-    text = f"epoch {flat.get('epoch')}: " + " · ".join(f"{k} {fmt(flat.get(k))}" for k in keys)
-    _print_wrapped(console, text, console.width)
+    keys = choose_keys([k for k in flat if k != "epoch"], command, keys, False, classes)
+    text = f"epoch {flat.get('epoch')}:"
+    for k in keys:
+        part = f" {k} {fmt(flat.get(k))}"
+        if len(text) + len(part) > console.width - 2:
+            text += " …"
+            break
+        text += part
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
     console.file.flush()

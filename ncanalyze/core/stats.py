@@ -15,6 +15,9 @@ is taken:
 ``ref_c`` is within sampling noise of μ_c, so the entries of ``z`` are of the size of the
 within-class spread and the correction term is small: the float64 result keeps its relative
 accuracy down to deep collapse (NC1 ≈ 1e-8 and below), unlike ``Σ h hᵀ/N − μ μᵀ``.
+
+Length: above the ~350-line guide; the accumulator's generic block and its NumPy twin, the
+class-index compaction and the exact merge of partial statistics share one data layout.
 """
 
 from __future__ import annotations
@@ -58,14 +61,43 @@ def segment_sum(values, labels, num_classes: int):
     return xp.matmul(onehot.T, values)
 
 
+def compact_labels(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The classes present in ``labels`` and the labels renumbered ``0..K-1`` over them.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (n_samples,)
+        Host integer labels in ``0..num_classes-1``.
+    num_classes : int
+        C.
+
+    Returns
+    -------
+    classes : ndarray, shape (K,)
+        int64, increasing: the class indices with at least one sample.
+    compact : ndarray, shape (n_samples,)
+        int64, ``classes[compact] == labels``.
+    """
+    counts = np.bincount(labels, minlength=num_classes)
+    classes = np.flatnonzero(counts).astype(np.int64)
+    if classes.size == num_classes:
+        return classes, labels.astype(np.int64, copy=False)
+    lookup = np.full(num_classes, -1, dtype=np.int64)
+    lookup[classes] = np.arange(classes.size)
+    return classes, lookup[labels]
+
+
 @dataclass
 class ClassStats:
     """Sufficient statistics of one feature matrix and its labels (docs/METRICS.md, "Statistics").
 
+    Only the classes with samples have a row: ``n_classes`` is the number of classes present
+    (K in docs/METRICS.md) and :attr:`class_ids` maps rows to class indices.
+
     Attributes
     ----------
     counts : array, shape (n_classes,)
-        n_c, float64.
+        n_c > 0, float64.
     means : array, shape (n_classes, n_features)
         Class means μ_c as rows (Mᵀ in the notation of docs/METRICS.md).
     within_scatter : array, shape (n_features, n_features)
@@ -81,6 +113,11 @@ class ClassStats:
     within_scatter: Any
     class_scatter: Any
     num_samples: int
+    #: Class index (``0..C-1``) of each row, host int64, shape (n_classes,); ``None``: row c is
+    #: class c. Classes without samples have no row (docs/METRICS.md, "Absent classes").
+    classes: np.ndarray | None = None
+    #: C, the number of classes of the run, present or not (``None``: ``n_classes``).
+    total_classes: int | None = None
 
     @property
     def xp(self):
@@ -89,6 +126,17 @@ class ClassStats:
     @property
     def num_classes(self) -> int:
         return int(self.means.shape[0])
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        """Class index of each row, host int64, shape ``(n_classes,)``."""
+        return (np.arange(self.num_classes, dtype=np.int64) if self.classes is None
+                else self.classes)
+
+    @property
+    def num_classes_total(self) -> int:
+        """C of the run: the rows here plus the classes without samples."""
+        return self.num_classes if self.total_classes is None else int(self.total_classes)
 
     @property
     def num_features(self) -> int:
@@ -116,7 +164,8 @@ class ClassStats:
         """The same statistics as NumPy arrays, in one device-to-host transfer."""
         counts, means, scatter, class_scatter = to_numpy_many(
             self.counts, self.means, self.within_scatter, self.class_scatter)
-        return ClassStats(counts, means, scatter, class_scatter, self.num_samples)
+        return ClassStats(counts, means, scatter, class_scatter, self.num_samples,
+                          classes=self.classes, total_classes=self.total_classes)
 
 
 #: Most rows per accumulation block. The statistics are computed block by block over fixed
@@ -160,17 +209,25 @@ class StatsAccumulator:
     keep_row_norms : bool
         Keep an upper bound on every row's ‖h‖ (NumPy only; N float64 values), a by-product
         of the per-row ‖z‖² of the CDNV: :meth:`row_norm_bounds`.
+    classes : ndarray, shape (num_classes,), optional
+        Class index of each label value when the labels are renumbered over the classes
+        present (:func:`compact_labels`; memory O(K·P) instead of O(C·P)).
+    total_classes : int, optional
+        C of the run when the labels are renumbered.
     device : object, optional
         Device of the chunks (default: the namespace's default device).
     """
 
     def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64",
-                 keep_row_norms: bool = False, device=None):
+                 keep_row_norms: bool = False, classes: np.ndarray | None = None,
+                 total_classes: int | None = None, device=None):
         if compute_dtype not in ("float64", "float32"):
             raise ValueError(f"compute_dtype must be float64 or float32, got {compute_dtype!r}")
         self.xp = xp
         self.device = device
         self.num_classes = num_classes
+        self.classes = classes
+        self.total_classes = total_classes
         self.num_features = num_features
         self.compute_dtype = getattr(xp, compute_dtype)
         self.block_rows = block_rows(num_features)
@@ -265,7 +322,11 @@ class StatsAccumulator:
                 xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
             else:
                 xs, ys, counts_ref = features, labels, counts
-            if xs.dtype not in (xp.float32, f64):
+            if cdt == f64:
+                # float64 products (the default, and the retry after a float32 overflow): sum
+                # in float64 too, so features near the float32 limit do not overflow here.
+                xs = xp.astype(xs, f64, copy=False)
+            elif xs.dtype not in (xp.float32, f64):
                 xs = xp.astype(xs, xp.float32)
             sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
             safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
@@ -357,19 +418,64 @@ class StatsAccumulator:
         return np.concatenate(self._norms) if self._norms else np.zeros(0)
 
     def finalize(self) -> ClassStats:
-        """Return the statistics of all chunks added (classes must all be non-empty)."""
+        """Return the statistics of all chunks added; classes without samples get no row."""
         self._flush()
         xp = self.xp
-        if np.any(self._counts == 0):
-            missing = np.flatnonzero(self._counts == 0).tolist()
-            raise ValueError(f"classes {missing} have no samples")
-        n = xp.asarray(self._counts.astype(np.float64), device=self.device)
-        d = self._zsum / n[:, None]
-        means = self._ref + d
+        ids = (np.arange(self.num_classes, dtype=np.int64) if self.classes is None
+               else np.asarray(self.classes, dtype=np.int64))
+        total = self.num_classes if self.total_classes is None else self.total_classes
+        zsum, ref, zsq, counts = self._zsum, self._ref, self._zsq, self._counts
+        if np.any(counts == 0):
+            keep = np.flatnonzero(counts)
+            idx = xp.asarray(keep, device=self.device)
+            zsum, ref, zsq = (xp.take(a, idx, axis=0) for a in (zsum, ref, zsq))
+            counts, ids = counts[keep], ids[keep]
+        n = xp.asarray(counts.astype(np.float64), device=self.device)
+        d = zsum / n[:, None]
+        means = ref + d
         scatter = self._scatter - xp.matmul(d.T * n[None, :], d)
         scatter = (scatter + scatter.T) / 2
-        class_scatter = xp.maximum(self._zsq - n * xp.sum(d * d, axis=1), 0.0)
-        return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
+        class_scatter = xp.maximum(zsq - n * xp.sum(d * d, axis=1), 0.0)
+        return ClassStats(n, means, scatter, class_scatter, int(counts.sum()),
+                          classes=ids, total_classes=int(total))
+
+
+def merge_class_stats(parts: list[ClassStats]) -> ClassStats:
+    """The statistics of the union of disjoint row sets from theirs (host NumPy arrays).
+
+    The parallel merge of Chan, Golub & LeVeque: with μ_c = Σ_k n_kc μ_kc / n_c,
+    N Σ_W = Σ_k N_k Σ_W,k + Σ_{k,c} n_kc (μ_kc − μ_c)(μ_kc − μ_c)ᵀ and the per-class scatter
+    likewise; only deviations of part means from the merged mean are multiplied, so the merge
+    keeps the accuracy of the parts. Equal to the statistics of all rows at once up to
+    float64 rounding.
+
+    Parameters
+    ----------
+    parts : list of ClassStats
+        NumPy statistics of disjoint row sets of one epoch (a part may lack some classes).
+    """
+    total = parts[0].num_classes_total
+    ids = np.unique(np.concatenate([p.class_ids for p in parts]))
+    k, dim = ids.size, parts[0].num_features
+    n = np.zeros(k)
+    weighted = np.zeros((k, dim))
+    where = []
+    for p in parts:
+        idx = np.searchsorted(ids, p.class_ids)
+        where.append(idx)
+        cnt = np.asarray(p.counts, dtype=np.float64)
+        np.add.at(n, idx, cnt)
+        np.add.at(weighted, idx, cnt[:, None] * np.asarray(p.means))
+    means = weighted / n[:, None]
+    scatter = np.zeros((dim, dim))
+    class_scatter = np.zeros(k)
+    for p, idx in zip(parts, where):
+        cnt = np.asarray(p.counts, dtype=np.float64)
+        dev = np.asarray(p.means) - means[idx]
+        scatter += np.asarray(p.within_scatter) + (dev * cnt[:, None]).T @ dev
+        np.add.at(class_scatter, idx, np.asarray(p.class_scatter) + cnt * np.sum(dev * dev, 1))
+    return ClassStats(n, means, (scatter + scatter.T) / 2, class_scatter,
+                      int(sum(p.num_samples for p in parts)), classes=ids, total_classes=total)
 
 
 def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -405,7 +511,8 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     features : array, shape (n_samples, n_features)
     labels : integer array, shape (n_samples,)
     num_classes : int, optional
-        Default ``max(labels) + 1``.
+        C, default ``max(labels) + 1``; classes without samples get no row (their indices
+        are in ``ClassStats.class_ids``' complement).
     chunk_rows : int
         Rows per accumulation step.
 
@@ -417,8 +524,11 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     dev = device(features)
     labels_host = to_numpy(labels).astype(np.int64)
     c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
-    acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype, device=dev)
-    lab = xp.asarray(labels_host, device=dev)
+    classes, compact = compact_labels(labels_host, c)
+    acc = StatsAccumulator(classes.size, int(features.shape[1]), xp, compute_dtype,
+                           classes=classes, total_classes=c, device=dev)
+    labels_host = compact
+    lab = xp.asarray(compact, device=dev)
     n = int(features.shape[0])
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)

@@ -22,8 +22,9 @@ from ..errors import InputError
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 #: Largest P accepted: Σ_W is P×P float64 (4 GiB at this limit).
 MAX_FEATURES = 23_000
-#: Largest C accepted (C×C and C×P matrices are built).
-MAX_CLASSES = 100_000
+#: Largest C accepted (memory is O(C·P): bounded by MAX_CLASSES_X_FEATURES and the analysis'
+#: memory plan; this bounds the per-class vectors of length C).
+MAX_CLASSES = 2**21
 #: Largest C·P accepted: W and the class means are C×P float64 (2 GiB each at this limit).
 MAX_CLASSES_X_FEATURES = 2**28
 #: Largest N accepted: the labels are held in memory as int64 (1 GiB at this limit).

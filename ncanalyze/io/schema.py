@@ -57,7 +57,8 @@ def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
 
 
 def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
-    """Every class ``0..C-1`` has a sample (the training labels and every split's)."""
+    """Every class ``0..C-1`` has a sample: the rule of ``--require-all-classes`` (applied by
+    :func:`ncanalyze.analysis.absent_classes`; files with absent classes are valid)."""
     counts = np.bincount(labels, minlength=num_classes)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
@@ -292,12 +293,6 @@ class _Validator:
             raise self._error(str(exc), name) from None
         return raw.astype(np.int64, copy=False)
 
-    def _classes_present(self, labels: np.ndarray, num_classes: int, name: str) -> None:
-        try:
-            check_classes_present(labels, num_classes)
-        except ValueError as exc:
-            raise self._error(str(exc), name) from None
-
     def _check_features(self, ds, name, num_samples, num_epochs, num_features=None):
         if ds.ndim != 3:
             raise self._error(f"must be 3-D (E, N, P), has shape {ds.shape}", name)
@@ -373,7 +368,8 @@ class _Validator:
         if num_classes < 2:
             raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
                               "are 0)", "/labels")
-        self._classes_present(labels, num_classes, "/labels")
+        # Classes without samples are valid (vocabulary-sized C); the analysis applies the
+        # rule (ncanalyze.analysis.absent_classes, --require-all-classes).
         self.labels["/labels"] = labels
 
         has_features = self._resolve("/features") is not None
@@ -435,7 +431,6 @@ class _Validator:
                 raise self._error("must be a group holding labels and features",
                                   f"/splits/{name}")
             slabels = self._read_labels(lpath, num_classes)
-            self._classes_present(slabels, num_classes, lpath)
             ds = self._get(fpath, required=True)
             self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
             self.labels[lpath] = slabels

@@ -44,7 +44,7 @@ from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
-from .schema import (EPOCH_FILL, FORMAT_VERSION, check_classes_present, check_labels,
+from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
                      check_member_name, check_num_classes, check_weight_decay)
 
 
@@ -126,7 +126,6 @@ class RunWriter:
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
         _check(check_num_classes, self.num_classes)
         _check(check_labels, labels, self.num_classes, what="labels")
-        _check(check_classes_present, labels, self.num_classes, what="labels")
         self.labels = labels.astype(np.int64, copy=False)
         self.splits = {}
         for name, split_labels in (splits or {}).items():
@@ -137,8 +136,6 @@ class RunWriter:
                 raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
                                  f"in 0..{self.num_classes - 1}")
             _check(check_labels, split_labels, self.num_classes, what=f"split {name!r} labels")
-            _check(check_classes_present, split_labels, self.num_classes,
-                   what=f"split {name!r} labels")
             self.splits[name] = split_labels.astype(np.int64, copy=False)
         if weight_decay is not None:
             weight_decay = _check(check_weight_decay, weight_decay)

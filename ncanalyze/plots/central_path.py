@@ -96,7 +96,7 @@ def _save(fig, path) -> None:
         fig.savefig(tmp, format=fmt, dpi=150)
 
 
-def _plain_log_ticks(ax) -> None:
+def plain_log_ticks(ax) -> None:
     """Tick labels 0.5, 1, 2, 3 instead of 5×10⁻¹, 10⁰, … on a log axis of a short range."""
     from matplotlib.ticker import FuncFormatter
 
@@ -207,7 +207,7 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
             epoch_axis(ax, scale, float(max(ep)))
         else:
             ax.set_xlabel("epoch")
-        _plain_log_ticks(ax)
+        plain_log_ticks(ax)
         ax.grid(True, which="major", alpha=0.3)
         if ep:
             ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import UsageError
-from .central_path import epoch_axis, plot_format, resolve_xscale
+from .central_path import epoch_axis, plain_log_ticks, plot_format, resolve_xscale
 
 #: Colour-blind-safe palette (Okabe & Ito), one colour per run.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -157,6 +157,7 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
         ax.grid(True, which="major", alpha=0.3, lw=0.6)
         if logy and drawn:
             ax.set_yscale("log")
+            plain_log_ticks(ax)
             ax.grid(True, which="minor", axis="y", alpha=0.12, lw=0.4)
         if ptitle.startswith("Training accuracy"):
             ax.set_ylim(-0.02, 1.04)

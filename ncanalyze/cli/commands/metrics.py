@@ -6,6 +6,7 @@ from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRows
                        DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
                        GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RunFile, ShowAllOpt,
                        SplitsOpt, TimeoutOpt, WorkersOpt)
+from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
 EPILOG = "Example: ncanalyze metrics run.h5 --epochs 10:200 --format json --fail-if 'nc1>0.05'"
@@ -19,7 +20,9 @@ def metrics(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto
             allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
             dask: DaskOpt = None,
             keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
-            timeout: TimeoutOpt = None) -> int:
+            timeout: TimeoutOpt = None,
+            require_all_classes: RequireAllClassesOpt = False,
+            memory_limit: MemoryLimitOpt = None) -> int:
     """NC1–NC4, equinorm/equiangle, ETF and orthogonal-frame distances per epoch
     (docs/METRICS.md)."""
     return run_command("metrics", **locals())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,11 +20,22 @@ EPILOG = ("Example: ncanalyze plot examples/digits_mlp.h5 -o nc.png  ·  "
           "ncanalyze plot mse.h5 --compare ce.h5 --label MSE --label CE -o mse_vs_ce.pdf")
 
 
+#: Splits whose accuracy the panel draws as the test accuracy (first one the run has).
+TEST_SPLITS = ("test", "val", "valid", "validation")
+
+
 def read_series(path: Path, settings: Settings, label: str | None = None):
-    """The panel's series of one run: its metrics at every selected epoch."""
+    """The panel's series of one run: its metrics at every selected epoch, and the accuracy
+    on its test split when it has one."""
     from ...plots.panel import series_from_epochs
 
-    with Analysis(path, settings) as analysis:
+    analysis = Analysis(path, settings)
+    test = [name for name in TEST_SPLITS if name in analysis.run.info.splits][:1]
+    if test and test[0] not in settings.splits:
+        analysis.close()
+        analysis = Analysis(path, dataclasses.replace(settings,
+                                                      splits=(*settings.splits, *test)))
+    with analysis:
         rows = [result.values for result in analysis]
         loss = analysis.run.info.loss
     name = label or os.path.splitext(os.path.basename(os.fspath(path)))[0]

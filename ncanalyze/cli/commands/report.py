@@ -6,6 +6,7 @@ from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRows
                        DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
                        GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RidgeOpt, RunFile, ShowAllOpt,
                        SplitsOpt, TimeOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt)
+from ..options import MemoryLimitOpt, RequireAllClassesOpt
 from ..runner import run_command
 
 EPILOG = ("Example: ncanalyze report run.h5 --format markdown --fail-if 'nc1>0.05' "
@@ -21,7 +22,9 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
            dask: DaskOpt = None,
            keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
-           timeout: TimeoutOpt = None) -> int:
+           timeout: TimeoutOpt = None,
+           require_all_classes: RequireAllClassesOpt = False,
+           memory_limit: MemoryLimitOpt = None) -> int:
     """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
     reports (docs/METRICS.md, docs/CENTRAL_PATH.md)."""
     return run_command("report", **locals())
