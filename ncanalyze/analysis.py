@@ -2,6 +2,11 @@
 
 This layer joins :mod:`ncanalyze.io` (reading) and :mod:`ncanalyze.core` (array math). It does
 no printing; the CLI formats what it returns.
+
+Length: above the ~350-line guide because the epoch pipeline (two passes, the row-split form
+of the same passes on workers and their task functions, which must be importable by name
+from this module for the workers) is one concept; splitting it would bring back an import
+cycle with the task module.
 """
 
 from __future__ import annotations

@@ -385,9 +385,6 @@ def test_big_endian_floats_are_read(tmp_path, dtype):
         assert x.dtype.isnative
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/stats.py sums the reference class means in float32 for float32 features, so they "
-    "overflow near 1e38 and the float64 retry repeats it; core is another helper's file"))
 def test_float32_features_near_the_float32_limit_are_not_an_overflow(tmp_path):
     m = valid_members()
     m["features"] = (m["features"].astype(np.float64) * 1e37).astype(np.float32)

@@ -16,6 +16,7 @@ from ncanalyze.analysis import Analysis, Settings, compute_epochs, local_workers
 from tests.conftest import run_cli
 
 from .factories import collapsing_features, labels, write_run
+from .reference import assert_values_close
 
 QUANTITIES = ("metrics", "decompose", "snr")
 
@@ -151,19 +152,6 @@ def big_epoch(tmp_path_factory):
                      [0.1 * rng.normal(size=C)], num_classes=C, weight_decay=1e-3)
 
 
-def _close_epochs(got, want):
-    from .reference import assert_close
-
-    assert got.keys() == want.keys()
-    scalar = [k for k, v in want.items() if isinstance(v, float)]
-    assert_close(got, want, rtol=1e-10, atol=1e-13, keys=scalar)
-    for k, v in want.items():
-        if isinstance(v, list):
-            np.testing.assert_allclose(got[k], v, rtol=1e-10, atol=1e-13, err_msg=k)
-        elif not isinstance(v, float):
-            assert got[k] == v, k
-
-
 def test_one_epoch_split_over_workers_and_dask_equals_serial(big_epoch, dask_address):
     serial = _results(big_epoch, workers=1)
     with Analysis(big_epoch, Settings(QUANTITIES, backend="numpy", task_rows=1)) as a:
@@ -172,7 +160,7 @@ def test_one_epoch_split_over_workers_and_dask_equals_serial(big_epoch, dask_add
     remote = _results(big_epoch, dask=dask_address, task_rows=1)
     for other in (procs, remote):
         assert [r[0] for r in other] == [1]
-        _close_epochs(other[0][1], serial[0][1])
+        assert_values_close(other[0][1], serial[0][1], rtol=1e-10, atol=1e-13)
         assert other[0][2] == serial[0][2]
     assert serial[0][1]["classes_present"] == 47
 

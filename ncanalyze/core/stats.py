@@ -15,6 +15,9 @@ is taken:
 ``ref_c`` is within sampling noise of μ_c, so the entries of ``z`` are of the size of the
 within-class spread and the correction term is small: the float64 result keeps its relative
 accuracy down to deep collapse (NC1 ≈ 1e-8 and below), unlike ``Σ h hᵀ/N − μ μᵀ``.
+
+Length: above the ~350-line guide; the accumulator's generic block and its NumPy twin, the
+class-index compaction and the exact merge of partial statistics share one data layout.
 """
 
 from __future__ import annotations
@@ -319,7 +322,11 @@ class StatsAccumulator:
                 xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
             else:
                 xs, ys, counts_ref = features, labels, counts
-            if xs.dtype not in (xp.float32, f64):
+            if cdt == f64:
+                # float64 products (the default, and the retry after a float32 overflow): sum
+                # in float64 too, so features near the float32 limit do not overflow here.
+                xs = xp.astype(xs, f64, copy=False)
+            elif xs.dtype not in (xp.float32, f64):
                 xs = xp.astype(xs, xp.float32)
             sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
             safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
