@@ -2,6 +2,11 @@
 
 This layer joins :mod:`ncanalyze.io` (reading) and :mod:`ncanalyze.core` (array math). It does
 no printing; the CLI formats what it returns.
+
+Length: above the ~350-line guide because the epoch pipeline (two passes, the row-split form
+of the same passes on workers and their task functions, which must be importable by name
+from this module for the workers) is one concept; splitting it would bring back an import
+cycle with the task module.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from array_api_compat import is_numpy_namespace
 from ._version import __version__
 from .backend import Backend, get_backend
 from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
-from .core.decisions import PredictionAccumulator
+from .core.decisions import DecisionCounts, PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
-from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows, compact_labels
+from .core.stats import (GLOBAL_MEANS, ClassStats, StatsAccumulator, block_rows,
+                         compact_labels, merge_class_stats)
 from . import memory
 from .errors import InputError, UsageError
 from .io.reader import Run, open_run
@@ -69,8 +75,12 @@ class Settings:
     #: Make a class without samples an input error instead of a run-level warning.
     require_all_classes: bool = False
     #: Bound on the working memory in bytes (tiles are sized from it); None: a fraction of
-    #: the available memory (see :func:`memory_budget`).
+    #: the available memory (see :mod:`ncanalyze.memory`).
     memory_limit: int | None = None
+    #: With workers or dask: rows of one epoch per task (the epoch's rows are split over the
+    #: workers and the partial statistics merged). None: epochs above ``TASK_BYTES`` of
+    #: features are split into tasks of about that size, smaller ones are one task each.
+    task_rows: int | None = None
 
     def validate(self) -> None:
         bad = [q for q in self.quantities if q not in QUANTITIES]
@@ -85,6 +95,8 @@ class Settings:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
             raise UsageError("--workers must be ≥ 1")
+        if self.task_rows is not None and self.task_rows < 1:
+            raise UsageError("task_rows must be ≥ 1")
         if self.memory_limit is not None and self.memory_limit < 1:
             raise UsageError("--memory-limit must be a positive number of bytes")
 
@@ -219,6 +231,7 @@ class Analysis:
             if note:
                 self.run_warnings.append(note)
         self.tile_bytes = self._plan_memory()
+        self._split: tuple[str, Settings, int] | None = None
 
     def _plan_memory(self) -> int:
         """Tile bytes from the memory plan of one epoch (:mod:`ncanalyze.memory`)."""
@@ -275,7 +288,8 @@ class Analysis:
                 device if compact is host else be.asarray(compact, compact.dtype), classes)
         return self._labels[key]
 
-    def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
+    def _chunks(self, epoch: int, source: Source, check_finite: bool = False,
+                rows_range: tuple[int, int] | None = None):
         """Yield ``(device_features, start, stop)`` for one pass (rows ``start:stop``).
 
         NaN/Inf rows are not looked for here (an extra pass over the data): the statistics
@@ -288,8 +302,9 @@ class Analysis:
         """
         be = self.backend
         rows = self.settings.chunk_rows or self._default_rows(source)
-        start = 0
-        chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite)
+        start, stop = rows_range or (0, source.num_samples)
+        chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite,
+                                      start=start, stop=stop)
         for chunk, _ in prefetch(chunks, PREFETCH):
             stop = start + chunk.shape[0]
             yield be.asarray(chunk, chunk.dtype), start, stop
@@ -302,7 +317,8 @@ class Analysis:
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
-    def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
+    def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None,
+               rows_range: tuple[int, int] | None = None):
         """First pass: class statistics, accumulated on the backend's device and returned on
         the host (NumPy, one transfer), and the cached device chunks (if ``keep``)."""
         xp = self.backend.xp
@@ -320,7 +336,7 @@ class Analysis:
                                device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
-            for x, start, stop in self._chunks(epoch, source):
+            for x, start, stop in self._chunks(epoch, source, rows_range=rows_range):
                 acc.update(x, lab.compact_device[start:stop], lab.compact_host[start:stop])
                 if cache is not None:
                     cache.append((x, lab.device[start:stop]))
@@ -340,23 +356,65 @@ class Analysis:
             # A NaN/Inf feature reaches every sum of its class: re-read with the row check,
             # which names the rows. If none is found, float32 products overflowed (features
             # beyond ~1e19): recompute in float64.
-            for _ in self._chunks(epoch, source, check_finite=True):
+            for _ in self._chunks(epoch, source, check_finite=True, rows_range=rows_range):
                 pass
             if acc.compute_dtype != xp.float64:
-                return self._stats(epoch, source, keep, dtype="float64")
+                return self._stats(epoch, source, keep, dtype="float64", rows_range=rows_range)
             raise InputError("the class statistics overflow float64", file=self.run.path,
                              dataset=source.path, epoch=epoch)
         return stats, cache
 
-    def _predictions(self, epoch, source, cache, ncc_means, ncc_classes, weight, bias):
+    def _predictions(self, epoch, source, cache, ncc_means, ncc_classes, weight, bias,
+                     rows_range=None):
         pred = PredictionAccumulator(ncc_means, weight, bias, ncc_classes=ncc_classes,
                                      tile_bytes=self.tile_bytes)
         labels = self._source_labels(source).device
         chunks = cache if cache is not None else (
-            (x, labels[start:stop], None) for x, start, stop in self._chunks(epoch, source))
+            (x, labels[start:stop], None)
+            for x, start, stop in self._chunks(epoch, source, rows_range=rows_range))
         for x, y, norm_bounds in chunks:
             pred.update(x, y, norm_bounds)
-        return pred
+        return pred.counts()
+
+    # ------------------------------------------------------------------ row-split epochs
+    def _source(self, kind: str, name: str) -> Source:
+        info = self.run.info
+        return {"train": lambda: self.run.train, "layer": lambda: info.layers[name],
+                "split": lambda: info.splits[name]}[kind]()
+
+    def _row_ranges(self, source: Source) -> list[tuple[int, int]]:
+        """Row ranges of one task each (whole accumulation blocks, so every task groups its
+        rows as the serial pass does)."""
+        n = source.num_samples
+        block = block_rows(source.num_features)
+        rows = self.settings.task_rows
+        if rows is None:
+            itemsize = np.dtype(self.run.info.features_dtype).itemsize
+            rows = max(1, TASK_BYTES // (source.num_features * itemsize))
+        rows = -(-rows // block) * block
+        return [(r0, min(n, r0 + rows)) for r0 in range(0, n, rows)]
+
+    def _epoch_stats(self, epoch: int, source: Source, keep: bool):
+        """:meth:`_stats`, or its row-split form on workers (partial statistics merged)."""
+        if self._split is None:
+            return self._stats(epoch, source, keep)
+        path, settings, workers = self._split
+        tasks = [(path, settings, epoch, source.kind, source.name, r0, r1)
+                 for r0, r1 in self._row_ranges(source)]
+        parts = list(ordered_map(partial_stats, tasks, workers=workers, dask=settings.dask))
+        return merge_class_stats(parts), None
+
+    def _epoch_predictions(self, epoch, source, cache, train, means_dev, w_dev, b_dev):
+        """:meth:`_predictions`, or its row-split form on workers (counts added)."""
+        if self._split is None:
+            return self._predictions(epoch, source, cache, means_dev, train.class_ids, w_dev,
+                                     b_dev)
+        path, settings, workers = self._split
+        means = np.asarray(train.means)
+        tasks = [(path, settings, epoch, source.kind, source.name, r0, r1, means,
+                  train.class_ids) for r0, r1 in self._row_ranges(source)]
+        return sum(ordered_map(partial_decisions, tasks, workers=workers, dask=settings.dask),
+                   DecisionCounts())
 
     # ------------------------------------------------------------------ one epoch
     def compute_epoch(self, epoch: int) -> EpochResult:
@@ -372,14 +430,13 @@ class Analysis:
         b_dev = None if b is None else be.asarray(b, "float64")
         want_metrics = "metrics" in s.quantities
         train = run.train
-        stats, cache = self._stats(epoch, train, keep=want_metrics)
+        stats, cache = self._epoch_stats(epoch, train, keep=want_metrics)
         means_dev = be.asarray(stats.means, "float64")
         values: dict[str, Any] = {"epoch": epoch}
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, means_dev, stats.class_ids, w_dev,
-                                     b_dev)
+            pred = self._epoch_predictions(epoch, train, cache, stats, means_dev, w_dev, b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
                                         center_weights=s.center_weights, rtol=s.rtol,
                                         tile_bytes=self.tile_bytes)
@@ -403,7 +460,7 @@ class Analysis:
         if want_metrics and s.layers and run.info.layers:
             layers = {}
             for name, source in run.info.layers.items():
-                lstats, _ = self._stats(epoch, source, keep=False)
+                lstats, _ = self._epoch_stats(epoch, source, keep=False)
                 res = feature_metrics(lstats, global_mean=s.global_mean, rtol=s.rtol,
                                       keys=LAYER_KEYS, tile_bytes=self.tile_bytes)
                 layers[name] = {k: res.values[k] for k in LAYER_KEYS if k in res.values}
@@ -413,9 +470,9 @@ class Analysis:
             splits = {}
             for name in s.splits:
                 source = run.info.splits[name]
-                sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, means_dev, stats.class_ids,
-                                          w_dev, b_dev)
+                sstats, scache = self._epoch_stats(epoch, source, keep=True)
+                spred = self._epoch_predictions(epoch, source, scache, stats, means_dev, w_dev,
+                                                b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
                                             center_weights=s.center_weights, rtol=s.rtol,
                                             tile_bytes=self.tile_bytes)
@@ -429,29 +486,43 @@ class Analysis:
 
     def __iter__(self) -> Iterator[EpochResult]:
         s = self.settings
-        workers = local_workers(self)
+        split = len(self._row_ranges(self.run.train)) > 1
+        workers = local_workers(self, len(self._row_ranges(self.run.train)) if split else None)
         if s.dask is None and workers <= 1:
             for epoch in self.epochs:
                 yield self.compute_epoch(epoch)
             return
         # Workers open the file themselves (on dask the path must be readable on every worker,
-        # e.g. a shared filesystem) and run compute_epoch with the same settings.
+        # e.g. a shared filesystem) and run compute_epoch with the same settings, or, for
+        # epochs larger than one task, the two passes over row ranges (partial sums merged).
         path = os.path.abspath(self.run.path)
+        if split:
+            self._split = (path, replace(s, workers=1), workers)
+            try:
+                for epoch in self.epochs:
+                    yield self.compute_epoch(epoch)
+            finally:
+                self._split = None
+            return
         tasks = [(path, s, [e]) for e in self.epochs]
         for results in ordered_map(compute_epochs, tasks, workers=workers, dask=s.dask):
             for d in results:
                 yield EpochResult(d["epoch"], d["values"], d["warnings"])
 
 
+#: With workers, an epoch holding more features than this is split into row-range tasks.
+TASK_BYTES = 512 * 2**20
 #: Automatic local parallelism starts only when the selected epochs hold at least this many
 #: bytes of features: below it, starting processes (≈1–2 s each) costs more than it saves.
 AUTO_MIN_BYTES = 512 * 2**20
 
 
-def local_workers(analysis: Analysis) -> int:
-    """Processes to use for ``analysis`` on this machine (1 means: compute in-process)."""
+def local_workers(analysis: Analysis, tasks: int | None = None) -> int:
+    """Processes to use for ``analysis`` on this machine (1 means: compute in-process);
+    ``tasks``: the row-range tasks of one epoch when its rows are split, else one task per
+    epoch."""
     s = analysis.settings
-    n_epochs = len(analysis.epochs)
+    n_epochs = len(analysis.epochs) if tasks is None else tasks
     if s.workers is not None:
         return max(1, min(cap_workers(s.workers)[0], n_epochs))
     if n_epochs < 2 or analysis.backend.name != "numpy":
@@ -461,6 +532,35 @@ def local_workers(analysis: Analysis) -> int:
     if per_epoch * n_epochs < AUTO_MIN_BYTES:
         return 1
     return max(1, min(usable_cores(), n_epochs))
+
+
+def _local(settings: Settings) -> Settings:
+    return replace(settings, workers=1, dask=None)
+
+
+def partial_stats(path: str, settings: Settings, epoch: int, kind: str, name: str, start: int,
+                  stop: int) -> ClassStats:
+    """Statistics of rows ``start:stop`` of one source of one epoch (a task on a worker).
+
+    Returns host (NumPy) :class:`~ncanalyze.core.stats.ClassStats` over the classes present
+    in those rows; :func:`~ncanalyze.core.stats.merge_class_stats` joins the parts.
+    """
+    with Analysis(path, _local(settings)) as a:
+        return a._stats(epoch, a._source(kind, name), keep=False, rows_range=(start, stop))[0]
+
+
+def partial_decisions(path: str, settings: Settings, epoch: int, kind: str, name: str,
+                      start: int, stop: int, means: np.ndarray,
+                      classes: np.ndarray) -> DecisionCounts:
+    """Decision counts of rows ``start:stop`` (a task on a worker), with the merged training
+    ``means`` of ``classes`` and the epoch's W, b read from the file."""
+    with Analysis(path, _local(settings)) as a:
+        be = a.backend
+        weight, bias = a.run.weight(epoch), a.run.bias(epoch)
+        w = None if weight is None else be.asarray(np.asarray(weight, np.float64), "float64")
+        b = None if bias is None else be.asarray(np.asarray(bias, np.float64), "float64")
+        return a._predictions(epoch, a._source(kind, name), None, be.asarray(means, "float64"),
+                              classes, w, b, rows_range=(start, stop))
 
 
 def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:

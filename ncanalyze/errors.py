@@ -1,7 +1,8 @@
 """The one exception family of ncanalyze.
 
 Every error a user can cause is an :class:`NcanalyzeError`; the CLI turns it into one line on
-stderr and the exit code carried by its class (SPEC §4), once, at the CLI boundary.
+stderr and the exit code carried by its class (docs/RELIABILITY.md §1), once, at the CLI
+boundary.
 """
 
 from __future__ import annotations

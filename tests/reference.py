@@ -167,6 +167,19 @@ def assert_close(actual: dict, expected: dict, rtol=1e-6, atol=1e-9, keys=None):
         assert abs(a - e) <= atol + rtol * abs(e), f"{k}: {a!r} vs reference {e!r}"
 
 
+def assert_values_close(actual: dict, expected: dict, rtol=1e-6, atol=1e-9):
+    """One epoch's values: the same keys; floats (and float lists) within tolerance, everything
+    else (ints, None, nested dicts) equal."""
+    assert actual.keys() == expected.keys()
+    scalar = [k for k, v in expected.items() if isinstance(v, float)]
+    assert_close(actual, expected, rtol=rtol, atol=atol, keys=scalar)
+    for k, v in expected.items():
+        if isinstance(v, list):
+            np.testing.assert_allclose(actual[k], v, rtol=rtol, atol=atol, err_msg=k)
+        elif not isinstance(v, float):
+            assert actual[k] == v, k
+
+
 def reference_snr(H, y, C=None, global_mean="samples", ridge=0.0):
     """The SNR keys (docs/CENTRAL_PATH.md §2) literally: Σ_W^{-1/2} by eigendecomposition, then
     the SVD of Σ_W^{-1/2} M̄. Σ_W (+ ridge·I) must be positive definite: for features with

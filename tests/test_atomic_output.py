@@ -1,4 +1,4 @@
-"""Atomic outputs (SPEC §7): --output and plot files appear whole or not at all.
+"""Atomic outputs (docs/RELIABILITY.md §5): --output and plot files appear whole or not at all.
 
 A failure while writing (an error in the middle of the epochs, a crashing figure writer, a
 SIGKILL) must leave any previous file untouched and no temporary file behind (a SIGKILL can

@@ -16,6 +16,7 @@ from ncanalyze.analysis import Analysis, Settings, compute_epochs, local_workers
 from tests.conftest import run_cli
 
 from .factories import collapsing_features, labels, write_run
+from .reference import assert_values_close
 
 QUANTITIES = ("metrics", "decompose", "snr")
 
@@ -136,3 +137,44 @@ def test_ordered_map_keeps_order_and_reraises():
     assert list(ordered_map(divmod, [(7, 2), (9, 4)])) == [(3, 1), (2, 1)]
     with pytest.raises(ZeroDivisionError):
         list(ordered_map(divmod, [(1, 0)], workers=2))
+
+
+@pytest.fixture(scope="module")
+def big_epoch(tmp_path_factory):
+    """One epoch of 40 000 rows (three 16 384-row accumulation blocks), absent classes."""
+    rng = np.random.default_rng(8)
+    C, P, N = 50, 6, 40_000
+    y = rng.integers(0, C - 3, N)  # classes 47..49 absent
+    means = rng.normal(size=(C, P)) * 2
+    h = collapsing_features(y, means, 0.7, rng, offset=3.0)
+    w = means + 0.3 * rng.normal(size=(C, P))
+    return write_run(tmp_path_factory.mktemp("big") / "big.h5", y, [h], [w],
+                     [0.1 * rng.normal(size=C)], num_classes=C, weight_decay=1e-3)
+
+
+def test_one_epoch_split_over_workers_and_dask_equals_serial(big_epoch, dask_address):
+    serial = _results(big_epoch, workers=1)
+    with Analysis(big_epoch, Settings(QUANTITIES, backend="numpy", task_rows=1)) as a:
+        assert len(a._row_ranges(a.run.train)) == 3
+    procs = _results(big_epoch, workers=2, task_rows=1)
+    remote = _results(big_epoch, dask=dask_address, task_rows=1)
+    for other in (procs, remote):
+        assert [r[0] for r in other] == [1]
+        assert_values_close(other[0][1], serial[0][1], rtol=1e-10, atol=1e-13)
+        assert other[0][2] == serial[0][2]
+    assert serial[0][1]["classes_present"] == 47
+
+
+def test_merge_of_partial_statistics_is_exact():
+    from ncanalyze.core.stats import class_stats, merge_class_stats
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 9, 500)
+    h = rng.normal(size=(500, 4)) + 1e3  # far from the origin: a naive merge would cancel
+    whole = class_stats(h, y, 10)
+    parts = [class_stats(h[a:b], y[a:b], 10) for a, b in ((0, 7), (7, 300), (300, 500))]
+    merged = merge_class_stats(parts)
+    np.testing.assert_array_equal(merged.class_ids, whole.class_ids)
+    for name in ("counts", "means", "within_scatter", "class_scatter"):
+        np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), rtol=1e-11,
+                                   err_msg=name)

@@ -16,6 +16,7 @@ rigorous bound on the float32 error, so the counts are exactly those of the gene
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
@@ -36,6 +37,31 @@ def tile_classes(tile_bytes: int | None, rows: int, itemsize: int = 8) -> int:
     """Classes per tile of scores for ``rows`` rows (three temporaries of the tile size)."""
     budget = DEFAULT_TILE_BYTES if tile_bytes is None else int(tile_bytes)
     return max(1, budget // (3 * itemsize * max(1, rows)))
+
+
+@dataclass
+class DecisionCounts:
+    """Decision counts of a set of rows; counts of disjoint row sets add up (``+``)."""
+
+    total: int = 0
+    ncc_correct: int = 0
+    classifier_correct: int = 0
+    mismatch: int = 0
+    with_classifier: bool = False
+
+    def __add__(self, other: "DecisionCounts") -> "DecisionCounts":
+        return DecisionCounts(self.total + other.total, self.ncc_correct + other.ncc_correct,
+                              self.classifier_correct + other.classifier_correct,
+                              self.mismatch + other.mismatch,
+                              self.with_classifier or other.with_classifier)
+
+    def values(self) -> dict[str, float]:
+        """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
+        out = {"ncc_accuracy": self.ncc_correct / self.total}
+        if self.with_classifier:
+            out["accuracy"] = self.classifier_correct / self.total
+            out["ncc_mismatch"] = self.mismatch / self.total
+        return out
 
 
 class _Rule:
@@ -175,14 +201,14 @@ class PredictionAccumulator:
     def mismatch(self) -> int:
         return self._counts()[2]
 
+    def counts(self) -> DecisionCounts:
+        """The counts so far (plain integers)."""
+        ncc, classifier, mismatch = self._counts()
+        return DecisionCounts(self.total, ncc, classifier, mismatch, self.weight is not None)
+
     def values(self) -> dict[str, float]:
         """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
-        ncc, classifier, mismatch = self._counts()
-        out = {"ncc_accuracy": ncc / self.total}
-        if self.weight is not None:
-            out["accuracy"] = classifier / self.total
-            out["ncc_mismatch"] = mismatch / self.total
-        return out
+        return self.counts().values()
 
 
 class _Numpy32:

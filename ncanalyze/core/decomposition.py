@@ -17,6 +17,9 @@ covariance): no ‖μ_G‖² enters its condition number and no W μ_c + b cance
 sit far from the origin. W̃_LS = B A^{-1} = V_LS T with V_LS = B_c (T A Tᵀ)^{-1}, B_c rows
 π_c g̃_cᵀ. The sample-weighted μ_G is the one that makes Σ_c π_c (μ_c − μ_G) = 0, hence the
 block-diagonal form; the values do not depend on the ``--global-mean`` option.
+
+Length: above the ~350-line guide; the class terms, the solve and the array-API entry points
+of one loss decomposition.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ is K here); the classifier rows of absent classes are used by the decision pass 
 
 Memory is O(K·P + P² + tile): the pairwise keys and the Gram distances are reduced over class
 tiles (:mod:`ncanalyze.core.pairs`), never as a K×K matrix.
+
+Length: above the ~350-line guide; one function per key family plus the tiled passes that
+feed several keys at once (one tile serves cdnv, the angles, gnc2 and the Gram distances).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ is taken:
 ``ref_c`` is within sampling noise of μ_c, so the entries of ``z`` are of the size of the
 within-class spread and the correction term is small: the float64 result keeps its relative
 accuracy down to deep collapse (NC1 ≈ 1e-8 and below), unlike ``Σ h hᵀ/N − μ μᵀ``.
+
+Length: above the ~350-line guide; the accumulator's generic block and its NumPy twin, the
+class-index compaction and the exact merge of partial statistics share one data layout.
 """
 
 from __future__ import annotations
@@ -319,7 +322,11 @@ class StatsAccumulator:
                 xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
             else:
                 xs, ys, counts_ref = features, labels, counts
-            if xs.dtype not in (xp.float32, f64):
+            if cdt == f64:
+                # float64 products (the default, and the retry after a float32 overflow): sum
+                # in float64 too, so features near the float32 limit do not overflow here.
+                xs = xp.astype(xs, f64, copy=False)
+            elif xs.dtype not in (xp.float32, f64):
                 xs = xp.astype(xs, xp.float32)
             sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
             safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
@@ -431,6 +438,44 @@ class StatsAccumulator:
         class_scatter = xp.maximum(zsq - n * xp.sum(d * d, axis=1), 0.0)
         return ClassStats(n, means, scatter, class_scatter, int(counts.sum()),
                           classes=ids, total_classes=int(total))
+
+
+def merge_class_stats(parts: list[ClassStats]) -> ClassStats:
+    """The statistics of the union of disjoint row sets from theirs (host NumPy arrays).
+
+    The parallel merge of Chan, Golub & LeVeque: with μ_c = Σ_k n_kc μ_kc / n_c,
+    N Σ_W = Σ_k N_k Σ_W,k + Σ_{k,c} n_kc (μ_kc − μ_c)(μ_kc − μ_c)ᵀ and the per-class scatter
+    likewise; only deviations of part means from the merged mean are multiplied, so the merge
+    keeps the accuracy of the parts. Equal to the statistics of all rows at once up to
+    float64 rounding.
+
+    Parameters
+    ----------
+    parts : list of ClassStats
+        NumPy statistics of disjoint row sets of one epoch (a part may lack some classes).
+    """
+    total = parts[0].num_classes_total
+    ids = np.unique(np.concatenate([p.class_ids for p in parts]))
+    k, dim = ids.size, parts[0].num_features
+    n = np.zeros(k)
+    weighted = np.zeros((k, dim))
+    where = []
+    for p in parts:
+        idx = np.searchsorted(ids, p.class_ids)
+        where.append(idx)
+        cnt = np.asarray(p.counts, dtype=np.float64)
+        np.add.at(n, idx, cnt)
+        np.add.at(weighted, idx, cnt[:, None] * np.asarray(p.means))
+    means = weighted / n[:, None]
+    scatter = np.zeros((dim, dim))
+    class_scatter = np.zeros(k)
+    for p, idx in zip(parts, where):
+        cnt = np.asarray(p.counts, dtype=np.float64)
+        dev = np.asarray(p.means) - means[idx]
+        scatter += np.asarray(p.within_scatter) + (dev * cnt[:, None]).T @ dev
+        np.add.at(class_scatter, idx, np.asarray(p.class_scatter) + cnt * np.sum(dev * dev, 1))
+    return ClassStats(n, means, (scatter + scatter.T) / 2, class_scatter,
+                      int(sum(p.num_samples for p in parts)), classes=ids, total_classes=total)
 
 
 def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -138,7 +138,8 @@ class Run:
         return int(min(rows, max(1, ds.shape[1])))
 
     def iter_chunks(self, epoch: int, source: Source | None = None, *, rows: int | None = None,
-                    check_finite: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                    check_finite: bool = True, start: int = 0,
+                    stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the features of ``epoch`` in row chunks.
 
         Parameters
@@ -151,6 +152,8 @@ class Run:
             Rows per chunk (default: :meth:`chunk_rows`).
         check_finite : bool
             Raise :class:`InputError` naming the epoch and bad-row count on NaN/Inf.
+        start, stop : int, optional
+            Read only the rows ``start:stop`` (default all).
 
         Yields
         ------
@@ -162,13 +165,13 @@ class Run:
         slot = self.slot(epoch)
         labels = self.labels(source)
         rows = rows or self.chunk_rows(source)
-        n = source.num_samples
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
-            chunk = self._read(source.path, np.s_[slot, start:stop, :], epoch)
+        n = source.num_samples if stop is None else min(stop, source.num_samples)
+        for lo in range(start, n, rows):
+            hi = min(n, lo + rows)
+            chunk = self._read(source.path, np.s_[slot, lo:hi, :], epoch)
             if check_finite and not np.isfinite(chunk).all():
-                raise self._nonfinite_error(epoch, source, start, rows)
-            yield chunk, labels[start:stop]
+                raise self._nonfinite_error(epoch, source, lo, rows)
+            yield chunk, labels[lo:hi]
 
     def _nonfinite_error(self, epoch: int, source: Source, start: int, rows: int) -> InputError:
         """Count the rows with NaN/Inf from ``start`` to the end of the epoch (chunk by chunk)."""
