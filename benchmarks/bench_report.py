@@ -4,22 +4,25 @@ Run from the repository root (takes ~5–10 minutes on 2 cores and needs ~3 GiB 
 
     python benchmarks/bench_report.py                 # all three cases
     python benchmarks/bench_report.py --cases 1 --reps 7
+    python benchmarks/bench_report.py --cases 1 --backend numpy,torch:cpu
 
 For each case it writes a synthetic run file (one epoch, float32 features near collapse) and
 prints, with medians over interleaved repetitions measured in the same process:
 
 * floor: h5py read of ``/features[e]`` + one float32 ``HᵀH`` (NumPy, i.e. BLAS syrk);
-* ``report`` (metrics + decompose + snr in one pass, in-process through the CLI, ``--backend
-  numpy``) with ``--dtype float64`` (default) and ``--dtype float32``, in seconds per epoch and
-  as a ratio to the floor;
+* ``report`` (metrics + decompose + snr in one pass, in-process through the CLI) on each
+  backend of ``--backend`` (default ``numpy``; e.g. ``numpy,torch:cpu,cupy,torch:cuda``) with
+  ``--dtype float64`` (default) and ``--dtype float32``: seconds per epoch, GB/s of features
+  read end to end and the ratio to the floor. A GPU backend's floor is the read plus the
+  upload and a float32 ``HᵀH`` on that device (synchronised);
 * the peers' algorithms, re-implemented from their papers' descriptions: Σ_W by per-class
   accumulation of B×P×P per-sample outer products, NC1 through the full P×P pseudo-inverse of
   Σ_B, and a per-sample nearest-class-centre loop; the outer-product and NCC loops are timed
   on a subset of rows and scaled linearly to N (they are linear in N), which the output says;
 * case 3 (streaming): ``report`` in a fresh subprocess, its peak RSS (getrusage) and the
   largest relative difference of its values from an in-memory float64 computation;
-* GPU: with CuPy and a CUDA device, ``--backend cupy`` seconds, GB/s of features read and the
-  speed-up over NumPy; otherwise a line saying that no GPU is available.
+* GPU: when no GPU backend is asked for, a line saying whether CuPy or PyTorch sees a CUDA
+  device here.
 """
 
 from __future__ import annotations
@@ -87,18 +90,37 @@ def floor(path: str) -> tuple[float, float]:
     return t1 - t0, t2 - t0
 
 
+def device_floor(path: str, backend: str) -> float:
+    """Seconds of the h5py read + upload + float32 HᵀH on a GPU backend's device."""
+    from ncanalyze.backend import get_backend
+
+    be = get_backend(backend)
+    t0 = time.perf_counter()
+    with h5py.File(path, "r") as f:
+        h = f["/features"][0]
+    x = be.asarray(h, np.float32)
+    g = be.xp.matmul(x.T, x)
+    float(g[0, 0])  # waits for the device
+    return time.perf_counter() - t0
+
+
+def is_gpu(backend: str) -> bool:
+    return backend == "cupy" or backend.startswith("torch:cuda") or (
+        backend == "torch" and gpu_status() is None)
+
+
 _COMMAND: list = []  # the Click command Typer builds from the app, once per process
 CLI_SETUP_SECONDS: list[float] = []
 
 
 def cli_command():
-    """The ``ncanalyze`` Click command, built once (``ncanalyze.cli.app.app`` rebuilds it from
+    """The ``ncanalyze`` Click command, built once (``ncanalyze.cli.app`` rebuilds it from
     the function signatures on every call, ~40 ms: a per-process start-up cost like the
     imports, which a single ``ncanalyze report`` process pays once and which is not counted)."""
     if not _COMMAND:
         import typer
 
-        from ncanalyze.cli.app import app
+        from ncanalyze.cli import app
 
         t0 = time.perf_counter()
         _COMMAND.append(typer.main.get_command(app))
@@ -124,7 +146,7 @@ def report_inprocess(path: str, dtype: str, backend: str = "numpy") -> float:
 
 CHILD = textwrap.dedent("""
     import contextlib, io, json, resource, sys, time
-    from ncanalyze.cli.app import app
+    from ncanalyze.cli import app
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = io.StringIO()
     t0 = time.perf_counter()
@@ -137,13 +159,13 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def report_subprocess(path: str, dtype: str) -> dict:
+def report_subprocess(path: str, dtype: str, backend: str = "numpy") -> dict:
     """``report`` in a fresh Python process: seconds (after imports), peak RSS, JSON output."""
     # Through a small intermediate process: Linux carries the peak RSS of the address space a
     # process was started from into its ru_maxrss, and this benchmark holds GiBs at times.
     launcher = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
     args = [sys.executable, "-c", launcher, sys.executable, "-c", CHILD, "report", path,
-            "--format", "json", "--backend", "numpy", "--dtype", dtype, "--quiet"]
+            "--format", "json", "--backend", backend, "--dtype", dtype, "--quiet"]
     res = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -184,15 +206,12 @@ def peer_ncc_loop(h: np.ndarray, means: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------- GPU
 def gpu_status() -> str | None:
-    """None when CuPy sees a CUDA device, else why not."""
-    try:
-        import cupy
+    """None when CuPy or PyTorch sees a CUDA device, else why not."""
+    from ncanalyze.backend import cupy_available, torch_cuda_available
 
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            return None
-        return "CuPy is installed but sees no CUDA device"
-    except Exception as exc:  # noqa: BLE001 - any failure means: no GPU here
-        return f"CuPy unavailable ({type(exc).__name__})"
+    if cupy_available() or torch_cuda_available():
+        return None
+    return "neither CuPy nor PyTorch sees a CUDA device"
 
 
 # ---------------------------------------------------------------------- report
@@ -226,7 +245,7 @@ def machine() -> str:
             f"BLAS: {blas}; load average at start {os.getloadavg()[0]:.2f}")
 
 
-def run_case(k: int, directory: str, reps: int, keep: bool) -> None:
+def run_case(k: int, directory: str, reps: int, keep: bool, backends: list[str]) -> None:
     cfg = CASES[k]
     n, p, c = cfg["n"], cfg["p"], cfg["c"]
     path = os.path.join(directory, f"ncanalyze_bench_case{k}.h5")
@@ -239,45 +258,70 @@ def run_case(k: int, directory: str, reps: int, keep: bool) -> None:
           "below: the file was just written)")
     try:
         streaming = k == 3
-        reads, floors, r64, r32, sub64, sub32 = [], [], [], [], [], []
+        dtypes = ("float64", "float32")
+        reads, floors = [], []
+        dev_floors: dict[str, list[float]] = {b: [] for b in backends if is_gpu(b)}
+        times = {(b, d): [] for b in backends for d in dtypes}
+        subs: dict[tuple[str, str], list[dict]] = {key: [] for key in times}
         for _ in range(reps):
             rd, fl = floor(path)
             reads.append(rd)
             floors.append(fl)
-            if streaming:
-                a = report_subprocess(path, "float64")
-                sub64.append(a)
-                r64.append(a["seconds"])
-                b = report_subprocess(path, "float32")
-                sub32.append(b)
-                r32.append(b["seconds"])
-            else:
-                r64.append(report_inprocess(path, "float64"))
-                r32.append(report_inprocess(path, "float32"))
+            for b in dev_floors:
+                dev_floors[b].append(device_floor(path, b))
+            for b in backends:
+                for d in dtypes:
+                    if streaming:
+                        res = report_subprocess(path, d, b)
+                        subs[b, d].append(res)
+                        times[b, d].append(res["seconds"])
+                    else:
+                        times[b, d].append(report_inprocess(path, d, backend=b))
         fl = med(floors)
         nbytes = n * p * 4
         print(f"   floor (h5py read + float32 HᵀH): {fl:8.3f} s   (read alone {med(reads):.3f} s "
               f"= {nbytes / med(reads) / 1e9:.2f} GB/s)")
-        for name, xs in (("float64", r64), ("float32", r32)):
-            ratios = [x / f for x, f in zip(xs, floors)]
-            print(f"   report --dtype {name}:   {med(xs):8.3f} s/epoch   ratio to floor "
-                  f"{med(xs) / fl:5.2f}  (per-repetition ratios "
-                  f"{', '.join(f'{r:.2f}' for r in ratios)}; {nbytes / med(xs) / 1e9:.2f} GB/s "
-                  "of features end to end)")
-        print(f"   repetitions: {reps}, interleaved floor / float64 / float32; medians")
+        for b, xs in dev_floors.items():
+            print(f"   {b} floor (read + upload + device float32 HᵀH): {med(xs):8.3f} s")
+        for b in backends:
+            base = dev_floors.get(b, floors)
+            for d in dtypes:
+                xs = times[b, d]
+                ratios = [x / f for x, f in zip(xs, base)]
+                print(f"   report --backend {b} --dtype {d}: {med(xs):8.3f} s/epoch   "
+                      f"{nbytes / med(xs) / 1e9:5.2f} GB/s read   ratio to floor "
+                      f"{med(xs) / med(base):5.2f}  (per repetition "
+                      f"{', '.join(f'{r:.2f}' for r in ratios)})")
+        if "numpy" in backends:
+            for b in backends:
+                if b != "numpy":
+                    print(f"   {b} / numpy (medians): " + ", ".join(
+                        f"{d} {med(times[b, d]) / med(times['numpy', d]):.2f}×"
+                        for d in dtypes))
+        print(f"   repetitions: {reps}, interleaved floor / each backend × float64, float32; "
+              "medians")
         if not streaming and CLI_SETUP_SECONDS:
             print(f"   not counted above: building the CLI's Click command from the Typer app, "
                   f"{CLI_SETUP_SECONDS[0] * 1e3:.0f} ms once per process (like the imports)")
         if streaming:
-            for name, subs in (("float64", sub64), ("float32", sub32)):
-                peak = max(s["maxrss_kib"] for s in subs) / 1024
-                base = subs[0]["base_kib"] / 1024
-                print(f"   peak RSS of report --dtype {name} (fresh process): {peak:.0f} MiB "
-                      f"(after imports: {base:.0f} MiB; limit 512 MiB)")
-            check_streaming(path, sub32[-1]["output"], sub64[-1]["output"])
-        else:
-            peers(path, n, p, c, med(r64), med(r32), med(reads))
-        gpu(path, med(r32), nbytes)
+            for b in backends:
+                for d in dtypes:
+                    runs = subs[b, d]
+                    peak = max(r["maxrss_kib"] for r in runs) / 1024
+                    base_rss = runs[0]["base_kib"] / 1024
+                    print(f"   peak RSS of report --backend {b} --dtype {d} (fresh process): "
+                          f"{peak:.0f} MiB (after imports: {base_rss:.0f} MiB; limit 512 MiB)")
+            b0 = backends[0]
+            check_streaming(path, subs[b0, "float32"][-1]["output"],
+                            subs[b0, "float64"][-1]["output"])
+        elif "numpy" in backends:
+            peers(path, n, p, c, med(times["numpy", "float64"]), med(times["numpy", "float32"]),
+                  med(reads))
+        if not dev_floors:
+            why = gpu_status()
+            print("   GPU: " + ("a CUDA device is usable here: add --backend cupy or torch:cuda"
+                              if why is None else f"no GPU available on this machine ({why}); "
+                              "no GPU numbers measured"))
     finally:
         if not keep:
             os.remove(path)
@@ -312,7 +356,8 @@ def peers(path: str, n: int, p: int, c: int, ours64: float, ours32: float, read:
 
 def check_streaming(path: str, out32: str, out64: str) -> None:
     """Largest relative difference of the streamed values from an in-memory float64 run."""
-    from ncanalyze.core.metrics import PredictionAccumulator, nc_metrics_from_stats
+    from ncanalyze.core.decisions import PredictionAccumulator
+    from ncanalyze.core.metrics import nc_metrics_from_stats
     from ncanalyze.core.stats import class_stats
 
     with h5py.File(path, "r") as f:
@@ -343,31 +388,28 @@ def check_streaming(path: str, out32: str, out64: str) -> None:
               f" over {len(REPORT_KEYS_CHECKED)} keys (|diff| ≤ 1e-9 counts as equal)")
 
 
-def gpu(path: str, numpy_seconds: float, nbytes: int) -> None:
-    why = gpu_status()
-    if why is not None:
-        print(f"   GPU: no GPU available on this machine ({why}); no GPU numbers measured")
-        return
-    times = [report_inprocess(path, "float32", backend="cupy") for _ in range(3)]
-    t = med(times)
-    print(f"   GPU report --backend cupy --dtype float32: {t:.3f} s/epoch, "
-          f"{nbytes / t / 1e9:.2f} GB/s of features read, {numpy_seconds / t:.1f}× NumPy")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="1,2,3")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 7/3/2)")
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--backend", default="numpy",
+                    help="comma list of backends to time (numpy, torch:cpu, cupy, torch:cuda, …)")
     args = ap.parse_args()
     import ncanalyze
 
     print(f"ncanalyze {ncanalyze.__version__} benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"machine: {machine()}")
+    backends = [b.strip() for b in args.backend.split(",")]
+    if any(b.startswith("torch") for b in backends):
+        import torch
+
+        print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} intra-op threads, CUDA "
+              f"{'available' if torch.cuda.is_available() else 'not available'}")
     for k in (int(x) for x in args.cases.split(",")):
         reps = args.reps or {1: 7, 2: 3, 3: 2}[k]
-        run_case(k, args.dir, reps, args.keep)
+        run_case(k, args.dir, reps, args.keep, backends)
 
 
 if __name__ == "__main__":

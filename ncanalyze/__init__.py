@@ -6,19 +6,19 @@ Python API (SPEC §5)::
     run = ncanalyze.open_run("run.h5")               # lazy, validated, read-only
     with ncanalyze.RunWriter("run.h5", labels) as w:  # from a training loop
         w.add_epoch(epoch, features, weight, bias, train_loss=loss)
-    ncanalyze.nc_metrics(H, y, W, b)                  # §2.2 on arrays (NumPy, CuPy, ...)
+    ncanalyze.nc_metrics(H, y, W, b)                  # §2.2 on arrays (NumPy, CuPy, torch)
     ncanalyze.decompose(H, y, W, b, weight_decay=λ)   # §2.3
     ncanalyze.snr(H, y)                               # §2.4
     ncanalyze.least_squares_classifier(H, y)          # W̃_LS of §2.3
 
-``import ncanalyze`` never imports CuPy.
+The in-memory functions compute on the device of ``H``, detach tensors that require grad and
+return plain Python numbers. ``import ncanalyze`` never imports CuPy or PyTorch.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import BackendError, InputError, NcanalyzeError, UsageError  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .errors import BackendError, InputError, NcanalyzeError, OutputError, UsageError  # noqa: E402
 from .io import RunWriter, open_run  # noqa: E402
 from .core.metrics import nc_metrics  # noqa: E402
 from .core.stats import ClassStats, class_stats  # noqa: E402
@@ -43,5 +43,5 @@ def __getattr__(name):
 __all__ = [
     "__version__", "open_run", "RunWriter", "nc_metrics", "decompose", "snr",
     "least_squares_classifier", "class_stats", "ClassStats", "Analysis", "Settings", "analyze",
-    "NcanalyzeError", "InputError", "UsageError", "BackendError",
+    "NcanalyzeError", "InputError", "UsageError", "OutputError", "BackendError",
 ]

@@ -2,23 +2,37 @@
 
 This layer joins :mod:`ncanalyze.io` (reading) and :mod:`ncanalyze.core` (array math). It does
 no printing; the CLI formats what it returns.
+
+Length: above the ~350-line guide because the epoch pipeline (two passes, the row-split form
+of the same passes on workers and their task functions, which must be importable by name
+from this module for the workers) is one concept; splitting it would bring back an import
+cycle with the task module.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from . import __version__
+from ._version import __version__
 from .backend import Backend, get_backend
-from .core.metrics import LAYER_KEYS, PredictionAccumulator, feature_metrics, nc_metrics_from_stats
-from .core.stats import GLOBAL_MEANS, StatsAccumulator, block_rows
+from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
+from .core.decisions import DecisionCounts, PredictionAccumulator
+from .core.metrics import feature_metrics, nc_metrics_from_stats
+from .core.values import LAYER_KEYS
+from .core.stats import (GLOBAL_MEANS, ClassStats, StatsAccumulator, block_rows,
+                         compact_labels, merge_class_stats)
+from . import memory
 from .errors import InputError, UsageError
-from .io.run import Run, Source, open_run
+from .io.reader import Run, open_run
+from .io.schema import Source, check_classes_present
+from .parallel import ordered_map, prefetch
 
 QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
@@ -26,9 +40,19 @@ QUANTITIES = ("metrics", "decompose", "snr")
 CACHE_BYTES = 256 * 2**20
 
 
+#: Said once per run when the decomposition is computed on a cross-entropy run.
+CE_DECOMPOSE_NOTE = (
+    "decompose: this run was trained with cross-entropy (loss attribute), but the "
+    "decomposition is of the MSE loss against one-hot targets (Han et al.): `loss`, "
+    "`loss_ls_perp` and `central_path_ratio` measure the CE classifier's MSE, which grows with "
+    "its logit scale (large values, ratio near 1 are expected); `loss_ls`, `loss_nc1` and "
+    "`loss_nc23` (those of the least-squares classifier on the same features) keep their "
+    "meaning")
+
+
 @dataclass
 class Settings:
-    """What to compute and how (the common options of SPEC §3)."""
+    """What to compute and how (the common options of every command, see docs/TUTORIAL.md)."""
 
     quantities: tuple[str, ...] = ("metrics",)
     epochs: str | None = None
@@ -44,10 +68,19 @@ class Settings:
     chunk_rows: int | None = None
     allow_external: bool = False
     #: Processes computing whole epochs at once (None: all local cores when several large
-    #: epochs are selected, see :mod:`ncanalyze.parallel`; 1: in this process).
+    #: epochs are selected, see :func:`local_workers`; 1: in this process).
     workers: int | None = None
     #: Address of a dask.distributed scheduler: epochs are computed on its workers.
     dask: str | None = None
+    #: Make a class without samples an input error instead of a run-level warning.
+    require_all_classes: bool = False
+    #: Bound on the working memory in bytes (tiles are sized from it); None: a fraction of
+    #: the available memory (see :mod:`ncanalyze.memory`).
+    memory_limit: int | None = None
+    #: With workers or dask: rows of one epoch per task (the epoch's rows are split over the
+    #: workers and the partial statistics merged). None: epochs above ``TASK_BYTES`` of
+    #: features are split into tasks of about that size, smaller ones are one task each.
+    task_rows: int | None = None
 
     def validate(self) -> None:
         bad = [q for q in self.quantities if q not in QUANTITIES]
@@ -57,14 +90,15 @@ class Settings:
             raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.global_mean not in GLOBAL_MEANS:
             raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise UsageError("--weight-decay must be ≥ 0")
-        if self.ridge is not None and self.ridge <= 0:
-            raise UsageError("--ridge must be > 0")
+        check_numbers(self)  # finite --weight-decay and --ridge
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise UsageError("--chunk-rows must be ≥ 1")
         if self.workers is not None and self.workers < 1:
             raise UsageError("--workers must be ≥ 1")
+        if self.task_rows is not None and self.task_rows < 1:
+            raise UsageError("task_rows must be ≥ 1")
+        if self.memory_limit is not None and self.memory_limit < 1:
+            raise UsageError("--memory-limit must be a positive number of bytes")
 
     def public(self) -> dict[str, Any]:
         """The settings as they appear in JSON output."""
@@ -76,7 +110,7 @@ class Settings:
 
 @dataclass
 class EpochResult:
-    """Results of one epoch: ``values`` holds the SPEC keys in order (nested for layers/splits)."""
+    """Results of one epoch: ``values`` holds the keys in output order (nested for layers/splits)."""
 
     epoch: int
     values: dict[str, Any]
@@ -101,9 +135,10 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
     UsageError
         For a malformed list, an epoch not in the file or an empty selection.
     """
+    # ``available`` is strictly increasing and non-empty (the reader guarantees both): ranges
+    # are found by bisection and single epochs in a set, so a long list parses in linear time.
     avail = [int(e) for e in available]
-    if not avail:
-        raise InputError("the run has no complete epoch yet", dataset="/epoch")
+    known = set(avail)
     if spec is None or spec.strip().lower() in ("", "all"):
         return avail
     chosen: set[int] = set()
@@ -118,16 +153,16 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
         if m:
             lo = int(m.group(1)) if m.group(1) else avail[0]
             hi = int(m.group(2)) if m.group(2) else avail[-1]
-            inside = [e for e in avail if lo <= e <= hi]
-            if not inside:
+            first, stop = bisect.bisect_left(avail, lo), bisect.bisect_right(avail, hi)
+            if first >= stop:
                 raise UsageError(f"--epochs {token}: no epoch of the file lies in {lo}..{hi}")
-            chosen.update(inside)
+            chosen.update(avail[first:stop])
             continue
         try:
             e = int(token)
         except ValueError:
             raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)") from None
-        if e not in avail:
+        if e not in known:
             raise UsageError(f"--epochs: epoch {e} is not in the file "
                              f"(first {avail[0]}, last {avail[-1]}, {len(avail)} epochs)")
         chosen.add(e)
@@ -162,7 +197,7 @@ class Analysis:
             raise
 
     def _prepare(self) -> None:
-        s, info = self.settings, self.run.info
+        s, run, info = self.settings, self.run, self.run.info
         for name in s.splits:
             if name not in info.splits:
                 have = ", ".join(info.splits) or "none"
@@ -172,18 +207,52 @@ class Analysis:
             self.run_warnings.append("--layers: the file has no /layers group")
         if "decompose" in s.quantities and not info.has_weight and s.quantities != ("decompose",):
             self.run_warnings.append("decompose skipped: the file has no /weight")
+        if "decompose" in s.quantities and info.has_weight and (info.loss or "").lower() in (
+                "ce", "cross_entropy", "cross-entropy", "crossentropy"):
+            self.run_warnings.append(CE_DECOMPOSE_NOTE)
         self.epochs = select_epochs(s.epochs, info.epochs)
+        if s.dask is None and cap_workers(s.workers)[1]:
+            self.run_warnings.append(cap_workers(s.workers)[1])
+        check_chunk_rows(s.chunk_rows, [self.run.train,
+                                        *(info.layers.values() if s.layers else ()),
+                                        *(info.splits[n] for n in s.splits)],
+                         np.dtype(info.features_dtype).itemsize)
         self.backend: Backend = get_backend(s.backend)
         self.weight_decay = s.weight_decay if s.weight_decay is not None else (
             info.weight_decay if info.weight_decay is not None else 0.0)
         if "decompose" in s.quantities and not info.has_weight and s.quantities == ("decompose",):
             raise InputError("decompose needs the classifier, but /weight is missing",
                              file=info.path, dataset="/weight")
-        self._labels_dev: dict[str, Any] = {}
+        self._labels: dict[str, _SourceLabels] = {}
+        for source in [run.train] + [info.splits[name] for name in s.splits]:
+            note = absent_classes(self._source_labels(source).classes, info.num_classes,
+                                  require_all=s.require_all_classes, file=info.path,
+                                  dataset=source.labels_path)
+            if note:
+                self.run_warnings.append(note)
+        self.tile_bytes = self._plan_memory()
+        self._split: tuple[str, Settings, int] | None = None
+
+    def _plan_memory(self) -> int:
+        """Tile bytes from the memory plan of one epoch (:mod:`ncanalyze.memory`)."""
+        info = self.run.info
+        itemsize = np.dtype(info.features_dtype).itemsize
+        sources = [self.run.train] + [info.splits[n] for n in self.settings.splits]
+        present = max(self._source_labels(src).classes.size for src in sources)
+        rows = min(self.settings.chunk_rows or block_rows(info.num_features), info.num_samples)
+        chunk = rows * info.num_features * max(itemsize, 4)
+        parts = memory.estimate(classes=info.num_classes, present=present,
+                                features=info.num_features, samples=info.num_samples,
+                                chunk_bytes=chunk,
+                                cache_bytes=min(CACHE_BYTES, info.num_samples * (
+                                    info.num_features * itemsize + 8)))
+        return memory.plan(parts, self.settings.memory_limit,
+                           what=f"{info.path}: one epoch (C = {info.num_classes}, "
+                                f"P = {info.num_features}, N = {info.num_samples})")
 
     @property
     def header(self) -> dict[str, Any]:
-        """Run-level facts for the output document (SPEC §4)."""
+        """Run-level facts for the output document (README, "Commands")."""
         info = self.run.info
         settings = self.settings.public()
         settings["backend"] = self.backend.name
@@ -207,14 +276,21 @@ class Analysis:
         self.close()
 
     # ------------------------------------------------------------------ passes
-    def _device_labels(self, source: Source):
-        if source.labels_path not in self._labels_dev:
-            self._labels_dev[source.labels_path] = self.backend.xp.asarray(
-                self.run.labels(source))
-        return self._labels_dev[source.labels_path]
+    def _source_labels(self, source: Source) -> "_SourceLabels":
+        key = source.labels_path
+        if key not in self._labels:
+            host = self.run.labels(source)
+            classes, compact = compact_labels(host, self.run.info.num_classes)
+            be = self.backend
+            device = be.asarray(host, host.dtype)
+            self._labels[key] = _SourceLabels(
+                device, compact,
+                device if compact is host else be.asarray(compact, compact.dtype), classes)
+        return self._labels[key]
 
-    def _chunks(self, epoch: int, source: Source, check_finite: bool = False):
-        """Yield ``(device_features, device_labels, host_labels)`` for one pass.
+    def _chunks(self, epoch: int, source: Source, check_finite: bool = False,
+                rows_range: tuple[int, int] | None = None):
+        """Yield ``(device_features, start, stop)`` for one pass (rows ``start:stop``).
 
         NaN/Inf rows are not looked for here (an extra pass over the data): the statistics
         show them (see :meth:`_stats`), and only then is the epoch re-read with the reader's
@@ -225,13 +301,13 @@ class Analysis:
         asynchronously), so reading and computing overlap; at most ``PREFETCH`` chunks wait.
         """
         be = self.backend
-        labels_dev = self._device_labels(source)
         rows = self.settings.chunk_rows or self._default_rows(source)
-        start = 0
-        chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite)
-        for chunk, labels in _prefetch(chunks, PREFETCH):
+        start, stop = rows_range or (0, source.num_samples)
+        chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite,
+                                      start=start, stop=stop)
+        for chunk, _ in prefetch(chunks, PREFETCH):
             stop = start + chunk.shape[0]
-            yield be.asarray(chunk, chunk.dtype), labels_dev[start:stop], labels
+            yield be.asarray(chunk, chunk.dtype), start, stop
             start = stop
 
     def _default_rows(self, source: Source) -> int:
@@ -241,8 +317,10 @@ class Analysis:
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         return self.run.chunk_rows(source, chunk_bytes=block * source.num_features * itemsize)
 
-    def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None):
-        """First pass: class statistics; returns them and the cached chunks (if ``keep``)."""
+    def _stats(self, epoch: int, source: Source, keep: bool, dtype: str | None = None,
+               rows_range: tuple[int, int] | None = None):
+        """First pass: class statistics, accumulated on the backend's device and returned on
+        the host (NumPy, one transfer), and the cached device chunks (if ``keep``)."""
         xp = self.backend.xp
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
@@ -250,24 +328,22 @@ class Analysis:
         norms = keep and is_numpy_namespace(xp) and itemsize <= 4
         cache: list | None = [] if keep and (source.num_samples * (
             source.num_features * itemsize + (8 if norms else 0)) <= CACHE_BYTES) else None
-        acc = StatsAccumulator(self.run.info.num_classes, source.num_features, xp,
+        lab = self._source_labels(source)
+        acc = StatsAccumulator(lab.classes.size, source.num_features, xp,
                                dtype or self.settings.dtype,
-                               keep_row_norms=norms and cache is not None)
+                               keep_row_norms=norms and cache is not None,
+                               classes=lab.classes, total_classes=self.run.info.num_classes,
+                               device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
         with np.errstate(invalid="ignore", over="ignore"):
-            for x, y, y_host in self._chunks(epoch, source):
-                acc.update(x, y, y_host)
+            for x, start, stop in self._chunks(epoch, source, rows_range=rows_range):
+                acc.update(x, lab.compact_device[start:stop], lab.compact_host[start:stop])
                 if cache is not None:
-                    cache.append((x, y))
+                    cache.append((x, lab.device[start:stop]))
                 if self.progress:
                     self.progress(x.shape[0], source.num_samples)
-        counts = acc.counts
-        if np.any(counts == 0):
-            missing = np.flatnonzero(counts == 0)[:10].tolist()
-            raise InputError(f"class(es) {missing} have no samples", file=self.run.path,
-                             dataset=source.labels_path, epoch=epoch)
         with np.errstate(invalid="ignore", over="ignore"):
-            stats = acc.finalize()
+            stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
         if cache is not None:
             start, chunks = 0, []
@@ -280,21 +356,65 @@ class Analysis:
             # A NaN/Inf feature reaches every sum of its class: re-read with the row check,
             # which names the rows. If none is found, float32 products overflowed (features
             # beyond ~1e19): recompute in float64.
-            for _ in self._chunks(epoch, source, check_finite=True):
+            for _ in self._chunks(epoch, source, check_finite=True, rows_range=rows_range):
                 pass
             if acc.compute_dtype != xp.float64:
-                return self._stats(epoch, source, keep, dtype="float64")
+                return self._stats(epoch, source, keep, dtype="float64", rows_range=rows_range)
             raise InputError("the class statistics overflow float64", file=self.run.path,
                              dataset=source.path, epoch=epoch)
         return stats, cache
 
-    def _predictions(self, epoch, source, cache, ncc_means, weight, bias):
-        pred = PredictionAccumulator(ncc_means, weight, bias)
+    def _predictions(self, epoch, source, cache, ncc_means, ncc_classes, weight, bias,
+                     rows_range=None):
+        pred = PredictionAccumulator(ncc_means, weight, bias, ncc_classes=ncc_classes,
+                                     tile_bytes=self.tile_bytes)
+        labels = self._source_labels(source).device
         chunks = cache if cache is not None else (
-            (x, y, None) for x, y, _ in self._chunks(epoch, source))
+            (x, labels[start:stop], None)
+            for x, start, stop in self._chunks(epoch, source, rows_range=rows_range))
         for x, y, norm_bounds in chunks:
             pred.update(x, y, norm_bounds)
-        return pred
+        return pred.counts()
+
+    # ------------------------------------------------------------------ row-split epochs
+    def _source(self, kind: str, name: str) -> Source:
+        info = self.run.info
+        return {"train": lambda: self.run.train, "layer": lambda: info.layers[name],
+                "split": lambda: info.splits[name]}[kind]()
+
+    def _row_ranges(self, source: Source) -> list[tuple[int, int]]:
+        """Row ranges of one task each (whole accumulation blocks, so every task groups its
+        rows as the serial pass does)."""
+        n = source.num_samples
+        block = block_rows(source.num_features)
+        rows = self.settings.task_rows
+        if rows is None:
+            itemsize = np.dtype(self.run.info.features_dtype).itemsize
+            rows = max(1, TASK_BYTES // (source.num_features * itemsize))
+        rows = -(-rows // block) * block
+        return [(r0, min(n, r0 + rows)) for r0 in range(0, n, rows)]
+
+    def _epoch_stats(self, epoch: int, source: Source, keep: bool):
+        """:meth:`_stats`, or its row-split form on workers (partial statistics merged)."""
+        if self._split is None:
+            return self._stats(epoch, source, keep)
+        path, settings, workers = self._split
+        tasks = [(path, settings, epoch, source.kind, source.name, r0, r1)
+                 for r0, r1 in self._row_ranges(source)]
+        parts = list(ordered_map(partial_stats, tasks, workers=workers, dask=settings.dask))
+        return merge_class_stats(parts), None
+
+    def _epoch_predictions(self, epoch, source, cache, train, means_dev, w_dev, b_dev):
+        """:meth:`_predictions`, or its row-split form on workers (counts added)."""
+        if self._split is None:
+            return self._predictions(epoch, source, cache, means_dev, train.class_ids, w_dev,
+                                     b_dev)
+        path, settings, workers = self._split
+        means = np.asarray(train.means)
+        tasks = [(path, settings, epoch, source.kind, source.name, r0, r1, means,
+                  train.class_ids) for r0, r1 in self._row_ranges(source)]
+        return sum(ordered_map(partial_decisions, tasks, workers=workers, dask=settings.dask),
+                   DecisionCounts())
 
     # ------------------------------------------------------------------ one epoch
     def compute_epoch(self, epoch: int) -> EpochResult:
@@ -303,25 +423,31 @@ class Analysis:
         be = self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)
-        w = None if weight is None else be.asarray(weight, "float64")
-        b = None if bias is None else be.asarray(bias, "float64")
+        # The formulas take the host statistics and W, b; the decision pass runs on the device.
+        w = None if weight is None else np.asarray(weight, dtype=np.float64)
+        b = None if bias is None else np.asarray(bias, dtype=np.float64)
+        w_dev = None if w is None else be.asarray(w, "float64")
+        b_dev = None if b is None else be.asarray(b, "float64")
         want_metrics = "metrics" in s.quantities
         train = run.train
-        stats, cache = self._stats(epoch, train, keep=want_metrics)
+        stats, cache = self._epoch_stats(epoch, train, keep=want_metrics)
+        means_dev = be.asarray(stats.means, "float64")
         values: dict[str, Any] = {"epoch": epoch}
         warnings: list[str] = []
 
         if want_metrics:
-            pred = self._predictions(epoch, train, cache, stats.means, w, b)
+            pred = self._epoch_predictions(epoch, train, cache, stats, means_dev, w_dev, b_dev)
             res = nc_metrics_from_stats(stats, w, b, pred, global_mean=s.global_mean,
-                                        center_weights=s.center_weights, rtol=s.rtol)
+                                        center_weights=s.center_weights, rtol=s.rtol,
+                                        tile_bytes=self.tile_bytes)
             values.update(res.values)
             warnings.extend(res.warnings)
         del cache
         if "decompose" in s.quantities and w is not None:  # no /weight: one run warning
             from .core.decomposition import decompose_from_stats
 
-            res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay)
+            res = decompose_from_stats(stats, w, b, weight_decay=self.weight_decay,
+                                       tile_bytes=self.tile_bytes)
             values.update(res.values)
             warnings.extend(res.warnings)
         if "snr" in s.quantities:
@@ -334,9 +460,9 @@ class Analysis:
         if want_metrics and s.layers and run.info.layers:
             layers = {}
             for name, source in run.info.layers.items():
-                lstats, _ = self._stats(epoch, source, keep=False)
+                lstats, _ = self._epoch_stats(epoch, source, keep=False)
                 res = feature_metrics(lstats, global_mean=s.global_mean, rtol=s.rtol,
-                                      keys=LAYER_KEYS)
+                                      keys=LAYER_KEYS, tile_bytes=self.tile_bytes)
                 layers[name] = {k: res.values[k] for k in LAYER_KEYS if k in res.values}
                 warnings.extend(f"layer {name}: {m}" for m in res.warnings)
             values["layers"] = layers
@@ -344,10 +470,12 @@ class Analysis:
             splits = {}
             for name in s.splits:
                 source = run.info.splits[name]
-                sstats, scache = self._stats(epoch, source, keep=True)
-                spred = self._predictions(epoch, source, scache, stats.means, w, b)
+                sstats, scache = self._epoch_stats(epoch, source, keep=True)
+                spred = self._epoch_predictions(epoch, source, scache, stats, means_dev, w_dev,
+                                                b_dev)
                 res = nc_metrics_from_stats(sstats, w, b, spred, global_mean=s.global_mean,
-                                            center_weights=s.center_weights, rtol=s.rtol)
+                                            center_weights=s.center_weights, rtol=s.rtol,
+                                            tile_bytes=self.tile_bytes)
                 splits[name] = res.values
                 warnings.extend(f"split {name}: {m}" for m in res.warnings)
             values["splits"] = splits
@@ -357,9 +485,157 @@ class Analysis:
         return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
 
     def __iter__(self) -> Iterator[EpochResult]:
-        from .parallel import iter_epochs
+        s = self.settings
+        split = len(self._row_ranges(self.run.train)) > 1
+        workers = local_workers(self, len(self._row_ranges(self.run.train)) if split else None)
+        if s.dask is None and workers <= 1:
+            for epoch in self.epochs:
+                yield self.compute_epoch(epoch)
+            return
+        # Workers open the file themselves (on dask the path must be readable on every worker,
+        # e.g. a shared filesystem) and run compute_epoch with the same settings, or, for
+        # epochs larger than one task, the two passes over row ranges (partial sums merged).
+        path = os.path.abspath(self.run.path)
+        if split:
+            self._split = (path, replace(s, workers=1), workers)
+            try:
+                for epoch in self.epochs:
+                    yield self.compute_epoch(epoch)
+            finally:
+                self._split = None
+            return
+        tasks = [(path, s, [e]) for e in self.epochs]
+        for results in ordered_map(compute_epochs, tasks, workers=workers, dask=s.dask):
+            for d in results:
+                yield EpochResult(d["epoch"], d["values"], d["warnings"])
 
-        yield from iter_epochs(self)
+
+#: With workers, an epoch holding more features than this is split into row-range tasks.
+TASK_BYTES = 512 * 2**20
+#: Automatic local parallelism starts only when the selected epochs hold at least this many
+#: bytes of features: below it, starting processes (≈1–2 s each) costs more than it saves.
+AUTO_MIN_BYTES = 512 * 2**20
+
+
+def local_workers(analysis: Analysis, tasks: int | None = None) -> int:
+    """Processes to use for ``analysis`` on this machine (1 means: compute in-process);
+    ``tasks``: the row-range tasks of one epoch when its rows are split, else one task per
+    epoch."""
+    s = analysis.settings
+    n_epochs = len(analysis.epochs) if tasks is None else tasks
+    if s.workers is not None:
+        return max(1, min(cap_workers(s.workers)[0], n_epochs))
+    if n_epochs < 2 or analysis.backend.name != "numpy":
+        return 1
+    info = analysis.run.info
+    per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
+    if per_epoch * n_epochs < AUTO_MIN_BYTES:
+        return 1
+    return max(1, min(usable_cores(), n_epochs))
+
+
+def _local(settings: Settings) -> Settings:
+    return replace(settings, workers=1, dask=None)
+
+
+def partial_stats(path: str, settings: Settings, epoch: int, kind: str, name: str, start: int,
+                  stop: int) -> ClassStats:
+    """Statistics of rows ``start:stop`` of one source of one epoch (a task on a worker).
+
+    Returns host (NumPy) :class:`~ncanalyze.core.stats.ClassStats` over the classes present
+    in those rows; :func:`~ncanalyze.core.stats.merge_class_stats` joins the parts.
+    """
+    with Analysis(path, _local(settings)) as a:
+        return a._stats(epoch, a._source(kind, name), keep=False, rows_range=(start, stop))[0]
+
+
+def partial_decisions(path: str, settings: Settings, epoch: int, kind: str, name: str,
+                      start: int, stop: int, means: np.ndarray,
+                      classes: np.ndarray) -> DecisionCounts:
+    """Decision counts of rows ``start:stop`` (a task on a worker), with the merged training
+    ``means`` of ``classes`` and the epoch's W, b read from the file."""
+    with Analysis(path, _local(settings)) as a:
+        be = a.backend
+        weight, bias = a.run.weight(epoch), a.run.bias(epoch)
+        w = None if weight is None else be.asarray(np.asarray(weight, np.float64), "float64")
+        b = None if bias is None else be.asarray(np.asarray(bias, np.float64), "float64")
+        return a._predictions(epoch, a._source(kind, name), None, be.asarray(means, "float64"),
+                              classes, w, b, rows_range=(start, stop))
+
+
+def compute_epochs(path: str, settings: Settings, epochs: list[int]) -> list[dict[str, Any]]:
+    """Open ``path`` and compute ``epochs`` with ``settings`` (the task run on a worker).
+
+    Parameters
+    ----------
+    path : str
+        Run file, readable where this function runs.
+    settings : Settings
+        As for :class:`Analysis`; ``epochs``, ``workers`` and ``dask`` are overridden.
+    epochs : list of int
+        Epoch numbers.
+
+    Returns
+    -------
+    list of dict
+        ``{"epoch", "values", "warnings"}`` per epoch, in the order of ``epochs`` (plain,
+        picklable data).
+    """
+    local = replace(settings, epochs=",".join(str(e) for e in epochs), workers=1, dask=None)
+    with Analysis(path, local) as analysis:
+        out = []
+        for e in epochs:
+            r = analysis.compute_epoch(e)
+            out.append({"epoch": r.epoch, "values": r.values, "warnings": r.warnings})
+        return out
+
+
+@dataclass
+class _SourceLabels:
+    """Labels of one source: as stored (on the device) and renumbered over the classes present
+    (host and device) for the statistics."""
+
+    device: Any
+    compact_host: np.ndarray
+    compact_device: Any
+    classes: np.ndarray
+
+
+def absent_classes(classes: np.ndarray, num_classes: int, *, require_all: bool, file,
+                   dataset: str) -> str | None:
+    """The one rule for classes without samples (docs/METRICS.md, "Absent classes").
+
+    Parameters
+    ----------
+    classes : ndarray
+        The classes that have samples.
+    num_classes : int
+        C.
+    require_all : bool
+        ``--require-all-classes``: absence is an input error.
+
+    Returns
+    -------
+    str or None
+        The run-level warning counting the absent classes, ``None`` when all are present.
+
+    Raises
+    ------
+    InputError
+        When ``require_all`` and a class has no samples.
+    """
+    missing = num_classes - int(classes.size)
+    if missing == 0:
+        return None
+    if require_all:
+        try:
+            check_classes_present(classes, num_classes)
+        except ValueError as exc:
+            raise InputError(f"{exc} (--require-all-classes)", file=file,
+                             dataset=dataset) from None
+    return (f"{dataset}: {missing} of {num_classes} classes have no samples; they are left out "
+            f"of every class-mean key (C = {classes.size} there, see classes_present), and "
+            "accuracy, NCC and NC4 still range over all classifier rows")
 
 
 def _finite(stats) -> bool:
@@ -370,52 +646,6 @@ def _finite(stats) -> bool:
 
 #: Chunks read ahead by the reader thread of one pass.
 PREFETCH = 2
-
-
-def _prefetch(iterable, depth: int):
-    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (errors re-raised)."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in iterable:
-                if not put((True, item)):
-                    return
-            put((True, done))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((False, exc))
-
-    thread = threading.Thread(target=work, name="ncanalyze-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = items.get()
-            if not ok:
-                thread.join()
-                raise item
-            if item is done:
-                thread.join()
-                return
-            yield item
-    finally:
-        # Abandoned early (the consumer raised, or the generator is garbage-collected,
-        # possibly while this thread holds h5py's lock): never join here, the reader stops
-        # by itself at its next put.
-        stop.set()
 
 
 def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, list[EpochResult]]:
@@ -429,3 +659,97 @@ def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, li
     settings = settings or Settings(**options)
     with Analysis(path, settings) as a:
         return a.header, list(a)
+
+
+# ---------------------------------------------------------------------- run-level results
+#: ``--time`` choices besides a ``/scalars`` name (docs/CENTRAL_PATH.md §3).
+TIME_AXES = ("auto", "epoch", "lr", "steps")
+
+
+def resolve_time_axis(run: Run, time: str = "auto") -> str:
+    """The time axis of the SNR dynamics fit: ``auto`` becomes ``lr`` when the run records
+    ``/scalars/lr``, else ``epoch``.
+
+    Raises
+    ------
+    UsageError
+        When the run lacks what the axis needs (``lr``: ``/scalars/lr``; ``steps``:
+        ``/scalars/steps`` or a ``steps_per_epoch`` attribute; a name: ``/scalars/<name>``).
+    """
+    scalars = run.info.scalars
+    have = ", ".join(scalars) or "none"
+    if time == "auto":
+        return "lr" if "lr" in scalars else "epoch"
+    if time == "epoch":
+        return time
+    if time == "steps":
+        if "steps" not in scalars and run.info.steps_per_epoch is None:
+            raise UsageError("--time steps: the file records neither /scalars/steps nor a "
+                             "steps_per_epoch attribute")
+        return time
+    if time not in scalars:
+        raise UsageError(f"--time {time}: the file has no /scalars/{time} (scalars: {have}); "
+                         f"use {', '.join(TIME_AXES)} or a scalar's name")
+    return time
+
+
+def snr_dynamics(analysis: "Analysis", epochs: list[dict[str, Any]], time: str = "auto"
+                 ) -> dict[str, Any]:
+    """The run-level fit of the SNR dynamics law (Han et al. Prop. 2) over computed epochs.
+
+    Parameters
+    ----------
+    analysis : Analysis
+        The (open) analysis that produced ``epochs``.
+    epochs : list of dict
+        Per-epoch values holding ``epoch``, ``snr_singular_values`` and, when the file has
+        them, ``scalars``.
+    time : str
+        ``auto`` (cumulative learning rate if ``/scalars/lr`` exists, else epochs), ``epoch``,
+        ``lr``, ``steps`` or the name of a ``/scalars`` entry.
+
+    Returns
+    -------
+    dict
+        The ``dynamics`` object of :func:`ncanalyze.core.dynamics.fit_dynamics`; not fitted,
+        with the reason, when the clock is undefined (e.g. a NaN learning rate).
+    """
+    from .core.dynamics import clock_name, cumulative_learning_rate, fit_dynamics, not_fitted
+
+    run = analysis.run
+    time = resolve_time_axis(run, time)
+    numbers = [int(e["epoch"]) for e in epochs]
+    values = [e.get("snr_singular_values") for e in epochs]
+    num_classes = run.info.num_classes
+    if not numbers or time == "epoch":
+        return fit_dynamics(numbers, values, num_classes, time="epoch")
+    # Every recorded epoch between the first and last one used enters the trapezoid.
+    known = {int(e["epoch"]): e.get("scalars") or {} for e in epochs}
+    lo, hi = min(numbers), max(numbers)
+    span = sorted(set(numbers) | {int(e) for e in run.info.epochs if lo <= int(e) <= hi})
+    series = [known[e] if e in known else run.scalars(e) for e in span]
+
+    def column(name: str) -> list[float]:
+        out = []
+        for e, s in zip(span, series):
+            v = s.get(name)
+            if v is None:
+                raise ValueError(f"/scalars/{name} is not finite at epoch {e}")
+            out.append(v)
+        return out
+
+    try:
+        if time not in ("lr", "steps"):
+            clock = column(time)
+        else:
+            if "steps" in run.info.scalars:
+                steps: list = column("steps")
+            elif run.info.steps_per_epoch is not None:
+                steps = [run.info.steps_per_epoch * e for e in span]
+            else:
+                steps = list(span)
+            clock = steps if time == "steps" else cumulative_learning_rate(steps, column("lr"))
+    except ValueError as exc:
+        return not_fitted(f"the {clock_name(time)} clock is undefined: {exc}", time)
+    at = dict(zip(span, clock))
+    return fit_dynamics([at[e] for e in numbers], values, num_classes, epochs=numbers, time=time)

@@ -1,67 +1,262 @@
-"""Array backends: the only module that imports CuPy, and only when asked to.
+"""Array backends: the only module that imports CuPy or PyTorch, and only when asked to.
 
 The computation core never imports an array library; it takes the namespace from its inputs
-(array-api-compat). This module picks a backend by name and moves NumPy chunks read from a
-file onto it and results back to NumPy.
+(array-api-compat). This module
+
+* picks a backend by name (:func:`get_backend`) and moves NumPy chunks read from a file onto
+  its device (:attr:`Backend.asarray`);
+* is the one way back to the host (:func:`to_numpy`, :func:`to_numpy_many`) and the one place
+  that drops autograd tracking (:func:`detach`);
+* holds the linear algebra the array API lacks or leaves unspecified (:func:`cholesky`, whose
+  failure each library signals differently, and :func:`solve_lower`, a triangular solve).
+
+Backend names (docs/PERFORMANCE.md says what each costs):
+
+``numpy``; ``cupy``; ``torch`` (CUDA device 0 when CUDA is usable, else the CPU),
+``torch:cpu``, ``torch:cuda``, ``torch:cuda:<index>``; ``auto``: CuPy when a CUDA device is
+usable, else PyTorch on CUDA, else NumPy. ``array_api_strict`` and
+``array_api_strict:<device>`` are test backends. An unknown name is a usage error (exit 2); a
+known backend that cannot run here is a :class:`~ncanalyze.errors.BackendError` (exit 4).
+
+One module above ~350 lines on purpose: it is the only code that knows array libraries by
+name (the import contract lets nothing else import CuPy or PyTorch), and each of its four
+parts — names, uploads, host transfers, library-specific linear algebra — is short.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from .errors import BackendError
+from .errors import BackendError, UsageError
 
-BACKENDS = ("auto", "numpy", "cupy")
+#: The names ``--backend`` accepts (``torch:cuda:<index>`` for any device index).
+BACKENDS = ("auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:cuda:<index>")
+_TORCH_NAME = re.compile(r"^torch(?::(cpu|cuda)(?::(\d+))?)?$")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """An array namespace with the two transfers the orchestration layer needs.
+    """An array namespace, its device and the upload the orchestration layer needs.
 
     Attributes
     ----------
     name : str
-        ``"numpy"``, ``"cupy"`` or, for tests, ``"array_api_strict"``.
+        ``"numpy"``, ``"cupy"``, ``"torch:cpu"``, ``"torch:cuda:0"``, … or, for tests,
+        ``"array_api_strict"`` / ``"array_api_strict:device1"``.
     xp : module
         The array-API namespace (array-api-compat wrapped where needed).
     asarray : callable
-        NumPy array -> backend array of the given dtype name.
-    to_numpy : callable
-        Backend array -> NumPy array.
+        ``asarray(ndarray, dtype)``: a NumPy array as a backend array of that dtype (a NumPy
+        dtype or its name) on :attr:`device`.
+    device : object or None
+        The device arrays are created on (``None``: the namespace's default).
     """
 
     name: str
     xp: Any
-    asarray: Callable[[np.ndarray, str], Any]
-    to_numpy: Callable[[Any], np.ndarray]
+    asarray: Callable[[np.ndarray, Any], Any]
+    device: Any = None
+
+
+# ---------------------------------------------------------------------- host transfers
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """``array`` as a NumPy array on the host: the one device-to-host transfer.
+
+    Accepts NumPy arrays (returned as they are), PyTorch tensors on any device (detached
+    first: no autograd warning, no copy for CPU tensors), CuPy arrays, array-api-strict arrays
+    on any of its devices, and anything exposing ``__array__`` or ``__dlpack__`` (JAX, …) or
+    convertible by ``np.asarray`` (lists, Python scalars), without importing those libraries.
+
+    Raises
+    ------
+    UsageError
+        When ``array`` cannot be converted.
+    """
+    if isinstance(array, np.ndarray):
+        return array
+    module = type(array).__module__
+    if module.startswith("torch"):
+        t = array.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.is_conj():
+            t = t.resolve_conj()
+        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
+            t = t.float()
+        return t.numpy()
+    if module.startswith("cupy"):
+        return array.get()
+    if module.startswith("array_api_strict"):
+        import array_api_strict as xs
+
+        return np.asarray(array.to_device(xs.Device("CPU_DEVICE")))
+    if hasattr(array, "__array__"):
+        try:
+            return np.asarray(array)
+        except Exception:  # e.g. an accelerator array that refuses implicit conversion
+            pass
+    if hasattr(array, "__dlpack__"):
+        try:
+            return np.from_dlpack(array)
+        except Exception:  # a device array: NumPy imports host memory only
+            pass
+    if hasattr(array, "cpu"):  # a tensor type on an accelerator
+        try:
+            return np.asarray(array.cpu())
+        except Exception:
+            pass
+    try:
+        arr = np.asarray(array)
+    except Exception:
+        arr = None
+    if arr is not None and arr.dtype != object:
+        return arr
+    raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
+
+
+def to_numpy_many(*arrays) -> list[np.ndarray]:
+    """Several device arrays of one namespace and dtype as NumPy, in one transfer.
+
+    On a GPU every separate copy waits for the device; the arrays are flattened into one
+    buffer on the device, copied once and split on the host. NumPy inputs are returned as
+    they are.
+
+    Parameters
+    ----------
+    *arrays : arrays of one namespace, one device and one dtype, any shapes
+
+    Returns
+    -------
+    list of ndarray
+        Same shapes, in order.
+    """
+    if not arrays or all(isinstance(a, np.ndarray) for a in arrays):
+        return [np.asarray(a) for a in arrays]
+    from array_api_compat import array_namespace
+
+    xp = array_namespace(*arrays)
+    flat = xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+    host = to_numpy(flat)
+    out, start = [], 0
+    for a in arrays:
+        size = int(np.prod(a.shape, dtype=np.int64))
+        out.append(host[start:start + size].reshape(tuple(a.shape)))
+        start += size
+    return out
+
+
+def detach(array: Any) -> Any:
+    """``array`` without autograd tracking (a view, no copy); other arrays unchanged."""
+    if getattr(array, "requires_grad", False) and type(array).__module__.startswith("torch"):
+        return array.detach()
+    return array
+
+
+# ---------------------------------------------------------------------- linear algebra
+
+
+def cholesky(a):
+    """Lower Cholesky factor of a symmetric matrix, or ``None`` when the factorisation fails.
+
+    NumPy and array-api-strict raise ``LinAlgError`` (a ``ValueError``), PyTorch raises its
+    own ``LinAlgError`` (a ``RuntimeError``; ``cholesky_ex`` reports it without raising),
+    CuPy returns NaN: every failure comes back as ``None`` here, NaN left for the caller to
+    check.
+
+    Parameters
+    ----------
+    a : array, shape (n, n)
+    """
+    from array_api_compat import array_namespace, is_torch_namespace
+
+    xp = array_namespace(a)
+    if is_torch_namespace(xp):
+        torch = sys.modules["torch"]
+        lower, info = torch.linalg.cholesky_ex(a)
+        return lower if int(info) == 0 else None
+    try:
+        return xp.linalg.cholesky(a)
+    except ValueError:
+        return None
+
+
+#: Below this size the generic :func:`solve_lower` hands the triangular system to
+#: ``xp.linalg.solve``.
+TRIANGULAR_LEAF = 64
+
+
+def solve_lower(lower, b):
+    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
+
+    PyTorch and CuPy have triangular solvers (``torch.linalg.solve_triangular``,
+    ``cupyx.scipy.linalg.solve_triangular``). The array API has none, and ``xp.linalg.solve``
+    would LU-factorise L (as costly as a Cholesky factorisation), so other namespaces use
+    blocked forward substitution: L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁,
+    X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁), recursively, with ``xp.linalg.solve`` on the small diagonal
+    blocks: O(n²k) work in matrix products (no SciPy, whose separate BLAS would compete with
+    NumPy's for the cores).
+    """
+    from array_api_compat import array_namespace, is_cupy_namespace, is_torch_namespace
+
+    xp = array_namespace(lower, b)
+    if is_torch_namespace(xp):
+        return sys.modules["torch"].linalg.solve_triangular(lower, b, upper=False)
+    if is_cupy_namespace(xp):
+        from cupyx.scipy.linalg import solve_triangular
+
+        return solve_triangular(lower, b, lower=True)
+    return _blocked_solve_lower(xp, lower, b)
+
+
+def _blocked_solve_lower(xp, lower, b):
+    n = int(lower.shape[0])
+    if n <= TRIANGULAR_LEAF:
+        return xp.linalg.solve(lower, b)
+    h = n // 2
+    x1 = _blocked_solve_lower(xp, lower[:h, :h], b[:h, ...])
+    x2 = _blocked_solve_lower(xp, lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
+    return xp.concat([x1, x2], axis=0)
+
+
+# ---------------------------------------------------------------------- backends
+
+
+def _native(dtype) -> np.dtype:
+    """``dtype`` in native byte order (files may store big-endian numbers)."""
+    return np.dtype(dtype).newbyteorder("=")
 
 
 def _numpy_backend() -> Backend:
     import array_api_compat.numpy as xnp
 
-    return Backend(
-        "numpy",
-        xnp,
-        lambda a, dtype: np.asarray(a, dtype=dtype),
-        lambda a: np.asarray(a),
-    )
+    return Backend("numpy", xnp, lambda a, dtype: np.asarray(a, dtype=dtype))
 
 
-def _strict_backend() -> Backend:
+def _strict_backend(device: str | None) -> Backend:
     try:
         import array_api_strict as xs
     except ImportError as exc:  # pragma: no cover - test-only backend
         raise BackendError("array_api_strict is not installed") from exc
-    return Backend(
-        "array_api_strict",
-        xs,
-        lambda a, dtype: xs.asarray(np.asarray(a, dtype=dtype)),
-        lambda a: np.asarray(a),
-    )
+    dev = xs.Device(device) if device else None
+    name = "array_api_strict" + (f":{device}" if device else "")
+
+    def upload(a, dtype):
+        arr = np.asarray(a, dtype=dtype)
+        if arr.dtype == np.float16:  # not an array-API dtype; float32 holds it exactly
+            arr = arr.astype(np.float32)
+        return xs.asarray(arr, device=dev)
+
+    return Backend(name, xs, upload, dev)
 
 
 def cupy_available() -> bool:
@@ -69,6 +264,25 @@ def cupy_available() -> bool:
     try:
         cp = importlib.import_module("cupy")
         return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver looks present: file checks only (no array library imported,
+    no subprocess)."""
+    windir = os.environ.get("SystemRoot", r"C:\Windows")
+    return any(os.path.exists(p) for p in (
+        "/proc/driver/nvidia/version", "/dev/nvidiactl",  # Linux
+        "/usr/lib/wsl/lib/libcuda.so.1",  # WSL
+        os.path.join(windir, "System32", "nvcuda.dll")))  # Windows
+
+
+def torch_cuda_available() -> bool:
+    """True when PyTorch imports and sees at least one CUDA device (imports torch)."""
+    try:
+        torch = importlib.import_module("torch")
+        return bool(torch.cuda.is_available()) and torch.cuda.device_count() > 0
     except Exception:
         return False
 
@@ -86,12 +300,99 @@ def _cupy_backend() -> Backend:
         raise BackendError("backend 'cupy' is unavailable: no CUDA device found")
     import array_api_compat.cupy as xcp
 
-    return Backend(
-        "cupy",
-        xcp,
-        lambda a, dtype: cp.asarray(np.asarray(a), dtype=dtype),
-        lambda a: cp.asnumpy(a),
-    )
+    return Backend("cupy", xcp, lambda a, dtype: cp.asarray(np.asarray(a), dtype=_native(dtype)))
+
+
+def _torch_backend(kind: str | None, index: str | None) -> Backend:
+    """PyTorch on ``kind`` (``"cpu"``, ``"cuda"``; ``None``: CUDA when usable, else CPU)."""
+    label = "torch" + (f":{kind}" if kind else "") + (f":{index}" if index else "")
+    try:
+        torch = importlib.import_module("torch")
+    except Exception as exc:
+        raise BackendError(
+            f"backend {label!r} is unavailable ({type(exc).__name__}: {exc}); install the "
+            "'torch' extra (pip install 'ncanalyze[torch]') or use --backend numpy") from exc
+    if kind is None:
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        i = int(index or 0)
+        if count < 1:
+            raise BackendError(f"backend {label!r} is unavailable: PyTorch sees no CUDA device "
+                               f"(torch {torch.__version__}); use --backend torch:cpu")
+        if i >= count:
+            raise BackendError(f"backend {label!r} is unavailable: CUDA device {i} does not "
+                               f"exist ({count} device(s))")
+        device = torch.device("cuda", i)
+        upload: Callable = _PinnedUpload(torch, device)
+    else:
+        device = torch.device("cpu")
+        upload = _torch_cpu_upload(torch)
+    import array_api_compat.torch as xt
+
+    return Backend(f"torch:{device.type}" + (f":{device.index}" if kind == "cuda" else ""),
+                   xt, upload, device)
+
+
+def _torch_cpu_upload(torch) -> Callable:
+    def upload(a: np.ndarray, dtype):
+        arr = np.asarray(a, dtype=_native(dtype))
+        if not arr.flags.writeable:  # torch.from_numpy warns on read-only memory
+            arr = arr.copy()
+        return torch.from_numpy(np.ascontiguousarray(arr))  # shares the NumPy buffer
+
+    return upload
+
+
+class _PinnedUpload:
+    """Host → CUDA copies through a ring of page-locked buffers on a copy stream.
+
+    Each array is copied into the next pinned buffer (a host memcpy) and sent with a
+    non-blocking copy on a separate stream; the compute stream waits for that copy on the
+    device, not the host, so the host thread returns at once and the reader thread keeps
+    reading the next chunk from HDF5 while the GPU copies and computes. A buffer is reused
+    ``SLOTS`` uploads later, after waiting for the event of its previous copy (long
+    finished: there is no per-chunk synchronisation of the host with the device).
+
+    Not exercised by the default test suite (it needs a CUDA device): see tests/test_gpu.py.
+    """
+
+    #: Pinned buffers in the ring: the reader's prefetch depth plus the chunk being computed
+    #: on plus one in flight.
+    SLOTS = 4
+
+    def __init__(self, torch, device):
+        self.torch = torch
+        self.device = device
+        self.copy_stream = torch.cuda.Stream(device=device)
+        self.buffers: list[Any] = [None] * self.SLOTS
+        self.events: list[Any] = [None] * self.SLOTS
+        self.next = 0
+
+    def __call__(self, a: np.ndarray, dtype):
+        torch = self.torch
+        arr = np.ascontiguousarray(a, dtype=_native(dtype))
+        tdtype = torch.from_numpy(np.empty(0, dtype=arr.dtype)).dtype
+        slot = self.next
+        self.next = (slot + 1) % self.SLOTS
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()
+        nbytes = max(arr.nbytes, 1)
+        if self.buffers[slot] is None or self.buffers[slot].numel() < nbytes:
+            self.buffers[slot] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        host = self.buffers[slot][:arr.nbytes]
+        host.numpy()[...] = arr.reshape(-1).view(np.uint8)
+        compute = torch.cuda.current_stream(self.device)
+        # No wait for the compute stream: the caching allocator keeps memory that the compute
+        # stream still uses (record_stream below) out of the copy stream's reach.
+        with torch.cuda.stream(self.copy_stream):
+            dev = host.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.copy_stream)
+        self.events[slot] = event
+        compute.wait_stream(self.copy_stream)
+        dev.record_stream(compute)  # allocated on the copy stream, used on the compute one
+        return dev.view(tdtype).reshape(arr.shape)
 
 
 def get_backend(name: str = "auto") -> Backend:
@@ -99,20 +400,36 @@ def get_backend(name: str = "auto") -> Backend:
 
     Parameters
     ----------
-    name : {"auto", "numpy", "cupy", "array_api_strict"}
-        ``"auto"`` picks CuPy when a CUDA device is usable, NumPy otherwise.
+    name : str
+        ``"auto"``, ``"numpy"``, ``"cupy"``, ``"torch"``, ``"torch:cpu"``, ``"torch:cuda"``,
+        ``"torch:cuda:<index>"``, or for tests ``"array_api_strict[:<device>]"``. ``"auto"``
+        picks CuPy when a CUDA device is usable, else PyTorch on CUDA, else NumPy.
 
     Raises
     ------
+    UsageError
+        For a name that is not a backend (exit code 2).
     BackendError
-        When the named backend cannot be used (exit code 4).
+        When the named backend cannot be used here (exit code 4).
     """
-    if name == "numpy":
+    key = name.strip().lower()
+    if key == "numpy":
         return _numpy_backend()
-    if name == "cupy":
+    if key == "cupy":
         return _cupy_backend()
-    if name == "array_api_strict":
-        return _strict_backend()
-    if name == "auto":
-        return _cupy_backend() if cupy_available() else _numpy_backend()
-    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    m = _TORCH_NAME.match(key)
+    if m:
+        if m.group(2) and m.group(1) != "cuda":
+            raise UsageError(f"unknown backend {name!r}: only torch:cuda takes a device index")
+        return _torch_backend(m.group(1), m.group(2))
+    if key == "array_api_strict" or key.startswith("array_api_strict:"):
+        return _strict_backend(name.split(":", 1)[1] if ":" in name else None)
+    if key == "auto":
+        if cupy_available():
+            return _cupy_backend()
+        # Importing PyTorch costs ~1 s: only when it is installed and a CUDA driver is loaded.
+        if (_cuda_driver_present() and importlib.util.find_spec("torch") is not None
+                and torch_cuda_available()):
+            return _torch_backend("cuda", None)
+        return _numpy_backend()
+    raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import UsageError
-from .io.writer import to_numpy
+from .backend import to_numpy
 
 __all__ = ["capture_features", "penultimate_features", "record_epoch"]
 

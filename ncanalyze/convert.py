@@ -9,6 +9,11 @@ carry the epoch number (the last integer in the name: ``epoch_007.npz``, ``ep7.n
 * ``.pt`` / ``.pth`` (needs torch; read with ``torch.load(weights_only=True)``, which refuses
   pickled code): a dict of tensors with the same keys.
 
+Any other entry that is a numeric scalar (``train_loss``, ``lr``, a 0-d or one-element
+array or tensor, a Python number) is carried into ``/scalars/<name>``; the scalars are those of
+the first dump (an epoch that lacks one records NaN). Every other entry is ignored and listed in
+the result (``"ignored"``), so nothing is dropped silently.
+
 Labels must be identical in every file; shapes must agree across epochs; every file has
 weight (bias) or none has. The output is written through :class:`RunWriter` to a temporary
 name and renamed, so a failed conversion leaves nothing behind.
@@ -16,18 +21,25 @@ name and renamed, so a failed conversion leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
+from .lock import WriterLock
 from .errors import InputError, UsageError
 
 SUFFIXES = (".npz", ".pt", ".pth")
 KEYS = ("features", "labels", "weight", "bias")
+#: Entry names that cannot be scalars (add_epoch's own parameters; the epoch number comes from
+#: the file name).
+RESERVED = ("epoch", "layers", "splits", "self")
 _NUMBER = re.compile(r"(\d+)")
 
 
@@ -72,17 +84,60 @@ def find_dumps(folder) -> list[tuple[int, Path]]:
     return sorted(by_epoch.items())
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+#: Largest array a dump may declare (bytes); a larger one is refused before it is allocated.
+MAX_ARRAY_BYTES = 2**34
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npz_members(path: Path) -> None:
+    """Check every array of the .npz against what its zip entry holds, before any allocation.
+
+    ``np.load`` allocates an array of the shape its ``.npy`` header declares and only then
+    reads: a few bytes declaring 384 GiB would raise ``MemoryError`` (or page in gigabytes).
+    The declared size must match the entry's uncompressed size and stay within
+    :data:`MAX_ARRAY_BYTES`; a corrupt or truncated archive fails here too.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            # Every member: the extra ones are read too (numeric scalars go to /scalars).
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = _HEADER_READERS.get(version)
+                if read_header is None:  # format 3.0 (utf-8 field names): np.load checks it
+                    continue
+                shape, _, dtype = read_header(member)
+                header = member.tell()
+            nbytes = math.prod(shape) * dtype.itemsize
+            what = f"array {key!r} declares shape {shape} of {dtype} ({nbytes / 2**30:.3g} GiB)"
+            if nbytes > MAX_ARRAY_BYTES:
+                raise InputError(f"{what}, above the {MAX_ARRAY_BYTES / 2**30:g} GiB limit",
+                                 file=str(path))
+            if dtype.hasobject:
+                raise InputError(f"cannot be read without unpickling (array {key!r} holds "
+                                 "Python objects)", file=str(path))
+            if info.file_size != header + nbytes:
+                raise InputError(f"{what} but its entry holds {info.file_size - header} bytes "
+                                 "(damaged or truncated)", file=str(path))
+
+
+def _load_npz(path: Path) -> dict[str, Any]:
     try:
+        _check_npz_members(path)
         with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k]) for k in data.files if k in KEYS}
-    except ValueError as exc:  # object arrays need pickle, which we refuse
-        raise InputError(f"cannot be read without unpickling ({exc})", file=str(path)) from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"is not a readable .npz file ({exc})", file=str(path)) from exc
+            return {k: np.asarray(data[k]) for k in data.files}
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as exc:
+        text = str(exc) if len(str(exc)) <= 120 else str(exc)[:117] + "…"
+        raise InputError(f"is not a readable .npz file ({type(exc).__name__}: {text})",
+                         file=str(path)) from exc
 
 
-def _load_pt(path: Path) -> dict[str, np.ndarray]:
+def _load_pt(path: Path) -> dict[str, Any]:
     try:
         import torch
     except ImportError:
@@ -95,22 +150,61 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
         raise InputError(f"holds a {type(obj).__name__}, expected a dict of tensors "
                          f"with keys {', '.join(KEYS)}", file=str(path))
-    out = {}
-    for k in KEYS:
-        if k in obj:
-            v = obj[k]
-            out[k] = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        out[str(k)] = v.detach().cpu().numpy() if hasattr(v, "detach") else v
     return out
 
 
-def load_dump(path: Path) -> dict[str, np.ndarray]:
-    """Arrays ``features``, ``labels`` (and ``weight``, ``bias`` when present) of one dump."""
+def _scalar(value: Any) -> float | None:
+    """``value`` as a float when it is one real number (0-d or one element), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and (
+            np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
+        return float(value.reshape(()))
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array {value.dtype} {'×'.join(map(str, value.shape)) or 'scalar'}"
+    return type(value).__name__
+
+
+def load_dump(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
+    """One dump's arrays, numeric scalars and ignored entries.
+
+    Returns
+    -------
+    arrays : dict
+        ``features``, ``labels`` (and ``weight``, ``bias`` when present) as NumPy arrays.
+    scalars : dict of str to float
+        The other entries that are one real number.
+    ignored : dict of str to str
+        Every other entry, with what it is.
+    """
     data = _load_npz(path) if path.suffix == ".npz" else _load_pt(path)
     for k in ("features", "labels"):
         if k not in data:
             raise InputError(f"has no array {k!r} (has: {', '.join(sorted(data)) or 'none'})",
                              file=str(path))
-    return data
+    arrays = {k: np.asarray(data[k]) for k in KEYS if k in data}
+    scalars: dict[str, float] = {}
+    ignored: dict[str, str] = {}
+    for k, v in data.items():
+        if k in KEYS:
+            continue
+        value = _scalar(v)
+        if k in RESERVED:
+            ignored[k] = f"{_describe(v)}, a reserved name"
+        elif value is not None and k and "/" not in k and k != "." and k.isprintable():
+            scalars[k] = value
+        else:
+            ignored[k] = _describe(v)
+    return arrays, scalars, ignored
 
 
 def _check(data: dict[str, np.ndarray], first: dict[str, np.ndarray], path: Path,
@@ -159,31 +253,52 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     Returns
     -------
     dict
-        ``{"epochs": [...], "samples": N, "features": P, "weight": bool, "bias": bool}``.
+        ``{"epochs": [...], "samples": N, "features": P, "weight": bool, "bias": bool,
+        "scalars": [names], "ignored": {name: what}}``.
 
     Raises
     ------
     InputError
         Inconsistent or unreadable dumps (nothing is written).
     UsageError
-        ``out`` exists and ``overwrite`` is false.
+        ``out`` exists and ``overwrite`` is false, is one of the dumps, or is not a regular
+        file.
+    OutputError
+        Another writer holds ``out``, or it cannot be written.
     """
+    from .io.schema import check_weight_decay
+
+    if weight_decay is not None:  # the reader's rule; an option, so a usage error
+        try:
+            weight_decay = check_weight_decay(weight_decay)
+        except ValueError as exc:
+            raise UsageError(f"--weight-decay: {exc}") from None
+    out = os.fspath(out)
+    resolve_output(out, regular=True)
+    with WriterLock(out):
+        check_overwrite(out, overwrite)
+        dumps = find_dumps(folder)
+        check_outputs({"output": out}, [path for _, path in dumps])
+        return _convert(dumps, out, num_classes, weight_decay, loss)
+
+
+def _convert(dumps, out: str, num_classes, weight_decay, loss) -> dict:
     from .io.writer import RunWriter
 
-    dumps = find_dumps(folder)
-    out = os.fspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it")
     first: dict[str, np.ndarray] | None = None
-    with atomic_path(out) as tmp:
+    names: list[str] = []
+    ignored: dict[str, str] = {}
+    with atomic_path(out, regular=True) as tmp:
         os.unlink(tmp)  # RunWriter creates the file itself
         writer = None
         try:
             for epoch, path in dumps:
-                data = load_dump(path)
+                data, scalars, skipped = load_dump(path)
+                ignored.update(skipped)
                 _check(data, first if first is not None else data, path, epoch)
                 if first is None:
                     first = data
+                    names = sorted(scalars)
                     labels = data["labels"]
                     if not np.issubdtype(labels.dtype, np.integer):
                         raise InputError(f"labels must be integers, got {labels.dtype}",
@@ -198,8 +313,11 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
                         raise InputError(exc.reason, file=str(path), dataset="labels",
                                          epoch=epoch) from exc
                 try:
+                    ignored.update({k: "a scalar missing from the first dump"
+                                    for k in scalars if k not in names})
                     writer.add_epoch(epoch, data["features"], data.get("weight"),
-                                     data.get("bias"))
+                                     data.get("bias"),
+                                     **{k: scalars.get(k, float("nan")) for k in names})
                 except UsageError as exc:  # shapes the writer refuses are bad input here
                     raise InputError(exc.reason, file=str(path), epoch=epoch) from exc
         finally:
@@ -208,4 +326,4 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     assert first is not None
     return {"epochs": [e for e, _ in dumps], "samples": int(first["features"].shape[0]),
             "features": int(first["features"].shape[1]), "weight": "weight" in first,
-            "bias": "bias" in first}
+            "bias": "bias" in first, "scalars": names, "ignored": ignored}

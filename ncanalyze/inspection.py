@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .errors import InputError
-from .io.layout import describe_layout
-from .io.run import open_run
+from .io.describe import describe_layout
+from .io.reader import open_run
 
 
 def inspect_file(path, *, allow_external: bool = False) -> dict:
@@ -43,7 +43,8 @@ def inspect_file(path, *, allow_external: bool = False) -> dict:
             if info.num_features >= info.num_samples - info.num_classes:
                 report["problems"].append(
                     f"P = {info.num_features} ≥ N − C = {info.num_samples - info.num_classes}: "
-                    "Σ_W is singular (SNR needs --ridge)")
+                    "Σ_W is singular (snr: computed on its support, infinite when a class-mean "
+                    "direction has no within-class noise)")
     except InputError as exc:
         report["problems"].append(exc.one_line())
     return report

@@ -1,122 +1,87 @@
-"""Epoch-level parallelism: local worker processes and dask.distributed clusters.
+"""Parallel map in order, over local worker processes or a dask.distributed cluster, and a
+read-ahead thread.
 
-Epochs are independent, so a run with many large epochs is spread over workers that each
-open the file themselves and compute whole epochs (:func:`compute_epochs`); results come back
-as plain data and are yielded in epoch order, each as soon as it and all earlier epochs are
-done. Nothing is home-made beyond that: locally a :class:`concurrent.futures.
-ProcessPoolExecutor` runs the tasks, across machines a dask.distributed scheduler does
-(``--dask ADDRESS``; the file path must be readable on every worker, e.g. a shared
-filesystem).
+:func:`ordered_map` runs a picklable function on every argument tuple and yields the results
+in the order of the arguments, each as soon as it and all earlier ones are done. Nothing is
+home-made beyond that: locally a :class:`concurrent.futures.ProcessPoolExecutor` (spawned
+processes, one BLAS thread each) runs the tasks, across machines a dask.distributed
+scheduler does (through its ``concurrent.futures`` executor), and both go through the same
+loop. :func:`prefetch` iterates in a background thread a few items ahead, so that reading a
+file overlaps with computing on what was read.
 
-Every worker runs the same code as the serial path (``Analysis.compute_epoch``) on the same
-file with the same settings, so results are identical to a local run.
+This module knows nothing of what the tasks compute.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any, Iterator
+import queue
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import UsageError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .analysis import Analysis, EpochResult, Settings
-
-#: Automatic local parallelism starts only when the selected epochs hold at least this many
-#: bytes of features: below it, starting processes (≈1–2 s each) costs more than it saves.
-AUTO_MIN_BYTES = 512 * 2**20
 #: Environment variables that keep each worker's BLAS to one thread (the workers already
 #: use every core; nested BLAS threads would oversubscribe them).
 _ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def compute_epochs(path: str, settings: "Settings", epochs: list[int]) -> list[dict[str, Any]]:
-    """Open ``path`` and compute ``epochs`` with ``settings`` (run on a worker).
+def ordered_map(fn: Callable[..., Any], args: Sequence[tuple], *, workers: int = 1,
+                dask: str | None = None) -> Iterator[Any]:
+    """Yield ``fn(*a)`` for every ``a`` in ``args``, in order.
 
     Parameters
     ----------
-    path : str
-        Run file, readable where this function runs.
-    settings : Settings
-        As for :class:`~ncanalyze.analysis.Analysis`; ``epochs``, ``workers`` and ``dask``
-        are overridden.
-    epochs : list of int
-        Epoch numbers.
+    fn : callable
+        Importable by name (it is pickled to the workers).
+    args : sequence of tuple
+        Positional arguments of each call (picklable).
+    workers : int
+        Local processes; 1 runs the calls in this process, one after the other.
+    dask : str, optional
+        Address of a dask.distributed scheduler; takes precedence over ``workers``.
 
-    Returns
-    -------
-    list of dict
-        ``{"epoch", "values", "warnings"}`` per epoch, in the order of ``epochs`` (plain,
-        picklable data).
+    Raises
+    ------
+    UsageError
+        When dask.distributed is missing or the scheduler cannot be reached.
+
+    Notes
+    -----
+    An exception raised by a call is re-raised here when its result is due; the calls not
+    yet finished are then cancelled.
     """
-    from .analysis import Analysis
-
-    local = dataclasses.replace(settings, epochs=",".join(str(e) for e in epochs), workers=1,
-                                dask=None)
-    with Analysis(path, local) as analysis:
-        out = []
-        for e in epochs:
-            r = analysis.compute_epoch(e)
-            out.append({"epoch": r.epoch, "values": r.values, "warnings": r.warnings})
-        return out
-
-
-def local_workers(analysis: "Analysis") -> int:
-    """Processes to use for ``analysis`` on this machine (1 means: compute in-process)."""
-    s = analysis.settings
-    n_epochs = len(analysis.epochs)
-    if s.workers is not None:
-        return max(1, min(s.workers, n_epochs))
-    if n_epochs < 2 or analysis.backend.name != "numpy":
-        return 1
-    info = analysis.run.info
-    per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize
-    if per_epoch * n_epochs < AUTO_MIN_BYTES:
-        return 1
-    return max(1, min(os.cpu_count() or 1, n_epochs))
-
-
-def iter_epochs(analysis: "Analysis") -> Iterator["EpochResult"]:
-    """Yield the results of ``analysis``'s epochs in order, serially or on workers."""
-    s = analysis.settings
-    if s.dask:
-        yield from _iter_dask(analysis, s.dask)
+    if dask is None and workers <= 1:
+        for a in args:
+            yield fn(*a)
         return
-    workers = local_workers(analysis)
-    if workers <= 1:
-        for epoch in analysis.epochs:
-            yield analysis.compute_epoch(epoch)
-        return
-    yield from _iter_processes(analysis, workers)
+    context = _dask_executor(dask) if dask is not None else _process_executor(workers)
+    with context as (executor, submitted):
+        futures = [executor.submit(fn, *a) for a in args]
+        submitted()
+        try:
+            for fut in futures:
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
 
 
-def _result(d: dict[str, Any]) -> "EpochResult":
-    from .analysis import EpochResult
-
-    return EpochResult(d["epoch"], d["values"], d["warnings"])
-
-
-def _iter_processes(analysis: "Analysis", workers: int) -> Iterator["EpochResult"]:
+@contextlib.contextmanager
+def _process_executor(workers: int) -> Iterator[tuple[Executor, Callable[[], None]]]:
     saved = {k: os.environ.get(k) for k in _ONE_THREAD}
-    # Spawned children read these when they load NumPy; the parent's BLAS is unaffected.
+    # Spawned children read these when they load NumPy; the parent's BLAS is unaffected. The
+    # processes start on submit, so the parent's environment is restored once all are queued.
     os.environ.update({k: "1" for k in _ONE_THREAD})
     pool = ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(compute_epochs, analysis.run.path, analysis.settings, [e])
-                   for e in analysis.epochs]
-        # Processes start on submit; restore the parent's environment afterwards.
-        _restore(saved)
-        saved = None
-        for fut in futures:
-            for d in fut.result():
-                yield _result(d)
+        yield pool, lambda: _restore(saved)
     finally:
-        if saved is not None:
-            _restore(saved)
+        _restore(saved)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -128,7 +93,8 @@ def _restore(saved: dict[str, str | None]) -> None:
             os.environ[k] = v
 
 
-def _iter_dask(analysis: "Analysis", address: str) -> Iterator["EpochResult"]:
+@contextlib.contextmanager
+def _dask_executor(address: str) -> Iterator[tuple[Executor, Callable[[], None]]]:
     try:
         from distributed import Client
     except ImportError as exc:
@@ -137,16 +103,56 @@ def _iter_dask(analysis: "Analysis", address: str) -> Iterator["EpochResult"]:
         client = Client(address, timeout="20s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"--dask {address}: cannot connect to the scheduler ({exc})") from exc
-    path = os.path.abspath(analysis.run.path)
     try:
-        futures = [client.submit(compute_epochs, path, analysis.settings, [e], pure=False,
-                                 key=f"ncanalyze-epoch-{e}-{os.getpid()}-{id(analysis)}")
-                   for e in analysis.epochs]
+        executor = client.get_executor(pure=False)
         try:
-            for fut in futures:
-                for d in fut.result():
-                    yield _result(d)
+            yield executor, lambda: None
         finally:
-            client.cancel(futures)
+            executor.shutdown(wait=False)  # cancels what is still running
     finally:
         client.close()
+
+
+def prefetch(iterable: Iterable, depth: int) -> Iterator:
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (errors re-raised).
+
+    Abandoning the iterator early (the consumer raised, or it is garbage-collected) stops the
+    thread at its next item.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in iterable:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+
+    thread = threading.Thread(target=work, name="ncanalyze-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = items.get()
+            if not ok:
+                thread.join()
+                raise item
+            if item is done:
+                thread.join()
+                return
+            yield item
+    finally:
+        # Never join here: the reader may hold h5py's lock; it stops by itself at its next put.
+        stop.set()

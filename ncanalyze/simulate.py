@@ -32,7 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_overwrite, resolve_output
+from .lock import WriterLock
 from .errors import UsageError
 
 MODELS = ("mse", "ce", "extended")
@@ -330,13 +331,14 @@ def simulate(path, config: UFMConfig, *, overwrite: bool = False,
     model = UFM(config)
     c = config
     steps = _save_steps(c.epochs, c.saves)
-    if os.path.exists(path) and not overwrite:
-        raise UsageError(f"{os.fspath(path)} exists; pass --overwrite to replace it")
+    resolve_output(path, regular=True)
     # Written under a temporary name and renamed at the end: a diverged or interrupted
-    # simulation leaves no partial run behind.
-    with atomic_path(path) as tmp:
-        os.unlink(tmp)  # RunWriter creates the file itself
-        _train(model, tmp, steps, progress)
+    # simulation leaves no partial run behind. The lock keeps a second writer off ``path``.
+    with WriterLock(path):
+        check_overwrite(path, overwrite)
+        with atomic_path(path, regular=True) as tmp:
+            os.unlink(tmp)  # RunWriter creates the file itself
+            _train(model, tmp, steps, progress)
     fit, obj = model.objective()
     return {"steps": steps, "objective": obj, "fit_loss": fit,
             "prediction": predicted_geometry(c), "config": asdict(c)}

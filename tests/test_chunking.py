@@ -38,8 +38,8 @@ def _run(tmp_path, n_per_class=250, C=5, P=6, dtype=np.float32, seed=0):
     return write_run(tmp_path / "run.h5", y, feats, Ws, bs, dtype=dtype, weight_decay=1e-3)
 
 
-def _values(path, chunk_rows, dtype):
-    s = Settings(QUANTITIES, backend="numpy", dtype=dtype, chunk_rows=chunk_rows, workers=1)
+def _values(path, chunk_rows, dtype, backend="numpy"):
+    s = Settings(QUANTITIES, backend=backend, dtype=dtype, chunk_rows=chunk_rows, workers=1)
     with Analysis(path, s) as a:
         return [r.values for r in a]
 
@@ -57,12 +57,12 @@ def _flat(values):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_report_identical_for_every_chunk_size(tmp_path, small_blocks, dtype):
+def test_report_identical_for_every_chunk_size(tmp_path, small_blocks, xp, dtype):
     path = _run(tmp_path)  # 1250 rows: 5 blocks of 256 (the last one partial)
-    base = _values(path, None, dtype)
+    base = _values(path, None, dtype, xp.name)
     assert base[0]["nc1"] > 0 and "loss" in base[0] and "snr_max" in base[0]
     for rows in (1, 7, 64, 1250):
-        got = _values(path, rows, dtype)
+        got = _values(path, rows, dtype, xp.name)
         for b, g in zip(base, got):
             fb, fg = _flat(b), _flat(g)
             assert fb.keys() == fg.keys()
@@ -81,7 +81,7 @@ def test_default_blocks_span_several_reads(tmp_path):
 
 @given(cuts=st.lists(st.integers(1, 700), min_size=1, max_size=8),
        compute=st.sampled_from(["float64", "float32"]))
-def test_accumulator_any_partition(cuts, compute):
+def test_accumulator_any_partition(xp, cuts, compute):
     """StatsAccumulator fed any partition of the rows returns identical statistics."""
     old = stats_mod.BLOCK_ROWS
     stats_mod.BLOCK_ROWS = 256
@@ -91,19 +91,21 @@ def test_accumulator_any_partition(cuts, compute):
         y = rng.integers(0, C, n)
         y[:C] = np.arange(C)
         x = (rng.normal(size=(C, P))[y] * 4 + 0.3 * rng.normal(size=(n, P))).astype(np.float32)
-        import array_api_compat.numpy as xnp
+        xd, yd = xp.asarray(x), xp.asarray(y)
 
         def stats_for(bounds):
-            acc = StatsAccumulator(C, P, xnp, compute)
+            acc = StatsAccumulator(C, P, xp.ns, compute, device=xp.device)
             for a, b in zip(bounds[:-1], bounds[1:]):
-                acc.update(x[a:b], y[a:b], y[a:b])
+                acc.update(xd[a:b, ...], yd[a:b], y[a:b])
             return acc.finalize()
 
         edges = sorted({min(n, sum(cuts[:i + 1])) for i in range(len(cuts))} - {n})
         one = stats_for([0, n])
         many = stats_for([0, *edges, n])
         for name in ("counts", "means", "within_scatter", "class_scatter"):
-            np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
+            assert xp.owns(getattr(many, name)), name
+            np.testing.assert_array_equal(xp.to_numpy(getattr(many, name)),
+                                          xp.to_numpy(getattr(one, name)))
     finally:
         stats_mod.BLOCK_ROWS = old
 

@@ -8,15 +8,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 from ncanalyze.core.decomposition import DECOMPOSE_KEYS, decompose, least_squares_classifier
 from ncanalyze.core.dynamics import central_path_flow
 from ncanalyze.core.snr import SNR_KEYS, snr
 from ncanalyze.io import RunWriter
 
-runner = CliRunner()
 EPOCHS = list(range(0, 61, 10))
 TAU = 2.0
 
@@ -63,17 +61,17 @@ def run_file(tmp_path_factory):
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def test_report_table_shows_every_quantity_and_the_verdict(run_file):
     path, _, _ = run_file
-    res = invoke("report", path)
+    res = invoke("report", path, "--all")
     assert res.exit_code == 0, res.stderr
     for key in ("nc1", "loss_nc1", "loss_ls_perp", "snr_ratio", "loss_ls_predicted"):
         assert key in res.stdout
-    last = res.stdout.strip().splitlines()[-1]
-    assert last.startswith("dynamics: follows the central-path law"), last
+    tail = " ".join(line.strip() for line in res.stdout.split("\n\n")[-1].splitlines())
+    assert tail.startswith("dynamics: follows the central-path law"), tail
 
 
 def test_report_json_agrees_with_array_api_and_has_dynamics(run_file):
@@ -195,7 +193,7 @@ def test_singular_within_covariance_warns_and_ridge_fixes_it(tmp_path):
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
     assert all(ep["snr_max"] is None for ep in doc["epochs"])
-    assert "P = 12 > N − C = 9" in res.stderr and "--ridge" in res.stderr
+    assert "P = 12 > N − C = 9" in res.stderr and "infinite SNR" in res.stderr
     assert doc["dynamics"]["fitted"] is False
     res = invoke("snr", path, "--format", "json", "--ridge", "0.5")
     doc = json.loads(res.stdout)

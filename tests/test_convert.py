@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 from ncanalyze.convert import convert, epoch_of
 from ncanalyze.errors import InputError
 from ncanalyze.io import open_run
@@ -129,12 +128,34 @@ def test_pt_dumps(tmp_path):
 def test_cli_convert(tmp_path):
     _dumps(tmp_path / "d")
     out = tmp_path / "r.h5"
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "d"), str(out), "--loss", "mse"])
+    r = run_cli("convert", str(tmp_path / "d"), str(out), "--loss", "mse")
     assert r.exit_code == 0, r.output
     assert "3 epochs" in r.stdout
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "d"), str(out)])
+    r = run_cli("convert", str(tmp_path / "d"), str(out))
     assert r.exit_code == 2 and "exists" in r.stderr
-    r = CliRunner().invoke(app, ["convert", str(tmp_path / "missing"), str(tmp_path / "x.h5")])
+    r = run_cli("convert", str(tmp_path / "missing"), str(tmp_path / "x.h5"))
     assert r.exit_code == 3 and "no such folder" in r.stderr
-    r = CliRunner().invoke(app, ["metrics", str(out), "-f", "json"])
+    r = run_cli("metrics", str(out), "-f", "json")
     assert r.exit_code == 0
+
+
+def test_numeric_scalars_are_carried_and_the_rest_listed(tmp_path):
+    """Extra keys of a dump: numbers go to /scalars, everything else is named as ignored."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    y = np.arange(12) % 3
+    rng = np.random.default_rng(0)
+    for e, loss in ((1, 0.5), (4, 0.25)):
+        np.savez(folder / f"epoch_{e}.npz", features=rng.standard_normal((12, 4)), labels=y,
+                 train_loss=np.float64(loss), lr=np.array([0.1]), step=np.int64(10 * e),
+                 names=np.array(["a", "b"]), grads=rng.standard_normal((3, 4)),
+                 epoch=np.int64(e))
+    info = convert(folder, tmp_path / "r.h5")
+    assert info["scalars"] == ["lr", "step", "train_loss"]
+    assert set(info["ignored"]) == {"names", "grads", "epoch"}
+    with open_run(tmp_path / "r.h5") as run:
+        assert run.scalars(4) == {"lr": 0.1, "step": 40.0, "train_loss": 0.25}
+    r = run_cli("convert", folder, tmp_path / "r2.h5")
+    assert r.exit_code == 0, r.stderr
+    assert "scalars: lr, step, train_loss" in r.stdout
+    assert "ignored" in r.stderr and "grads (array float64 3×4)" in r.stderr

@@ -1,34 +1,34 @@
-"""CuPy backend: the same results as NumPy (tests marked ``gpu``: need CuPy and a CUDA GPU).
+"""Every backend, GPUs included (CuPy, PyTorch on CUDA), gives NumPy's results on a file.
 
-Run them with ``python -m pytest -m gpu tests/test_gpu.py`` on a GPU machine; they are
-skipped elsewhere. The first test needs no GPU: ``import ncanalyze`` must not import CuPy.
+The tests run over the ``xp`` fixture of tests/conftest.py; its ``cupy`` and ``torch:cuda``
+parameters are marked ``gpu``: run them with ``python -m pytest -m gpu`` on a GPU machine
+(install ``.[cuda,torch,test]``, or ``bash benchmarks/gpu_check.sh``); elsewhere they are
+deselected by default and, when selected, skip with the reason. ``test_compare_can_fail``
+checks that :func:`_compare` can fail.
 """
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from ncanalyze.analysis import Analysis, Settings
-from ncanalyze.backend import cupy_available
+from ncanalyze.backend import get_backend
+from ncanalyze.errors import BackendError
 
 from .factories import collapsing_features, labels, write_run
 
 QUANTITIES = ("metrics", "decompose", "snr")
 
 
-def test_import_does_not_load_cupy():
-    code = "import sys, ncanalyze, ncanalyze.analysis, ncanalyze.parallel, ncanalyze.cli.app; " \
-           "print('cupy' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "False"
-
-
-needs_gpu = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def _require(name: str):
+    """The backend ``name``, or skip the test with the reason it is unavailable."""
+    if name.startswith("torch"):
+        pytest.importorskip("torch")
+    try:
+        return get_backend(name)
+    except BackendError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -47,47 +47,84 @@ def run_file(tmp_path_factory):
 def _values(path, backend, dtype, chunk_rows=None):
     s = Settings(QUANTITIES, backend=backend, dtype=dtype, chunk_rows=chunk_rows, workers=1)
     with Analysis(path, s) as a:
-        assert a.backend.name == backend
-        return [r.values for r in a]
+        return a.backend.name, [r.values for r in a]
 
 
-def _compare(a, b, rtol):
-    for va, vb in zip(a, b):
-        assert va.keys() == vb.keys()
+def _compare(a: list[dict], b: list[dict], rtol: float) -> None:
+    """Every epoch and every value of ``a`` equals ``b``'s (floats and lists to ``rtol``)."""
+    assert len(a) == len(b), f"{len(a)} epochs vs {len(b)}"
+    for va, vb in zip(a, b, strict=True):
+        assert va.keys() == vb.keys(), sorted(set(va) ^ set(vb))
         for k, x in vb.items():
             y = va[k]
             if isinstance(x, float):
+                assert isinstance(y, float), f"{k}: {y!r} vs {x!r}"
                 assert abs(y - x) <= 1e-9 + rtol * abs(x), f"{k}: {y} vs {x}"
             elif isinstance(x, list):
+                assert len(y) == len(x), k
                 np.testing.assert_allclose(y, x, rtol=rtol, atol=1e-9, err_msg=k)
             else:
                 assert y == x, k
 
 
-@pytest.mark.gpu
-@needs_gpu
+def test_compare_can_fail():
+    one = [{"epoch": 1, "nc1": 0.5, "snr_singular_values": [2.0, 1.0]}]
+    _compare(one, [dict(one[0])], rtol=1e-12)
+    for other in ([], one + one, [{**one[0], "nc1": 0.6}], [{**one[0], "epoch": 2}],
+                  [{"epoch": 1, "nc1": 0.5}], [{**one[0], "snr_singular_values": [2.0]}],
+                  [{**one[0], "nc1": None}]):
+        with pytest.raises(AssertionError):
+            _compare(other, one, rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cupy_matches_numpy(run_file, dtype):
-    _compare(_values(run_file, "cupy", dtype), _values(run_file, "numpy", dtype), rtol=1e-6)
+def test_backend_matches_numpy(run_file, xp, dtype):
+    name, got = _values(run_file, xp.name, dtype)
+    assert name == xp.name
+    _compare(got, _values(run_file, "numpy", dtype)[1], rtol=1e-6)
 
 
-@pytest.mark.gpu
-@needs_gpu
-def test_cupy_chunking_independent(run_file):
-    a = _values(run_file, "cupy", "float64", chunk_rows=333)
-    b = _values(run_file, "cupy", "float64")
+def test_backend_chunking_independent(run_file, xp):
+    a = _values(run_file, xp.name, "float64", chunk_rows=333)[1]
+    b = _values(run_file, xp.name, "float64")[1]
     _compare(a, b, rtol=1e-12)
 
 
-@pytest.mark.gpu
-@needs_gpu
-def test_cupy_statistics_stay_on_device(run_file):
-    import cupy
+def test_statistics_stay_on_device(xp):
+    from array_api_compat import device
 
     from ncanalyze.core.stats import class_stats
 
+    be = xp.backend
     rng = np.random.default_rng(1)
-    h = cupy.asarray(rng.normal(size=(5000, 16)))
-    y = cupy.asarray(rng.integers(0, 5, 5000))
+    h = be.asarray(rng.normal(size=(5000, 16)), "float64")
+    y = be.asarray(rng.integers(0, 5, 5000), "int64")
     st = class_stats(h, y, 5)
-    assert isinstance(st.within_scatter, cupy.ndarray) and isinstance(st.means, cupy.ndarray)
+    for arr in (st.within_scatter, st.means, st.counts, st.class_scatter):
+        assert type(arr) is type(h) and device(arr) == device(h)
+
+
+@pytest.mark.gpu
+def test_torch_cuda_api_returns_python_numbers():
+    """The in-memory API on CUDA tensors that require grad: computed on the device, plain
+    Python numbers back, equal to NumPy's."""
+    import ncanalyze
+
+    be = _require("torch:cuda")
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    y = labels(5, 60, rng)
+    h = collapsing_features(y, rng.normal(size=(5, 12)) * 2, 0.5, rng)
+    w, b = rng.normal(size=(5, 12)), rng.normal(size=5)
+    th = torch.tensor(h, device=be.device, requires_grad=True)
+    ty = torch.tensor(y, device=be.device)
+    tw = torch.tensor(w, device=be.device, requires_grad=True)
+    tb = torch.tensor(b, device=be.device, requires_grad=True)
+    for got, want in ((ncanalyze.nc_metrics(th, ty, tw, tb), ncanalyze.nc_metrics(h, y, w, b)),
+                      (ncanalyze.decompose(th, ty, tw, tb), ncanalyze.decompose(h, y, w, b)),
+                      (ncanalyze.snr(th, ty), ncanalyze.snr(h, y))):
+        for k, v in want.items():
+            if isinstance(v, float):
+                assert type(got[k]) is float and got[k] == pytest.approx(v, rel=1e-9), k
+    lw, lb = ncanalyze.least_squares_classifier(th, ty)
+    assert lw.device == th.device and not lw.requires_grad

@@ -8,7 +8,7 @@ import pytest
 
 from ncanalyze import InputError, RunWriter, UsageError, open_run
 from ncanalyze.io import to_numpy
-from ncanalyze.io.run import DEFAULT_CHUNK_BYTES
+from ncanalyze.io.h5 import DEFAULT_CHUNK_BYTES
 
 N, C, P = 90, 3, 5
 
@@ -155,9 +155,9 @@ def test_writer_usage_errors(tmp_path, rng):
         assert list(run.epochs) == [1, 2]
     with pytest.raises(UsageError, match="exists"):
         RunWriter(path, y)
-    with pytest.raises(UsageError, match="label 3 ≥ num_classes"):
+    with pytest.raises(UsageError, match="labels: has 30 label.s. ≥ C = 3"):
         RunWriter(tmp_path / "x.h5", y + 1, num_classes=3)
-    with pytest.raises(UsageError, match="non-negative"):
+    with pytest.raises(UsageError, match="labels: has negative labels"):
         RunWriter(tmp_path / "x.h5", y - 1)
     with pytest.raises(UsageError, match="integers"):
         RunWriter(tmp_path / "x.h5", y + 0.5)

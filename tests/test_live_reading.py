@@ -15,10 +15,9 @@ import sys
 import time
 
 import numpy as np
-from typer.testing import CliRunner
 
 from ncanalyze import open_run
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_writer_crash as crash  # noqa: E402
@@ -27,7 +26,7 @@ EPOCHS = 20
 
 
 def _read_cli(path):
-    result = CliRunner().invoke(app, ["metrics", str(path), "-f", "json", "--quiet"])
+    result = run_cli("metrics", str(path), "-f", "json", "--quiet")
     if result.exit_code == 0:
         return json.loads(result.stdout)["epochs"]
     # Before the first epoch is complete the file is absent or has no /epoch yet.

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_bad_input import valid_members  # noqa: E402
@@ -140,11 +139,10 @@ def check_never_crashes(tmp_path, mutations) -> None:
     path = tmp_path / "fuzz.h5"
     build(path, mutations)
     digest = sha256(path)
-    runner = CliRunner()
     for args in (["metrics", str(path), "-f", "json", "--layers", "--split", "test"],
                  ["metrics", str(path), "-f", "csv"],
                  ["inspect", str(path), "-f", "json"]):
-        result = runner.invoke(app, args)
+        result = run_cli(*args)
         out = result.stderr + result.stdout
         assert result.exit_code in (0, 2, 3), (args, mutations, result.exit_code, out)
         assert "internal error" not in out and "Traceback" not in out, (mutations, out)
@@ -185,7 +183,7 @@ def test_corrupted_bytes_are_handled(tmp_path_factory, offset, value, length):
             # Corrupted raw data can hold huge finite values whose float32 overflow is a
             # RuntimeWarning (an error under this project's pytest settings, not for users).
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = CliRunner().invoke(app, args)
+            result = run_cli(*args)
         out = result.stderr + result.stdout
         assert result.exit_code in (0, 3), (start, length, value, result.exit_code, out)
         assert "internal error" not in out and "Traceback" not in out

@@ -8,14 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ncanalyze.core.metrics import METRIC_KEYS, nc_metrics
+from ncanalyze.core.metrics import nc_metrics
+from ncanalyze.core.values import METRIC_KEYS
 
 from .factories import labels, orthogonal_frame, simplex_etf
+from .reference import assert_close
 
 EXACT = 1e-10
 
 
-def test_planted_simplex_etf_is_exactly_collapsed(rng):
+def test_planted_simplex_etf_is_exactly_collapsed(rng, xp):
     C, P = 6, 10
     etf = simplex_etf(C, P, rng) * 4.0
     offset = rng.normal(size=P) * 5
@@ -23,7 +25,7 @@ def test_planted_simplex_etf_is_exactly_collapsed(rng):
     H = etf[y] + offset  # no within-class spread: NC1 = 0
     W = etf * 0.7  # self-dual classifier
     b = -(W @ offset)  # bias cancels the global mean: bias collapse = 0
-    out = nc_metrics(H, y, W, b)
+    out = nc_metrics(*map(xp.asarray, (H, y, W, b)))
     for key in ("nc1", "cdnv", "equinorm_means", "equiangle_means", "maxangle_means",
                 "etf_distance_means", "equinorm_weights", "equiangle_weights",
                 "maxangle_weights", "etf_distance_weights", "self_duality", "nc3_etf",
@@ -35,13 +37,13 @@ def test_planted_simplex_etf_is_exactly_collapsed(rng):
     assert out["of_distance_weights"] > 0.1
 
 
-def test_planted_orthogonal_frame(rng):
+def test_planted_orthogonal_frame(rng, xp):
     C, P = 5, 8
     of = orthogonal_frame(C, P, rng) * 3.0
     y = labels(C, 15, rng)
     H = of[y] + 1e-3 * rng.normal(size=(y.size, P))
     W = of * 2.0
-    out = nc_metrics(H, y, W)
+    out = nc_metrics(*map(xp.asarray, (H, y, W)))
     assert out["of_distance_means"] < 1e-3
     assert abs(out["of_distance_weights"]) < EXACT
     assert out["nc3_of"] < 1e-3
@@ -68,7 +70,7 @@ def ufm_minimizer(C, n, P, lam_w, lam_h, rng):
     return a * R.T, b * R @ Y, y, Y
 
 
-def test_closed_form_bias_free_mse_minimizer_is_an_orthogonal_frame(rng):
+def test_closed_form_bias_free_mse_minimizer_is_an_orthogonal_frame(rng, xp):
     C, n, P, lam_w, lam_h = 4, 10, 7, 1e-3, 1e-4
     W, H, y, Y = ufm_minimizer(C, n, P, lam_w, lam_h, rng)
     N = C * n
@@ -77,7 +79,7 @@ def test_closed_form_bias_free_mse_minimizer_is_an_orthogonal_frame(rng):
     grad_w = R @ H.T / N + lam_w * W
     grad_h = W.T @ R / N + lam_h * H
     assert np.abs(grad_w).max() < 1e-12 and np.abs(grad_h).max() < 1e-12
-    out = nc_metrics(H.T, y, W)
+    out = nc_metrics(xp.asarray(np.ascontiguousarray(H.T)), xp.asarray(y), xp.asarray(W))
     for key in ("nc1", "of_distance_means", "of_distance_weights", "nc3_of",
                 "equinorm_means", "equinorm_weights"):
         assert abs(out[key]) < EXACT, (key, out[key])
@@ -107,24 +109,30 @@ def problems(draw):
     return H, y, W, b, rng
 
 
-def _compare(a, b, keys, rtol=1e-7, atol=1e-9):
-    for k in keys:
-        if a[k] is None or b[k] is None:
-            assert a[k] is None and b[k] is None, k
-        else:
-            assert b[k] == pytest.approx(a[k], rel=rtol, abs=atol), k
+def _on(xp):
+    """nc_metrics of NumPy inputs computed on ``xp``'s library and device."""
+    def run(*arrays, **kw):
+        return nc_metrics(*(xp.asarray(a) for a in arrays), **kw)
+
+    return run
+
+
+def _compare(expected, actual, keys, rtol=1e-7):
+    assert_close(actual, expected, rtol=rtol, atol=1e-9, keys=keys)
 
 
 @given(problems())
-def test_invariant_under_sample_permutation(problem):
+def test_invariant_under_sample_permutation(xp, problem):
     H, y, W, b, rng = problem
+    nc_metrics = _on(xp)
     perm = rng.permutation(y.size)
     _compare(nc_metrics(H, y, W, b), nc_metrics(H[perm], y[perm], W, b), METRIC_KEYS)
 
 
 @given(problems())
-def test_invariant_under_class_relabelling(problem):
+def test_invariant_under_class_relabelling(xp, problem):
     H, y, W, b, rng = problem
+    nc_metrics = _on(xp)
     C = W.shape[0]
     perm = rng.permutation(C)  # class c becomes perm[c]
     inv = np.argsort(perm)
@@ -135,16 +143,18 @@ def test_invariant_under_class_relabelling(problem):
 
 
 @given(problems())
-def test_invariant_under_feature_rotation(problem):
+def test_invariant_under_feature_rotation(xp, problem):
     H, y, W, b, rng = problem
+    nc_metrics = _on(xp)
     P = H.shape[1]
     Q, _ = np.linalg.qr(rng.normal(size=(P, P)))
     _compare(nc_metrics(H, y, W, b), nc_metrics(H @ Q, y, W @ Q, b), METRIC_KEYS, rtol=1e-6)
 
 
 @given(problems(), st.sampled_from([1e-3, 0.5, 7.0, 1e4]))
-def test_scale_invariance(problem, scale):
+def test_scale_invariance(xp, problem, scale):
     H, y, W, b, _ = problem
+    nc_metrics = _on(xp)
     a = nc_metrics(H, y, W, b)
     s = nc_metrics(H * scale, y, W, b * scale)
     _compare(a, s, SCALE_INVARIANT, rtol=1e-6)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ncanalyze.analysis import Analysis, Settings
-from ncanalyze.core.metrics import PredictionAccumulator
+from ncanalyze.core.decisions import PredictionAccumulator
 
 from .factories import labels, simplex_etf, write_run
 from .reference import assert_close, reference_metrics

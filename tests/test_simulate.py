@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
-from typer.testing import CliRunner
 
 from ncanalyze.analysis import analyze
-from ncanalyze.cli.app import app
+from tests.conftest import run_cli
 from ncanalyze.errors import UsageError
 from ncanalyze.io import open_run
 from ncanalyze.simulate import UFMConfig, mse_minimizer, predicted_geometry, simulate
@@ -143,10 +142,10 @@ def test_divergence_is_a_clear_error(tmp_path):
 
 def test_cli_simulate_prints_prediction(tmp_path):
     out = tmp_path / "cli.h5"
-    r = CliRunner().invoke(app, ["simulate", str(out), "--bias", "none", "--epochs", "2000"])
+    r = run_cli("simulate", str(out), "--bias", "none", "--epochs", "2000")
     assert r.exit_code == 0, r.output
     assert "orthogonal frame" in r.stdout
-    r = CliRunner().invoke(app, ["simulate", str(out)])
+    r = run_cli("simulate", str(out))
     assert r.exit_code == 2 and "exists" in r.stderr
-    r = CliRunner().invoke(app, ["simulate", "--help"])
+    r = run_cli("simulate", "--help")
     assert "Example" in r.stdout and "simplex ETF" in r.stdout

@@ -12,17 +12,17 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from ncanalyze import InputError, open_run
-from ncanalyze.cli.app import app
+from ncanalyze.cli import app
+from tests.conftest import run_cli
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_bad_input import N, P, E, valid_members, write_h5  # noqa: E402
 
 
 def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(*args)
 
 
 def metrics_json(*args):

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from ..errors import escape
+
+
+def _cell(value) -> Text:
+    """A table cell shown literally: controls escaped, rich markup not interpreted."""
+    return Text(escape(value))
 
 
 def _size(n: int) -> str:
@@ -16,21 +24,26 @@ def _size(n: int) -> str:
 
 def print_inspection(report: dict, console: Console) -> None:
     """Print the layout table, the run summary and the problems found."""
-    console.print(f"[bold]{report['file']}[/bold]  ({_size(report['size_bytes'])})")
+    console.print(Text(escape(report["file"]), style="bold"),
+                  f" ({_size(report['size_bytes'])})")
     if report["attrs"]:
-        console.print("attributes: " + ", ".join(f"{k}={v!r}" for k, v in report["attrs"].items()))
+        console.print(escape("attributes: " + ", ".join(f"{k}={v!r}"
+                                                        for k, v in report["attrs"].items())),
+                      markup=False)
     table = Table(show_edge=False, header_style="bold")
-    width = max([len(m["path"]) for m in report["members"]] + [4])
+    width = max([len(escape(m["path"])) for m in report["members"]] + [4])
     table.add_column("path", no_wrap=True, min_width=width)
     for col in ("kind", "shape", "dtype", "chunks", "filters", "size"):
         table.add_column(col, no_wrap=True)
     for m in report["members"]:
         if m["kind"] == "dataset":
-            table.add_row(m["path"], "dataset", "×".join(map(str, m["shape"])) or "scalar",
-                          m["dtype"], "×".join(map(str, m["chunks"])) if m["chunks"] else "contiguous",
-                          ",".join(m["filters"]) or "-", _size(m["nbytes"]))
+            table.add_row(_cell(m["path"]), "dataset",
+                          "×".join(map(str, m["shape"])) or "scalar", _cell(m["dtype"]),
+                          "×".join(map(str, m["chunks"])) if m["chunks"] else "contiguous",
+                          _cell(",".join(m["filters"]) or "-"), _size(m["nbytes"]))
         else:
-            table.add_row(m["path"], m["kind"], "", "", "", "", m.get("target", ""))
+            table.add_row(_cell(m["path"]), _cell(m["kind"]), "", "", "", "",
+                          _cell(m.get("target", "")))
     console.print(table)
     run = report.get("run")
     if run:
@@ -39,19 +52,20 @@ def print_inspection(report: dict, console: Console) -> None:
                  else f"{ep[0]}, {ep[1]}, …, {ep[-1]} ({len(ep)} epochs)")
         console.print(f"classes C={run['classes']} · samples N={run['samples']} · features "
                       f"P={run['features']} ({run['features_dtype']}) · epochs: {shown}")
-        console.print(f"classifier: {'W' if run['has_weight'] else 'none'}"
-                      f"{' + b' if run['has_bias'] else ''} · loss: {run['loss'] or '?'} · "
-                      f"weight_decay: {run['weight_decay']}")
+        console.print(escape(f"classifier: {'W' if run['has_weight'] else 'none'}"
+                             f"{' + b' if run['has_bias'] else ''} · loss: {run['loss'] or '?'} · "
+                             f"weight_decay: {run['weight_decay']}"), markup=False)
         counts = run["class_counts"]
         head = ", ".join(map(str, counts[:20])) + (" …" if len(counts) > 20 else "")
         console.print(f"class counts ({'balanced' if run['balanced'] else 'imbalanced'}, "
                       f"min {min(counts)}, max {max(counts)}): {head}")
         for kind in ("scalars", "layers", "splits"):
             if run[kind]:
-                console.print(f"{kind}: {run[kind] if isinstance(run[kind], list) else dict(run[kind])}")
+                names = run[kind] if isinstance(run[kind], list) else dict(run[kind])
+                console.print(escape(f"{kind}: {names}"), markup=False)
     if report["problems"]:
         console.print("[bold red]problems:[/bold red]")
         for p in report["problems"]:
-            console.print(f"  • {p}", markup=False)
+            console.print(f"  • {escape(p)}", markup=False)
     else:
         console.print("[green]no problems found[/green]")

@@ -1,64 +1,38 @@
-"""The neural-collapse metrics of SPEC §2.2, from :class:`~ncanalyze.core.stats.ClassStats`.
+"""The neural-collapse metrics (docs/METRICS.md), from :class:`~ncanalyze.core.stats.ClassStats`.
 
 Every formula of the ``metrics`` command is in this file. Conventions (see docs/METRICS.md):
 NC1 uses Σ_B^† restricted to the numerical rank of M̄ and is divided by C; μ_G is weighted by
 samples unless ``global_mean="classes"``; standard deviations use ddof=1 over classes or over
 unordered class pairs; self-duality is squared; the ETF distance of the weights uses W as
 stored unless ``center_weights``.
+
+Absent classes. Only the K classes with samples enter these formulas (C in docs/METRICS.md
+is K here); the classifier rows of absent classes are used by the decision pass only.
+
+Memory is O(K·P + P² + tile): the pairwise keys and the Gram distances are reduced over class
+tiles (:mod:`ncanalyze.core.pairs`), never as a K×K matrix.
+
+Length: above the ~350-line guide; one function per key family plus the tiled passes that
+feed several keys at once (one tile serves cdnv, the angles, gnc2 and the Gram distances).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from .stats import ClassStats, to_host
+from ..backend import detach, to_numpy
 
-#: Keys computed from the features alone.
-FEATURE_KEYS = (
-    "nc1", "nc1_rank", "cdnv", "equinorm_means", "equiangle_means", "maxangle_means",
-    "etf_distance_means", "of_distance_means", "ncc_accuracy",
-)
-#: Keys that need the classifier W (and b when present).
-WEIGHT_KEYS = (
-    "equinorm_weights", "equiangle_weights", "maxangle_weights", "etf_distance_weights",
-    "of_distance_weights", "self_duality", "nc3_etf", "nc3_of", "bias_collapse", "accuracy",
-    "ncc_mismatch",
-)
-#: Output order of the ``metrics`` keys (SPEC §2.2 order).
-METRIC_KEYS = (
-    "nc1", "nc1_rank", "cdnv", "equinorm_means", "equinorm_weights", "equiangle_means",
-    "equiangle_weights", "maxangle_means", "maxangle_weights", "etf_distance_means",
-    "etf_distance_weights", "of_distance_means", "of_distance_weights", "self_duality",
-    "nc3_etf", "nc3_of", "bias_collapse", "accuracy", "ncc_accuracy", "ncc_mismatch",
-)
-#: Keys computed for every ``/layers/<name>`` (depth-wise collapse).
-LAYER_KEYS = ("nc1", "nc1_rank", "cdnv", "etf_distance_means", "of_distance_means",
-              "equinorm_means")
+from .decisions import PredictionAccumulator
+from .linalg import default_rtol
+from .pairs import GramDistance, Minimum, Moments, Total, blocks, gram_norm, pair_values, tile_edge
+from .stats import ClassStats
+from .values import FEATURE_KEYS, METRIC_KEYS, MetricValues
 
-
-@dataclass
-class MetricValues:
-    """Values of one epoch: ``values[key]`` is a float, an int or ``None`` (undefined)."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def set(self, key: str, value, undefined_reason: str | None = None) -> None:
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            self.values[key] = None
-            self.warnings.append(f"{key} is undefined: {undefined_reason or 'not finite'}")
-        else:
-            self.values[key] = value
-
-
-def default_rtol(num_features: int, num_classes: int) -> float:
-    """rtol of the numerical rank of M̄: ``max(P, C) · ε_float64`` (SPEC §2.1)."""
-    return max(num_features, num_classes) * float(np.finfo(np.float64).eps)
+_TINY = 1e-300
 
 
 def _fro(x) -> float:
@@ -66,12 +40,26 @@ def _fro(x) -> float:
     return float(xp.sqrt(xp.sum(x * x)))
 
 
-def _pairs_mask(xp, c: int):
-    idx = xp.arange(c)
-    return idx[:, None] < idx[None, :]
-
-
 # ---------------------------------------------------------------------- NC1
+
+
+def _left_singular(mbar_rows):
+    """Left singular vectors (P, r) and singular values of M̄ = ``mbar_rows``ᵀ (P × K).
+
+    For K > P a QR factorisation M̄ᵀ = Q R comes first (M̄ and Rᵀ share U and S), so the SVD
+    is of a P×P matrix and nothing K×K or K×P beyond Q is formed.
+    """
+    xp = array_namespace(mbar_rows)
+    k, p = mbar_rows.shape
+    if k <= p:
+        u, s, _ = xp.linalg.svd(mbar_rows.T, full_matrices=False)
+        return u, s
+    if is_numpy_namespace(xp):
+        r = np.linalg.qr(np.asarray(mbar_rows), mode="r")
+    else:
+        _, r = xp.linalg.qr(mbar_rows)
+    u, s, _ = xp.linalg.svd(xp.asarray(r).T, full_matrices=False)
+    return u, s
 
 
 def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = None):
@@ -87,9 +75,8 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
         r, the number of singular values of M̄ above ``rtol · s_max``.
     """
     xp = stats.xp
-    mbar = stats.centred_means(global_mean).T  # (P, C)
-    u, s, _ = xp.linalg.svd(mbar, full_matrices=False)
-    s_host = np.asarray(to_host(s), dtype=np.float64)
+    u, s = _left_singular(stats.centred_means(global_mean))
+    s_host = np.asarray(to_numpy(s), dtype=np.float64)
     if s_host.size == 0 or s_host[0] == 0.0:
         return None, 0
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
@@ -105,23 +92,17 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     return value, rank
 
 
-# ---------------------------------------------------------------------- geometry helpers
-
-
-def cdnv(stats: ClassStats):
-    """Mean over c<c′ of (σ_c² + σ_c′²) / (2‖μ_c − μ_c′‖²), σ_c² = scatter_c / n_c."""
+def trace_ratio(stats: ClassStats, global_mean: str = "samples"):
+    """tr Σ_W / tr Σ_B (Tirer et al. 2023), tr Σ_B = ‖M̄‖²_F / C."""
     xp = stats.xp
-    c = stats.num_classes
-    var = stats.class_scatter / stats.counts
-    m = stats.centred_means("samples")  # centring first keeps ‖μ_c − μ_c′‖² accurate
-    sq = xp.sum(m * m, axis=1)
-    dist2 = sq[:, None] + sq[None, :] - 2.0 * xp.matmul(m, m.T)
-    mask = _pairs_mask(xp, c)
-    d = dist2[mask]
-    if float(xp.min(d)) <= 0.0:
+    mbar = stats.centred_means(global_mean)
+    tr_b = float(xp.sum(mbar * mbar)) / stats.num_classes
+    if tr_b == 0.0:
         return None
-    ratio = (var[:, None] + var[None, :])[mask] / (2.0 * d)
-    return float(xp.mean(ratio))
+    return float(xp.sum(xp.linalg.diagonal(stats.sigma_w))) / tr_b
+
+
+# ---------------------------------------------------------------------- geometry
 
 
 def equinorm(vectors):
@@ -129,56 +110,9 @@ def equinorm(vectors):
     xp = array_namespace(vectors)
     norms = xp.sqrt(xp.sum(vectors * vectors, axis=1))
     mean = float(xp.mean(norms))
-    if mean == 0.0:
+    if mean == 0.0 or norms.shape[0] < 2:
         return None
     return float(xp.std(norms, correction=1)) / mean
-
-
-def pair_cosines(vectors):
-    """cos(v_c, v_c′) for the unordered pairs c<c′ of the rows; ``None`` if a row is zero."""
-    xp = array_namespace(vectors)
-    norms = xp.sqrt(xp.sum(vectors * vectors, axis=1))
-    if float(xp.min(norms)) == 0.0:
-        return None
-    unit = vectors / norms[:, None]
-    gram = xp.matmul(unit, unit.T)
-    return gram[_pairs_mask(xp, vectors.shape[0])]
-
-
-def equiangle(vectors):
-    """std over unordered pairs c<c′ of cos(v_c, v_c′) (ddof=1)."""
-    xp = array_namespace(vectors)
-    cos = pair_cosines(vectors)
-    if cos is None or cos.shape[0] < 2:
-        return None
-    return float(xp.std(cos, correction=1))
-
-
-def maxangle(vectors):
-    """mean over unordered pairs c<c′ of |cos(v_c, v_c′) + 1/(C−1)|."""
-    xp = array_namespace(vectors)
-    cos = pair_cosines(vectors)
-    if cos is None:
-        return None
-    c = vectors.shape[0]
-    return float(xp.mean(xp.abs(cos + 1.0 / (c - 1))))
-
-
-def gram_distance(gram, target: str):
-    """‖G/‖G‖ − T‖ with T = Π/√(C−1) (``"etf"``) or I/√C (``"of"``) for a C×C matrix G."""
-    xp = array_namespace(gram)
-    c = gram.shape[0]
-    norm = _fro(gram)
-    if norm == 0.0:
-        return None
-    eye = xp.eye(c, dtype=gram.dtype)
-    if target == "etf":
-        ref = (eye - xp.ones((c, c), dtype=gram.dtype) / c) / math.sqrt(c - 1)
-    elif target == "of":
-        ref = eye / math.sqrt(c)
-    else:
-        raise ValueError(target)
-    return _fro(gram / norm - ref)
 
 
 def self_duality(weight, mbar_rows):
@@ -190,289 +124,254 @@ def self_duality(weight, mbar_rows):
     return _fro(diff) ** 2
 
 
-# ---------------------------------------------------------------------- per-sample pass
+def duality(weight, mbar_rows):
+    """``(unc3, duality_mean)``: std (ddof=1) and mean over classes of cos(w_c, μ_c − μ_G)
+    (Wu & Papyan 2024); ``None`` where a norm is zero or fewer than two classes."""
+    xp = array_namespace(weight)
+    nw = xp.sqrt(xp.sum(weight * weight, axis=1))
+    nm = xp.sqrt(xp.sum(mbar_rows * mbar_rows, axis=1))
+    den = nw * nm
+    if float(xp.min(den)) == 0.0:
+        return None, None
+    cos = xp.sum(weight * mbar_rows, axis=1) / den
+    std = float(xp.std(cos, correction=1)) if cos.shape[0] > 1 else None
+    return std, float(xp.mean(cos))
 
 
-class PredictionAccumulator:
-    """Count classifier / NCC decisions over row chunks (accuracy, NCC accuracy, NC4).
-
-    Parameters
-    ----------
-    ncc_means : array, shape (n_classes, n_features)
-        Class means of the nearest-class-centre rule (the training means).
-    weight : array, shape (n_classes, n_features), optional
-    bias : array, shape (n_classes,), optional
-
-    Ties in argmax/argmin go to the lowest class index.
-
-    Notes
-    -----
-    The decisions are those of the float64 scores below. On NumPy with float16/float32
-    features the scores are first computed in float32 (one ``rows × P × C`` BLAS product);
-    every row whose best-vs-second margin is not larger than twice a rigorous bound on the
-    float32 error, ``(P+4)·u·‖h‖·max_c‖v_c‖ + 2u·(|const| + |score|)`` (u = 2⁻²⁴, Cauchy–
-    Schwarz on the dot products), is scored again in float64. The counts are therefore
-    exactly those of the float64 computation. Other backends score in float64 and keep the
-    counts on the device until :meth:`values` (no host round trip per chunk).
-    """
-
-    def __init__(self, ncc_means, weight=None, bias=None):
-        xp = array_namespace(ncc_means)
-        self.xp = xp
-        # ‖h − μ_c‖² = ‖h − o‖² − 2(h − o)·(μ_c − o) + ‖μ_c − o‖², with o the mean of the
-        # class means: centring keeps the decision accurate when the means are far from 0.
-        self._origin = xp.mean(ncc_means, axis=0)
-        self._centred = ncc_means - self._origin[None, :]
-        self._half_sq = 0.5 * xp.sum(self._centred * self._centred, axis=1)
-        self.weight = weight
-        self.bias = bias
-        self.total = 0
-        self._numpy = is_numpy_namespace(xp)
-        zero = xp.zeros((), dtype=xp.int64)
-        self._ncc_correct = self._classifier_correct = self._mismatch = zero
-        self.rescored_rows = 0
-        if self._numpy:
-            # score_c = h·m_c − k_c with m_c = μ_c − o and k_c = o·m_c + ½‖m_c‖².
-            m = np.asarray(self._centred)
-            self._ncc32 = _Linear32(m, -(m @ np.asarray(self._origin)) - np.asarray(self._half_sq))
-            parts = [self._ncc32.v32]
-            if weight is not None:
-                self._cls32 = _Linear32(np.asarray(weight),
-                                        None if bias is None else np.asarray(bias))
-                parts.append(self._cls32.v32)
-            # Both rules' float32 scores come from one product h @ [v_ncc | v_w].
-            self._v32 = np.ascontiguousarray(np.concatenate(parts, axis=1))
-            self._use32 = self._ncc32.usable and (weight is None or self._cls32.usable)
-
-    def _ncc_scores64(self, x):
-        xp = self.xp
-        return xp.matmul(x - self._origin[None, :], self._centred.T) - self._half_sq[None, :]
-
-    def _logits64(self, x):
-        xp = self.xp
-        logits = xp.matmul(x, self.weight.T)
-        return logits if self.bias is None else logits + self.bias[None, :]
-
-    def update(self, features, labels, norm_bounds=None) -> None:
-        """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,).
-
-        ``norm_bounds`` (NumPy float64, n_rows), optional: upper bounds on the rows' ‖h‖
-        (e.g. :meth:`~ncanalyze.core.stats.StatsAccumulator.row_norm_bounds`), used by the
-        float32 pass instead of computing the norms again.
-        """
-        xp = self.xp
-        self.total += int(features.shape[0])
-        if self._numpy and features.dtype in (np.float32, np.float16) and self._use32:
-            self._update_numpy32(np.asarray(features, dtype=np.float32), np.asarray(labels),
-                                 norm_bounds)
-            return
-        x = xp.astype(features, xp.float64)
-        ncc = xp.argmax(self._ncc_scores64(x), axis=1)  # argmin distance = argmax of this score
-        self._ncc_correct = self._ncc_correct + xp.sum(xp.astype(ncc == labels, xp.int64))
-        if self.weight is not None:
-            pred = xp.argmax(self._logits64(x), axis=1)
-            self._classifier_correct = self._classifier_correct + xp.sum(
-                xp.astype(pred == labels, xp.int64))
-            self._mismatch = self._mismatch + xp.sum(xp.astype(pred != ncc, xp.int64))
-
-    def _update_numpy32(self, x: np.ndarray, labels: np.ndarray, norms=None) -> None:
-        # Huge finite features overflow float32 here; such rows get inf/NaN bounds or scores
-        # and are rescored in float64 by ``decide``.
-        c = self._ncc32.v32.shape[1]
-        with np.errstate(over="ignore", invalid="ignore"):
-            if norms is None:
-                norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
-            scores = x @ self._v32  # (rows, 2C); decide takes (C, rows) views
-            s_ncc, s_cls = scores[:, :c].T, scores[:, c:].T
-        ncc = self._ncc32.decide(s_ncc, norms, lambda rows: np.asarray(
-            self._ncc_scores64(x[rows].astype(np.float64))))
-        self._ncc_correct = self._ncc_correct + int(np.count_nonzero(ncc == labels))
-        self.rescored_rows += self._ncc32.last_rescored
-        if self.weight is not None:
-            pred = self._cls32.decide(s_cls, norms, lambda rows: np.asarray(
-                self._logits64(x[rows].astype(np.float64))))
-            self.rescored_rows += self._cls32.last_rescored
-            self._classifier_correct = self._classifier_correct + int(
-                np.count_nonzero(pred == labels))
-            self._mismatch = self._mismatch + int(np.count_nonzero(pred != ncc))
-
-    @property
-    def ncc_correct(self) -> int:
-        return int(self._ncc_correct)
-
-    @property
-    def classifier_correct(self) -> int:
-        return int(self._classifier_correct)
-
-    @property
-    def mismatch(self) -> int:
-        return int(self._mismatch)
-
-    def values(self) -> dict[str, float]:
-        """``ncc_accuracy`` and, with a classifier, ``accuracy`` and ``ncc_mismatch``."""
-        out = {"ncc_accuracy": self.ncc_correct / self.total}
-        if self.weight is not None:
-            out["accuracy"] = self.classifier_correct / self.total
-            out["ncc_mismatch"] = self.mismatch / self.total
-        return out
-
-
-class _Linear32:
-    """argmax_c (h·v_c + k_c) in float32, with rows too close to call redone in float64.
+def pair_pass(x, *, tile_bytes=None, angles=True, variances=None, grams=()):
+    """One pass over the tiles of x xᵀ (x: (K, P) class vectors as rows).
 
     Parameters
     ----------
-    vectors : ndarray, shape (n_classes, n_features)
-        float64 v_c.
-    offset : ndarray, shape (n_classes,), optional
-        float64 k_c.
+    x : array, shape (K, P)
+    tile_bytes : int, optional
+        Memory for one tile (:func:`~ncanalyze.core.pairs.tile_edge`).
+    angles : bool
+        Compute the cosine statistics of the unordered pairs (equiangle, maxangle, gnc2).
+    variances : array, shape (K,), optional
+        σ_c²: compute the CDNV with these.
+    grams : sequence of (GramDistance, shift)
+        Distances fed with each tile of x xᵀ, or ``shift(tile, i0, i1, j0, j1)`` of it.
+
+    Returns
+    -------
+    dict
+        ``equiangle``, ``maxangle``, ``gnc2``, ``gnc2_energy``, ``cdnv`` (present when
+        computed; ``None`` when undefined).
     """
-
-    _U = 2.0 ** -24
-    #: Up to this many classes, decide finds the top two scores with a loop over classes.
-    LOOP_CLASSES = 32
-
-    def __init__(self, vectors: np.ndarray, offset: np.ndarray | None):
-        with np.errstate(over="ignore"):
-            self.v32 = np.ascontiguousarray(vectors, dtype=np.float32).T  # (P, C)
-            self.k32 = None if offset is None else np.asarray(offset, dtype=np.float32)
-        #: False when v or k do not fit in float32: the caller must score in float64.
-        self.usable = bool(np.isfinite(self.v32).all() and (
-            self.k32 is None or np.isfinite(self.k32).all()))
-        p = vectors.shape[1]
-        vmax = float(np.sqrt(np.max(np.sum(vectors * vectors, axis=1))))
-        # float32 rounding of v (u per entry) plus the dot product's γ_P, via Cauchy–Schwarz.
-        self.dot_factor = (p + 4) * self._U * vmax * (1.0 + 1e-3)
-        self.kmax = 0.0 if offset is None else float(np.max(np.abs(offset)))
-        self.last_rescored = 0
-
-    def decide(self, st: np.ndarray, norms: np.ndarray, exact) -> np.ndarray:
-        """Class index per row from float32 scores ``st = (h @ v32)ᵀ`` (C, n) and ``norms``
-        (n,), upper bounds on ‖h‖ (up to the slack in ``dot_factor``).
-
-        ``exact(rows)`` returns the float64 scores of those rows.
-        """
-        c = st.shape[0]
-        if c == 1:
-            self.last_rescored = 0
-            return np.zeros(st.shape[1], dtype=np.intp)
-        if c <= self.LOOP_CLASSES:
-            best, first, second = self._top2_loop(st)
-        else:
-            s = st.T if self.k32 is None else st.T + self.k32
-            best = np.argmax(s, axis=1)
-            top2 = np.partition(s, c - 2, axis=1)[:, c - 2:]
-            second, first = top2[:, 0], top2[:, 1]
-        with np.errstate(invalid="ignore", over="ignore"):  # inf − inf, NaN: rows made unsure
-            margin = first.astype(np.float64) - second
-            smax = np.maximum(np.abs(first), np.abs(second)).astype(np.float64)
-            bound = norms * self.dot_factor + 2.0 * self._U * (self.kmax + smax + 1e-30)
-            unsure = np.flatnonzero(~(margin > 2.0 * bound))  # NaN margins are unsure too
-        self.last_rescored = int(unsure.size)
-        if unsure.size:
-            best[unsure] = np.argmax(exact(unsure), axis=1)
-        return best
-
-    def _top2_loop(self, st: np.ndarray):
-        """Best index, largest and second-largest score per row of ``st + k`` (C, n), class
-        by class on contiguous rows (faster than np.partition/argmax along a short axis).
-
-        Ties keep the lowest index and give a zero margin; a NaN score anywhere in a row makes
-        its largest score NaN (``np.maximum`` propagates it), hence the row unsure.
-        """
-        k = self.k32
-        first = st[0] + k[0] if k is not None else st[0].copy()
-        second = np.full_like(first, -np.inf)
-        best = np.zeros(first.shape, dtype=np.intp)
-        gt = np.empty(first.shape, dtype=bool)
-        for j in range(1, st.shape[0]):
-            row = st[j] + k[j] if k is not None else st[j]
-            np.greater(row, first, out=gt)
-            # second ← first where row wins, else max(second, row)
-            np.maximum(second, row, out=second)
-            np.copyto(second, first, where=gt)
-            np.copyto(best, j, where=gt)
-            np.maximum(first, row, out=first)
-        return best, first, second
+    xp = array_namespace(x)
+    k = int(x.shape[0])
+    sq = xp.sum(x * x, axis=1)
+    norms = xp.sqrt(sq)
+    angles = angles and k >= 2 and float(xp.min(norms)) > 0.0
+    cos_m, log_m = Moments(xp), Moments(xp)
+    max_sum, ratio_sum = Total(xp), Total(xp)
+    gap_min, dist_min = Minimum(xp), Minimum(xp)
+    edge = tile_edge(tile_bytes, k)
+    for i0, i1, j0, j1 in blocks(k, edge, symmetric=True):
+        g = xp.matmul(x[i0:i1, ...], x[j0:j1, ...].T)
+        diag = i0 == j0
+        for dist, shift in grams:
+            dist.add(g if shift is None else shift(g, i0, i1, j0, j1), diag,
+                     1.0 if diag else 2.0)
+        if angles:
+            c = pair_values(xp, g / (norms[i0:i1, None] * norms[None, j0:j1]), diag)
+            cos_m.add(c)
+            max_sum.add(xp.sum(xp.abs(c + 1.0 / (k - 1))))
+            gap = 2.0 - 2.0 * c  # ‖û_c − û_c′‖²
+            gap_min.add(gap)
+            log_m.add(-0.5 * xp.log(xp.maximum(gap, _TINY)))
+        if variances is not None:
+            d = pair_values(xp, sq[i0:i1, None] + sq[None, j0:j1] - 2.0 * g, diag)
+            v = pair_values(xp, variances[i0:i1, None] + variances[None, j0:j1], diag)
+            dist_min.add(d)
+            ratio_sum.add(xp.sum(v / (2.0 * xp.maximum(d, _TINY))))
+    out: dict[str, Any] = {}
+    pairs = k * (k - 1) // 2
+    if angles:
+        n, mean, m2 = cos_m.result()
+        out["equiangle"] = math.sqrt(m2 / (n - 1)) if n >= 2 else None
+        out["maxangle"] = max_sum.result() / pairs
+        ok = gap_min.result() > 0.0
+        n, mean, m2 = log_m.result()
+        out["gnc2"] = m2 / n if ok else None
+        out["gnc2_energy"] = mean if ok else None
+    else:
+        out.update(equiangle=None, maxangle=None, gnc2=None, gnc2_energy=None)
+    if variances is not None:
+        out["cdnv"] = (ratio_sum.result() / pairs if pairs and dist_min.result() > 0.0
+                       else None)
+    return out
 
 
-# ---------------------------------------------------------------------- all of §2.2
+def cross_pass(a, b, grams, tile_bytes=None) -> None:
+    """Feed every tile of A Bᵀ (A, B: (K, P)) to ``grams`` = [(GramDistance, shift)]."""
+    xp = array_namespace(a)
+    k = int(a.shape[0])
+    edge = tile_edge(tile_bytes, k)
+    for i0, i1, j0, j1 in blocks(k, edge, symmetric=False):
+        g = xp.matmul(a[i0:i1, ...], b[j0:j1, ...].T)
+        for dist, shift in grams:
+            dist.add(g if shift is None else shift(g, i0, i1, j0, j1), i0 == j0)
+
+
+def _row_shift(v):
+    """shift(tile) = tile + v_i (a rank-one term along rows)."""
+    return lambda g, i0, i1, j0, j1: g + v[i0:i1, None]
+
+
+# ---------------------------------------------------------------------- all keys
+
+
+def frequency_keys(stats: ClassStats) -> dict[str, Any]:
+    """``classes_present``, ``class_count_min``/``max`` (over the classes present) and
+    ``effective_classes`` = exp(−Σ_c π_c log π_c), π_c = n_c / N."""
+    counts = np.asarray(to_numpy(stats.counts), dtype=np.float64)
+    pi = counts / counts.sum()
+    return {"classes_present": int(counts.size), "class_count_min": int(counts.min()),
+            "class_count_max": int(counts.max()),
+            "effective_classes": float(math.exp(-math.fsum((pi * np.log(pi)).tolist())))}
 
 
 def feature_metrics(stats: ClassStats, *, global_mean: str = "samples",
-                    rtol: float | None = None, keys=FEATURE_KEYS) -> MetricValues:
-    """The feature-only keys of SPEC §2.2 (NCC accuracy excluded: it needs a second pass)."""
+                    rtol: float | None = None, keys=FEATURE_KEYS,
+                    tile_bytes: int | None = None) -> MetricValues:
+    """The feature-only keys (NCC accuracy excluded: it needs a second pass)."""
     out = MetricValues()
     xp = stats.xp
     c, p = stats.num_classes, stats.num_features
+    out.values.update({k: v for k, v in frequency_keys(stats).items() if k in keys})
+    if c < 2:
+        for key in keys:
+            if key not in out.values and key != "ncc_accuracy":
+                out.set(key, None, "fewer than two classes have samples")
+        return out
     mbar = stats.centred_means(global_mean)
     if "nc1" in keys:
         value, rank = nc1(stats, global_mean, rtol)
         out.set("nc1", value, "the class means coincide (Σ_B = 0)")
         out.values["nc1_rank"] = rank
-    if "cdnv" in keys:
-        out.set("cdnv", cdnv(stats), "two class means coincide")
+    if "nc1_trace_ratio" in keys:
+        out.set("nc1_trace_ratio", trace_ratio(stats, global_mean),
+                "the class means coincide (Σ_B = 0)")
     if "equinorm_means" in keys:
         out.set("equinorm_means", equinorm(mbar), "all class means equal μ_G")
-    if "equiangle_means" in keys:
-        out.set("equiangle_means", equiangle(mbar),
-                "a class mean equals μ_G (cosine 0/0)" if c > 2 else "needs at least 3 classes")
-    if "maxangle_means" in keys:
-        out.set("maxangle_means", maxangle(mbar), "a class mean equals μ_G (cosine 0/0)")
+    grams = []
     if "etf_distance_means" in keys:
-        out.set("etf_distance_means", gram_distance(xp.matmul(mbar, mbar.T), "etf"),
-                "all class means equal μ_G")
+        etf = GramDistance(xp, gram_norm(mbar), c, "etf")
+        grams.append((etf, None))
     if "of_distance_means" in keys:
-        out.set("of_distance_means", gram_distance(xp.matmul(stats.means, stats.means.T), "of"),
-                "all class means are zero")
+        # μ_c·μ_c′ = m̄_c·m̄_c′ + a_c + a_c′ + ‖μ_G‖², a = M̄ᵀ μ_G: the tile of the uncentred Gram
+        # from the centred one.
+        mu_g = stats.global_mean(global_mean)
+        a = xp.matmul(mbar, mu_g)
+        mu2 = xp.sum(mu_g * mu_g)
+        of = GramDistance(xp, gram_norm(stats.means), c, "of")
+        grams.append((of, lambda g, i0, i1, j0, j1: g + a[i0:i1, None] + a[None, j0:j1] + mu2))
+    angles = any(k in keys for k in ("equiangle_means", "maxangle_means", "gnc2", "gnc2_energy"))
+    pairs = pair_pass(mbar, tile_bytes=tile_bytes, angles=angles,
+                      variances=stats.class_scatter / stats.counts if "cdnv" in keys else None,
+                      grams=grams)
+    if "cdnv" in keys:
+        out.set("cdnv", pairs["cdnv"], "two class means coincide")
+    zero = "a class mean equals μ_G (cosine 0/0)"
+    if "equiangle_means" in keys:
+        out.set("equiangle_means", pairs["equiangle"], zero if c > 2 else "needs at least 3 classes")
+    if "maxangle_means" in keys:
+        out.set("maxangle_means", pairs["maxangle"], zero)
+    if "gnc2" in keys:
+        out.set("gnc2", pairs["gnc2"], zero + " or two class directions coincide")
+        out.set("gnc2_energy", pairs["gnc2_energy"], zero + " or two class directions coincide")
+    if "etf_distance_means" in keys:
+        out.set("etf_distance_means", etf.result(), "all class means equal μ_G")
+    if "of_distance_means" in keys:
+        out.set("of_distance_means", of.result(), "all class means are zero")
     if c - 1 > p and any(k in keys for k in ("etf_distance_means", "maxangle_means")):
         out.warnings.append(f"C − 1 = {c - 1} > P = {p}: an exact simplex ETF is impossible "
                             "(Zhou et al., d < K−1); ETF distances cannot reach 0")
     return out
 
 
+def present_rows(stats: ClassStats, a):
+    """The rows of a per-class array (C, …) that belong to the classes present."""
+    if stats.num_classes == stats.num_classes_total or a is None:
+        return a
+    xp = array_namespace(a)
+    return xp.take(a, xp.asarray(stats.class_ids, device=device(a)), axis=0)
+
+
 def weight_metrics(stats: ClassStats, weight, bias=None, *, global_mean: str = "samples",
-                   center_weights: bool = False) -> MetricValues:
-    """The classifier keys of SPEC §2.2 (accuracy and NC4 excluded: per-sample pass)."""
+                   center_weights: bool = False, tile_bytes: int | None = None) -> MetricValues:
+    """The classifier keys (accuracy and NC4 excluded: per-sample pass), over the rows of the
+    classes present."""
     out = MetricValues()
     xp = stats.xp
+    c = stats.num_classes
+    w, b = present_rows(stats, weight), present_rows(stats, bias)
     mbar = stats.centred_means(global_mean)
-    out.set("equinorm_weights", equinorm(weight), "W = 0")
-    out.set("equiangle_weights", equiangle(weight),
-            "a classifier row is zero (cosine 0/0)" if stats.num_classes > 2
-            else "needs at least 3 classes")
-    out.set("maxangle_weights", maxangle(weight), "a classifier row is zero (cosine 0/0)")
-    w_etf = weight - xp.mean(weight, axis=0)[None, :] if center_weights else weight
-    out.set("etf_distance_weights", gram_distance(xp.matmul(w_etf, w_etf.T), "etf"), "W = 0")
-    out.set("of_distance_weights", gram_distance(xp.matmul(weight, weight.T), "of"), "W = 0")
-    out.set("self_duality", self_duality(weight, mbar), "W = 0 or M̄ = 0")
-    out.set("nc3_etf", gram_distance(xp.matmul(weight, mbar.T), "etf"), "W M̄ = 0")
-    out.set("nc3_of", gram_distance(xp.matmul(weight, stats.means.T), "of"), "W M = 0")
-    shift = xp.matmul(weight, stats.global_mean(global_mean))
-    if bias is not None:
-        shift = shift + bias
-    out.values["bias_collapse"] = float(xp.sqrt(xp.sum(shift * shift)))
+    mu_g = stats.global_mean(global_mean)
+    shift = xp.matmul(w, mu_g)
+    out.values["bias_collapse"] = float(xp.sqrt(xp.sum((shift if b is None else shift + b) ** 2)))
+    if c < 2:
+        for key in ("equinorm_weights", "equiangle_weights", "maxangle_weights",
+                    "gnc2_weights", "gnc2_energy_weights", "etf_distance_weights",
+                    "of_distance_weights", "self_duality", "nc3_etf", "nc3_of", "unc3",
+                    "duality_mean"):
+            out.set(key, None, "fewer than two classes have samples")
+        return out
+    out.set("equinorm_weights", equinorm(w), "W = 0")
+    of = GramDistance(xp, gram_norm(w), c, "of")
+    grams = [(of, None)]
+    if not center_weights:
+        etf = GramDistance(xp, of.norm, c, "etf")
+        grams.append((etf, None))
+    pairs = pair_pass(w, tile_bytes=tile_bytes, grams=grams)
+    if center_weights:
+        w_c = w - xp.mean(w, axis=0)[None, :]
+        etf = GramDistance(xp, gram_norm(w_c), c, "etf")
+        pair_pass(w_c, tile_bytes=tile_bytes, angles=False, grams=[(etf, None)])
+    zero = "a classifier row is zero (cosine 0/0)"
+    out.set("equiangle_weights", pairs["equiangle"], zero if c > 2 else "needs at least 3 classes")
+    out.set("maxangle_weights", pairs["maxangle"], zero)
+    out.set("gnc2_weights", pairs["gnc2"], zero + " or two classifier directions coincide")
+    out.set("gnc2_energy_weights", pairs["gnc2_energy"],
+            zero + " or two classifier directions coincide")
+    out.set("etf_distance_weights", etf.result(), "W = 0")
+    out.set("of_distance_weights", of.result(), "W = 0")
+    out.set("self_duality", self_duality(w, mbar), "W = 0 or M̄ = 0")
+    nc3_etf = GramDistance(xp, gram_norm(w, mbar), c, "etf")
+    nc3_of = GramDistance(xp, gram_norm(w, stats.means), c, "of")
+    cross_pass(w, mbar, [(nc3_etf, None), (nc3_of, _row_shift(shift))], tile_bytes)
+    out.set("nc3_etf", nc3_etf.result(), "W M̄ = 0")
+    out.set("nc3_of", nc3_of.result(), "W M = 0")
+    unc3, dmean = duality(w, mbar)
+    out.set("unc3", unc3, "a classifier row or a centred class mean is zero")
+    out.set("duality_mean", dmean, "a classifier row or a centred class mean is zero")
     return out
 
 
 def nc_metrics_from_stats(stats: ClassStats, weight=None, bias=None, predictions=None, *,
                           global_mean: str = "samples", center_weights: bool = False,
-                          rtol: float | None = None) -> MetricValues:
-    """Every key of SPEC §2.2 for one epoch, in SPEC order.
+                          rtol: float | None = None,
+                          tile_bytes: int | None = None) -> MetricValues:
+    """Every key of docs/METRICS.md for one epoch, in its order.
 
     Parameters
     ----------
     stats : ClassStats
-    weight : array, shape (n_classes, n_features), optional
-    bias : array, shape (n_classes,), optional
+    weight : array, shape (C, n_features), optional
+        All C classifier rows (absent classes included).
+    bias : array, shape (C,), optional
     predictions : PredictionAccumulator, optional
         Filled by a pass over the samples; gives ``accuracy``, ``ncc_accuracy`` and
         ``ncc_mismatch``.
+    tile_bytes : int, optional
+        Memory for one tile of the pairwise reductions.
     """
-    out = feature_metrics(stats, global_mean=global_mean, rtol=rtol)
+    out = feature_metrics(stats, global_mean=global_mean, rtol=rtol, tile_bytes=tile_bytes)
     if weight is not None:
         w = weight_metrics(stats, weight, bias, global_mean=global_mean,
-                           center_weights=center_weights)
+                           center_weights=center_weights, tile_bytes=tile_bytes)
         out.values.update(w.values)
         out.warnings.extend(w.warnings)
     if predictions is not None:
@@ -481,10 +380,35 @@ def nc_metrics_from_stats(stats: ClassStats, weight=None, bias=None, predictions
     return out
 
 
+def as_float64(xp, array, dev):
+    """``array`` (any library, grad or not; ``None`` passes) as float64 in ``xp`` on ``dev``."""
+    if array is None:
+        return None
+    array = detach(array)
+    try:
+        same = array_namespace(array) is xp and device(array) == dev
+    except TypeError:  # not an array-API array (e.g. a list)
+        same = False
+    if not same:
+        array = xp.asarray(to_numpy(array), device=dev)
+    return xp.astype(array, xp.float64)
+
+
+def absent_note(stats: ClassStats) -> str | None:
+    """The warning line for classes without samples, or ``None`` when all are present."""
+    missing = stats.num_classes_total - stats.num_classes
+    if missing == 0:
+        return None
+    return (f"{missing} of {stats.num_classes_total} classes have no samples: they are left out "
+            f"of every class-mean key (C = {stats.num_classes} there); accuracy, NCC and NC4 "
+            "still range over all classifier rows")
+
+
 def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | None = None,
                global_mean: str = "samples", center_weights: bool = False,
-               rtol: float | None = None) -> dict[str, Any]:
-    """All §2.2 metrics of in-memory arrays (NumPy, CuPy or any array-API namespace).
+               rtol: float | None = None, tile_bytes: int | None = None) -> dict[str, Any]:
+    """All metrics of docs/METRICS.md for in-memory arrays (NumPy, CuPy or any array-API
+    namespace).
 
     Parameters
     ----------
@@ -493,23 +417,47 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     weight : array, shape (n_classes, n_features), optional
     bias : array, shape (n_classes,), optional
     num_classes : int, optional
+        C; default ``max(labels) + 1``. Classes without samples are allowed (see
+        docs/METRICS.md, "Absent classes").
+    tile_bytes : int, optional
+        Memory for one tile of the pairwise reductions and the decision pass.
 
     Returns
     -------
     dict
-        Key -> float, int or ``None``; ``"warnings"`` holds the reasons for ``None`` values.
+        Key -> float, int or ``None`` (plain Python numbers whatever the device);
+        ``"warnings"`` holds the reasons for ``None`` values.
+
+    Notes
+    -----
+    Computed on the device of ``features``; tensors that require grad are detached (no
+    copy). ``weight``, ``bias`` and ``labels`` may live elsewhere (e.g. NumPy): they are
+    copied to that device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.repeat(np.arange(3), 20)
+    >>> h = np.eye(3, 4)[y] + 0.01 * np.random.default_rng(0).normal(size=(60, 4))
+    >>> round(nc_metrics(h, y)["ncc_accuracy"], 3)
+    1.0
     """
     from .stats import class_stats
 
+    features = detach(features)
     xp = array_namespace(features)
+    dev = device(features)
     stats = class_stats(features, labels, num_classes)
-    w = None if weight is None else xp.astype(weight, xp.float64)
-    b = None if bias is None else xp.astype(bias, xp.float64)
-    pred = PredictionAccumulator(stats.means, w, b)
-    lab = xp.asarray(np.asarray(to_host(labels)).astype(np.int64))
+    w = as_float64(xp, weight, dev)
+    b = as_float64(xp, bias, dev)
+    pred = PredictionAccumulator(stats.means, w, b, ncc_classes=stats.class_ids,
+                                 tile_bytes=tile_bytes)
+    lab = xp.asarray(to_numpy(labels).astype(np.int64), device=dev)
     pred.update(features, lab)
     res = nc_metrics_from_stats(stats, w, b, pred, global_mean=global_mean,
-                                center_weights=center_weights, rtol=rtol)
+                                center_weights=center_weights, rtol=rtol,
+                                tile_bytes=tile_bytes)
     out = dict(res.values)
-    out["warnings"] = res.warnings
+    note = absent_note(stats)
+    out["warnings"] = ([note] if note else []) + res.warnings
     return out

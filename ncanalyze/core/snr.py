@@ -1,117 +1,50 @@
-"""The signal-to-noise matrix Σ_W^{-1/2} M̄ and its singular values (SPEC §2.4).
+"""The signal-to-noise matrix Σ_W^{-1/2} M̄ and its singular values (Han, Papyan & Donoho 2022,
+Def. 2; docs/CENTRAL_PATH.md §2).
 
 The singular values ω_j of SNR = Σ_W^{-1/2} M̄ are the square roots of the eigenvalues of
 M̄ᵀ Σ_W^{-1} M̄. With the Cholesky factor Σ_W = L Lᵀ, M̄ᵀ Σ_W^{-1} M̄ = (L^{-1}M̄)ᵀ(L^{-1}M̄), so
 the ω_j are the singular values of L^{-1} M̄: one Cholesky factorisation and one solve, no
 matrix square root and no inverse.
 
-Σ_W is declared singular (the keys are ``null`` with the reason, unless a ridge ε is given)
-when P > N − C (then rank Σ_W ≤ N − C < P for every data set), when the Cholesky
-factorisation fails or returns non-finite numbers (CuPy returns NaN instead of raising), or
-when its smallest squared pivot is below ``PIVOT_RTOL`` times the largest (condition number
-beyond ~1/PIVOT_RTOL: ω along the weakest directions would not have 6 correct digits).
+When Σ_W is singular — P > N − C (rank Σ_W ≤ N − C < P for every data set), or the Cholesky
+factorisation fails, returns non-finite numbers (CuPy returns NaN instead of raising), or has
+its smallest squared pivot below ``PIVOT_RTOL`` times the largest — the SNR is computed on the
+support of Σ_W from its eigendecomposition: directions of zero within-class variance along
+which the class means do not spread (dead ReLU units, constant or duplicated features) are
+dropped and counted; a class-mean direction with zero within-class variance makes the SNR
+infinite, reported as null keys with the reason (never a ridge-dependent number). ``ridge``
+remains an explicit alternative. Indices j are 0-based, as in ``snr_singular_values_j``.
 """
-
 from __future__ import annotations
 
 import math
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import device
 
-from .metrics import MetricValues, default_rtol
-from .stats import ClassStats, class_stats, to_host
+from ..backend import to_numpy
+from .linalg import PIVOT_RTOL, checked_cholesky, default_rtol, solve_lower
+from .stats import ClassStats, class_stats
+from .values import MetricValues
 
 #: Keys of the ``snr`` command, in output order.
 SNR_KEYS = ("snr_singular_values", "snr_min", "snr_max", "snr_ratio", "nc1_whitened",
-            "loss_ls_predicted")
+            "loss_ls_predicted", "snr_dropped_dims")
 
-#: A symmetric matrix is treated as singular when its smallest squared Cholesky pivot is below
-#: this fraction of the largest: beyond a condition number of ~1e6/ε, float64 results along the
-#: weakest directions cannot meet the 1e-6 relative accuracy of SPEC §6.
-PIVOT_RTOL = 1e6 * float(np.finfo(np.float64).eps)
-
-
-def checked_cholesky(a) -> tuple[Any, str | None]:
-    """Cholesky factor of a symmetric positive semi-definite matrix, or the reason it has none.
-
-    Parameters
-    ----------
-    a : array, shape (n, n)
-        Symmetric, float64.
-
-    Returns
-    -------
-    lower : array, shape (n, n), or None
-        L with a = L Lᵀ when ``a`` is numerically positive definite.
-    reason : str or None
-        Why ``a`` counts as singular (``None`` when ``lower`` is returned).
-    """
-    xp = array_namespace(a)
-    try:
-        lower = xp.linalg.cholesky(a)
-    except ValueError:  # numpy / array-api-strict raise LinAlgError (a ValueError)
-        return None, "the Cholesky factorisation failed (not positive definite)"
-    pivots = np.asarray(to_host(xp.linalg.diagonal(lower)), dtype=np.float64)
-    if not np.all(np.isfinite(pivots)):  # CuPy signals failure with NaN
-        return None, "the Cholesky factorisation failed (not positive definite)"
-    sq = pivots**2
-    top = float(sq.max()) if sq.size else 0.0
-    if top == 0.0:
-        return None, "the matrix is zero"
-    ratio = float(sq.min()) / top
-    if ratio <= PIVOT_RTOL:
-        return None, f"numerically singular (smallest/largest Cholesky pivot² = {ratio:.2g})"
-    return lower, None
+#: On a singular Σ_W, eigenvalues at or below this fraction of the largest count as zero
+#: within-class variance (the same condition-number limit as ``PIVOT_RTOL``: a smaller
+#: eigenvalue has too few correct digits to whiten by).
+ZERO_VARIANCE_RTOL = PIVOT_RTOL
+#: A zero-variance subspace U₀ carries between-class spread when ‖U₀ᵀM̄‖ > SPREAD_RTOL·‖M̄‖.
+#: Rounding leaks at most ~ε/ZERO_VARIANCE_RTOL ≈ 1e-6 of M̄ into a computed null space of
+#: Σ_W (eigenvector error ε·λ_max/gap, gap ≥ ZERO_VARIANCE_RTOL·λ_max); √ZERO_VARIANCE_RTOL ≈
+#: 1.5e-5 stays clear of that.
+SPREAD_RTOL = math.sqrt(ZERO_VARIANCE_RTOL)
 
 
-#: Below this size ``solve_lower`` hands the triangular system to ``xp.linalg.solve``.
-_TRIANGULAR_LEAF = 64
-
-
-def solve_lower(lower, b):
-    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
-
-    The array API has no triangular solve, and ``xp.linalg.solve`` would LU-factorise L
-    (as costly as a Cholesky factorisation). Blocked forward substitution instead:
-    L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁, X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁), recursively,
-    with ``xp.linalg.solve`` on the small diagonal blocks: O(n²k) work in matrix products
-    (no SciPy, whose separate BLAS would compete with NumPy's for the cores).
-    """
-    xp = array_namespace(lower, b)
-    n = int(lower.shape[0])
-    if n <= _TRIANGULAR_LEAF:
-        return xp.linalg.solve(lower, b)
-    h = n // 2
-    x1 = solve_lower(lower[:h, :h], b[:h, ...])
-    x2 = solve_lower(lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
-    return xp.concat([x1, x2], axis=0)
-
-
-def cholesky_solve(lower, b):
-    """a^{-1} b given the Cholesky factor ``lower`` of ``a`` = L Lᵀ (n, n); ``b`` (n, k).
-
-    Two triangular solves (:func:`solve_lower`); Lᵀ x = y is solved as the lower-triangular
-    system of the reversed unknowns.
-    """
-    xp = array_namespace(lower, b)
-    y = solve_lower(lower, b)
-    rev = xp.flip(xp.flip(lower, axis=0), axis=1).T  # J Lᵀ J, lower triangular
-    return xp.flip(solve_lower(rev, xp.flip(y, axis=0)), axis=0)
-
-
-def _dead_features(stats: ClassStats) -> str:
-    """'k features have zero within-class variance (dead units?), e.g. i, j; ' or a hint."""
-    xp = stats.xp
-    var = np.asarray(to_host(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
-    top = float(var.max()) if var.size else 0.0
-    dead = np.flatnonzero(var <= PIVOT_RTOL * top)
-    if dead.size == 0:
-        return "linearly dependent features? "
-    shown = ", ".join(str(i) for i in dead[:8]) + (", …" if dead.size > 8 else "")
-    return (f"{dead.size} feature(s) have zero within-class variance (dead units?): "
-            f"index {shown}; ")
+def _feature_list(indices: np.ndarray) -> str:
+    return ", ".join(str(i) for i in indices[:8]) + (", …" if indices.size > 8 else "")
 
 
 def _null(out: MetricValues, reason: str) -> MetricValues:
@@ -121,47 +54,111 @@ def _null(out: MetricValues, reason: str) -> MetricValues:
     return out
 
 
+def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
+    """Whitening on the support of a singular Σ_W (docs/CENTRAL_PATH.md §2).
+
+    Σ_W = U Λ Uᵀ; eigenvalues ≤ ``ZERO_VARIANCE_RTOL`` · λ_max count as zero within-class
+    variance. Those directions are dropped when the class means do not spread along them
+    (‖U₀ᵀM̄‖ ≤ ``SPREAD_RTOL`` · ‖M̄‖: dead units, constant or linearly dependent features);
+    otherwise a class-mean direction has no within-class noise and the SNR is infinite.
+
+    Returns
+    -------
+    whitened : array, shape (k, C), or None
+        Λ₁^{-1/2} U₁ᵀ M̄ on the k kept directions (None when the SNR is infinite/undefined).
+    dropped : int
+        P − k.
+    reason : str or None
+        Why ``whitened`` is None.
+    """
+    xp = stats.xp
+    p, c, n = stats.num_features, stats.num_classes, stats.num_samples
+    evals, evecs = xp.linalg.eigh(sigma)
+    lam = np.asarray(to_numpy(evals), dtype=np.float64)
+    top = float(lam.max()) if lam.size else 0.0
+    zero = lam <= ZERO_VARIANCE_RTOL * top
+    total = float(np.linalg.norm(np.asarray(to_numpy(mbar), dtype=np.float64)))
+    k0 = int(zero.sum())
+    if k0:
+        u0 = xp.take(evecs, xp.asarray(np.flatnonzero(zero), device=device(evecs)), axis=1)
+        along = float(np.linalg.norm(np.asarray(to_numpy(xp.matmul(u0.T, mbar)),
+                                                dtype=np.float64)))
+        if along > SPREAD_RTOL * total:
+            return None, k0, _infinite_reason(stats, mbar, k0, along / total, p > n - c)
+    if k0 == p:
+        return None, k0, ("every direction has zero within-class variance and zero "
+                          "between-class spread (all features constant)")
+    keep = xp.asarray(np.flatnonzero(~zero), device=device(evecs))
+    u1 = xp.take(evecs, keep, axis=1)
+    scale = 1.0 / xp.sqrt(xp.take(evals, keep))
+    return xp.matmul(u1.T, mbar) * scale[:, None], k0, None
+
+
+def _infinite_reason(stats: ClassStats, mbar, k0: int, share: float, wide: bool) -> str:
+    """'infinite SNR: …' naming the features that are constant within classes but not between."""
+    xp = stats.xp
+    var = np.asarray(to_numpy(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
+    rows = np.linalg.norm(np.asarray(to_numpy(mbar), dtype=np.float64), axis=1)
+    top, spread = (float(var.max()) if var.size else 0.0), float(np.linalg.norm(rows))
+    named = np.flatnonzero((var <= ZERO_VARIANCE_RTOL * top) & (rows > SPREAD_RTOL * spread))
+    p, n, c = stats.num_features, stats.num_samples, stats.num_classes
+    where = (f"; feature index {_feature_list(named)} constant within each class but not "
+             "across classes" if named.size else "")
+    size = f" (P = {p} > N − C = {n - c}: rank Σ_W ≤ N − C)" if wide else ""
+    return (f"infinite SNR: Σ_W is singular{size} and {k0} direction(s) with zero "
+            f"within-class variance carry "
+            f"{100 * share**2:.2g}% of the between-class spread ‖M̄‖², so the class means are "
+            f"separated without noise there{where}")
+
+
 def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
                    global_mean: str = "samples") -> MetricValues:
-    """SNR singular values and the keys derived from them for one epoch (SPEC §2.4).
+    """SNR singular values and the keys derived from them for one epoch (docs/CENTRAL_PATH.md §2).
 
     Parameters
     ----------
     stats : ClassStats
     ridge : float, optional
         ε > 0: use Σ_W + εI instead of Σ_W (on every epoch, so that a series stays
-        comparable). Default none: a singular Σ_W makes every key ``None``.
+        comparable). Default none: a singular Σ_W is handled on its support.
     global_mean : {"samples", "classes"}
         μ_G of M̄ = M − μ_G 1ᵀ.
 
     Returns
     -------
     MetricValues
-        ``snr_singular_values`` (list of C floats, descending; zeros appended when P < C),
-        ``snr_min`` = ω_{C−1}, ``snr_max`` = ω_1, ``snr_ratio`` = ω_1/ω_{C−1},
-        ``nc1_whitened`` = Σ_{j≤C−1} ω_j^{-2}, ``loss_ls_predicted`` = ½ Σ_{j≤C−1} 1/(C + ω_j²).
+        ``snr_singular_values`` (list of C floats, descending; zeros appended when fewer than
+        C directions remain), ``snr_min`` = ω_{C−2}, ``snr_max`` = ω_0, ``snr_ratio`` =
+        ω_0/ω_{C−2}, ``nc1_whitened`` = Σ_{j≤C−2} ω_j^{-2}, ``loss_ls_predicted`` =
+        ½ Σ_{j≤C−2} 1/(C + ω_j²) (j 0-based), ``snr_dropped_dims`` (directions of zero
+        within-class variance and zero between-class spread left out). Every key is ``None``,
+        with one warning, when the SNR is infinite or undefined.
     """
     out = MetricValues()
     xp = stats.xp
     c, p, n = stats.num_classes, stats.num_features, stats.num_samples
     sigma = stats.sigma_w
-    if ridge is not None:
-        sigma = sigma + ridge * xp.eye(p, dtype=sigma.dtype)
-    elif p > n - c:
-        return _null(out, f"Σ_W is singular: P = {p} > N − C = {n - c} (rank Σ_W ≤ N − C); "
-                          "use --ridge ε")
-    lower, reason = checked_cholesky(sigma)
-    if lower is None:
-        if ridge is not None:
-            return _null(out, f"Σ_W + εI is singular: {reason}")
-        return _null(out, f"Σ_W is singular: {reason}; {_dead_features(stats)}use --ridge ε")
     mbar = stats.centred_means(global_mean).T  # (P, C)
-    whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
-    omega = np.sort(np.asarray(to_host(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
+    dropped = 0
+    if ridge is not None:
+        lower, reason = checked_cholesky(sigma + ridge * xp.eye(p, dtype=sigma.dtype,
+                                                              device=device(sigma)))
+        if lower is None:
+            return _null(out, f"Σ_W + εI is singular: {reason}")
+        whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
+        out.warnings.append(f"SNR computed with Σ_W + εI, ε = {ridge:g}")
+    else:
+        # P > N − C: rank Σ_W ≤ N − C < P for any data, no factorisation can succeed.
+        lower = checked_cholesky(sigma)[0] if p <= n - c else None
+        if lower is not None:
+            whitened = solve_lower(lower, mbar)
+        else:
+            whitened, dropped, reason = _on_support(stats, sigma, mbar)
+            if whitened is None:
+                return _null(out, reason)
+    omega = np.sort(np.asarray(to_numpy(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     if omega.size < c:
         omega = np.concatenate([omega, np.zeros(c - omega.size)])
-    if ridge is not None:
-        out.warnings.append(f"SNR computed with Σ_W + εI, ε = {ridge:g}")
     out.values["snr_singular_values"] = [float(v) for v in omega]
     nonzero = omega[: c - 1]
     top = float(omega[0])
@@ -169,21 +166,25 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     out.values["snr_max"] = top
     tol = default_rtol(p, c) * top
     if top == 0.0 or float(nonzero[-1]) <= tol:
+        kept = p - dropped
         why = ("all class means equal μ_G (M̄ = 0)" if top == 0.0 else
                f"the whitened class means have rank < C − 1 = {c - 1}"
-               + (f" (P = {p} < C − 1)" if p < c - 1 else ""))
+               + (f" (P = {p} < C − 1)" if p < c - 1 else
+                  f" ({kept} of P = {p} directions have within-class variance)"
+                  if kept < c - 1 else ""))
         out.set("snr_ratio", None, why)
         out.set("nc1_whitened", None, why)
     else:
         out.set("snr_ratio", top / float(nonzero[-1]))
         out.set("nc1_whitened", float(np.sum(1.0 / nonzero**2)))
     out.values["loss_ls_predicted"] = float(0.5 * np.sum(1.0 / (c + nonzero**2)))
+    out.values["snr_dropped_dims"] = dropped
     return out
 
 
 def snr(features, labels, *, num_classes: int | None = None, ridge: float | None = None,
         global_mean: str = "samples") -> dict[str, Any]:
-    """SNR keys (SPEC §2.4) of in-memory arrays (NumPy, CuPy or any array-API namespace).
+    """SNR keys (docs/CENTRAL_PATH.md §2) of in-memory arrays (NumPy, CuPy or any array-API namespace).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
-"""Per-epoch sufficient statistics (SPEC §2.1), accumulated over row chunks in float64.
+"""Per-epoch sufficient statistics (docs/METRICS.md, "Statistics"), accumulated over row chunks in float64.
 
-Every quantity of SPEC §2 is a function of these statistics (plus W, b and one per-sample
+Every quantity of docs/METRICS.md is a function of these statistics (plus W, b and one per-sample
 pass for the argmax/argmin counts), so one pass over the features feeds ``metrics``,
 ``decompose`` and ``snr`` at once.
 
@@ -15,6 +15,9 @@ is taken:
 ``ref_c`` is within sampling noise of μ_c, so the entries of ``z`` are of the size of the
 within-class spread and the correction term is small: the float64 result keeps its relative
 accuracy down to deep collapse (NC1 ≈ 1e-8 and below), unlike ``Σ h hᵀ/N − μ μᵀ``.
+
+Length: above the ~350-line guide; the accumulator's generic block and its NumPy twin, the
+class-index compaction and the exact merge of partial statistics share one data layout.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_numpy_namespace
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import detach, to_numpy, to_numpy_many
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -47,24 +52,54 @@ def segment_sum(values, labels, num_classes: int):
     vector = values.ndim == 1
     if is_numpy_namespace(xp) and num_classes > 16:
         # Sparse one-hot: O(rows × cols) instead of the dense one-hot product's O(rows × C × cols).
-        return xp.asarray(_sparse_segment_sum(np.asarray(values), np.asarray(labels),
+        return xp.asarray(_numpy_segment_sum(np.asarray(values), np.asarray(labels),
                                               num_classes))
-    onehot = xp.astype(labels[:, None] == xp.arange(num_classes)[None, :], values.dtype)
+    classes = xp.arange(num_classes, device=device(labels))
+    onehot = xp.astype(labels[:, None] == classes[None, :], values.dtype)
     if vector:
         return xp.matmul(onehot.T, values[:, None])[:, 0]
     return xp.matmul(onehot.T, values)
 
 
+def compact_labels(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The classes present in ``labels`` and the labels renumbered ``0..K-1`` over them.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (n_samples,)
+        Host integer labels in ``0..num_classes-1``.
+    num_classes : int
+        C.
+
+    Returns
+    -------
+    classes : ndarray, shape (K,)
+        int64, increasing: the class indices with at least one sample.
+    compact : ndarray, shape (n_samples,)
+        int64, ``classes[compact] == labels``.
+    """
+    counts = np.bincount(labels, minlength=num_classes)
+    classes = np.flatnonzero(counts).astype(np.int64)
+    if classes.size == num_classes:
+        return classes, labels.astype(np.int64, copy=False)
+    lookup = np.full(num_classes, -1, dtype=np.int64)
+    lookup[classes] = np.arange(classes.size)
+    return classes, lookup[labels]
+
+
 @dataclass
 class ClassStats:
-    """Sufficient statistics of one feature matrix and its labels (SPEC §2.1).
+    """Sufficient statistics of one feature matrix and its labels (docs/METRICS.md, "Statistics").
+
+    Only the classes with samples have a row: ``n_classes`` is the number of classes present
+    (K in docs/METRICS.md) and :attr:`class_ids` maps rows to class indices.
 
     Attributes
     ----------
     counts : array, shape (n_classes,)
-        n_c, float64.
+        n_c > 0, float64.
     means : array, shape (n_classes, n_features)
-        Class means μ_c as rows (Mᵀ in the SPEC's notation).
+        Class means μ_c as rows (Mᵀ in the notation of docs/METRICS.md).
     within_scatter : array, shape (n_features, n_features)
         N Σ_W = Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ.
     class_scatter : array, shape (n_classes,)
@@ -78,6 +113,11 @@ class ClassStats:
     within_scatter: Any
     class_scatter: Any
     num_samples: int
+    #: Class index (``0..C-1``) of each row, host int64, shape (n_classes,); ``None``: row c is
+    #: class c. Classes without samples have no row (docs/METRICS.md, "Absent classes").
+    classes: np.ndarray | None = None
+    #: C, the number of classes of the run, present or not (``None``: ``n_classes``).
+    total_classes: int | None = None
 
     @property
     def xp(self):
@@ -86,6 +126,17 @@ class ClassStats:
     @property
     def num_classes(self) -> int:
         return int(self.means.shape[0])
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        """Class index of each row, host int64, shape ``(n_classes,)``."""
+        return (np.arange(self.num_classes, dtype=np.int64) if self.classes is None
+                else self.classes)
+
+    @property
+    def num_classes_total(self) -> int:
+        """C of the run: the rows here plus the classes without samples."""
+        return self.num_classes if self.total_classes is None else int(self.total_classes)
 
     @property
     def num_features(self) -> int:
@@ -108,6 +159,13 @@ class ClassStats:
     def centred_means(self, kind: str = "samples"):
         """M̄ᵀ = rows μ_c − μ_G, shape ``(n_classes, n_features)``."""
         return self.means - self.global_mean(kind)[None, :]
+
+    def on_host(self) -> "ClassStats":
+        """The same statistics as NumPy arrays, in one device-to-host transfer."""
+        counts, means, scatter, class_scatter = to_numpy_many(
+            self.counts, self.means, self.within_scatter, self.class_scatter)
+        return ClassStats(counts, means, scatter, class_scatter, self.num_samples,
+                          classes=self.classes, total_classes=self.total_classes)
 
 
 #: Most rows per accumulation block. The statistics are computed block by block over fixed
@@ -137,7 +195,7 @@ class StatsAccumulator:
     ``compute_dtype="float32"`` the reference points are rounded to float32 once, so
     ``h − ref`` of float32 features is exact wherever the two agree to a factor of two
     (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
-    carries float32 rounding of a centred, small quantity, which keeps every SPEC §2 value
+    carries float32 rounding of a centred, small quantity, which keeps every metric
     within ~1e-7 relative of the float64 computation (tests/test_precision.py).
 
     Parameters
@@ -151,26 +209,38 @@ class StatsAccumulator:
     keep_row_norms : bool
         Keep an upper bound on every row's ‖h‖ (NumPy only; N float64 values), a by-product
         of the per-row ‖z‖² of the CDNV: :meth:`row_norm_bounds`.
+    classes : ndarray, shape (num_classes,), optional
+        Class index of each label value when the labels are renumbered over the classes
+        present (:func:`compact_labels`; memory O(K·P) instead of O(C·P)).
+    total_classes : int, optional
+        C of the run when the labels are renumbered.
+    device : object, optional
+        Device of the chunks (default: the namespace's default device).
     """
 
     def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64",
-                 keep_row_norms: bool = False):
+                 keep_row_norms: bool = False, classes: np.ndarray | None = None,
+                 total_classes: int | None = None, device=None):
         if compute_dtype not in ("float64", "float32"):
             raise ValueError(f"compute_dtype must be float64 or float32, got {compute_dtype!r}")
         self.xp = xp
+        self.device = device
         self.num_classes = num_classes
+        self.classes = classes
+        self.total_classes = total_classes
         self.num_features = num_features
         self.compute_dtype = getattr(xp, compute_dtype)
         self.block_rows = block_rows(num_features)
         self._numpy = is_numpy_namespace(xp)
         f64 = xp.float64
-        self._ref = xp.zeros((num_classes, num_features), dtype=f64)
-        self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype)
+        self._ref = xp.zeros((num_classes, num_features), dtype=f64, device=device)
+        self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype,
+                               device=device)
         self._has_ref = np.zeros(num_classes, dtype=bool)
         self._counts = np.zeros(num_classes, dtype=np.int64)
-        self._zsum = xp.zeros((num_classes, num_features), dtype=f64)
-        self._zsq = xp.zeros((num_classes,), dtype=f64)
-        self._scatter = xp.zeros((num_features, num_features), dtype=f64)
+        self._zsum = xp.zeros((num_classes, num_features), dtype=f64, device=device)
+        self._zsq = xp.zeros((num_classes,), dtype=f64, device=device)
+        self._scatter = xp.zeros((num_features, num_features), dtype=f64, device=device)
         self._pending: list[tuple[Any, Any, np.ndarray]] = []
         self._pending_rows = 0
         self._buffer: np.ndarray | None = None
@@ -197,7 +267,7 @@ class StatsAccumulator:
             The same labels as NumPy (saves a device-to-host copy).
         """
         if labels_host is None:
-            labels_host = to_host(labels)
+            labels_host = to_numpy(labels)
         n = int(features.shape[0])
         b = self.block_rows
         start = 0
@@ -252,35 +322,39 @@ class StatsAccumulator:
                 xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
             else:
                 xs, ys, counts_ref = features, labels, counts
-            if xs.dtype not in (xp.float32, f64):
+            if cdt == f64:
+                # float64 products (the default, and the retry after a float32 overflow): sum
+                # in float64 too, so features near the float32 limit do not overflow here.
+                xs = xp.astype(xs, f64, copy=False)
+            elif xs.dtype not in (xp.float32, f64):
                 xs = xp.astype(xs, xp.float32)
             sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
-            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64))
+            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
             chunk_means = sums / safe[:, None]
             if cdt != f64:
                 # The reference is exactly a compute-dtype number, so ref_c and ref agree.
                 chunk_means = xp.astype(xp.astype(chunk_means, cdt), f64)
-            mask = xp.asarray(new)[:, None]
+            mask = xp.asarray(new, device=self.device)[:, None]
             self._ref = xp.where(mask, chunk_means, self._ref)
             self._ref_c = xp.astype(self._ref, cdt)
             self._has_ref |= new
         if self._numpy:
-            self._block_numpy(np.asarray(features), labels_host)
+            self._numpy_block(np.asarray(features), labels_host)
         else:
             if cdt == f64 or features.dtype == f64:
                 # float64 centring; rounded to the compute dtype afterwards (once) if needed.
-                z = xp.astype(features, f64) - xp.take(self._ref, labels, axis=0)
+                z = xp.astype(features, f64, copy=False) - xp.take(self._ref, labels, axis=0)
                 if cdt != f64:
                     z = xp.astype(z, cdt)
             else:  # float16/float32 features, float32 products: centre in float32 (see above)
-                z = xp.astype(features, cdt) - xp.take(self._ref_c, labels, axis=0)
+                z = xp.astype(features, cdt, copy=False) - xp.take(self._ref_c, labels, axis=0)
             self._zsum = self._zsum + xp.astype(segment_sum(z, labels, self.num_classes), f64)
             z64sq = xp.astype(xp.sum(z * z, axis=1), f64)
             self._zsq = self._zsq + segment_sum(z64sq, labels, self.num_classes)
             self._scatter = self._scatter + xp.astype(xp.matmul(z.T, z), f64)
         self._counts += counts
 
-    def _block_numpy(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _numpy_block(self, x: np.ndarray, labels: np.ndarray) -> None:
         """The NumPy block: one symmetric product gives Σ zzᵀ and, for few classes, Σ_c z.
 
         For C ≤ P/16 the centred rows are written next to their one-hot labels,
@@ -317,7 +391,7 @@ class StatsAccumulator:
         if fused:
             self._zsum += gram[p:, :p]
         else:
-            self._zsum += _segment_sum64(z, labels, c)
+            self._zsum += _numpy_segment_sum64(z, labels, c)
         sq = np.einsum("ij,ij->i", z, z)
         self._zsq += np.bincount(labels, weights=sq, minlength=c)
         if self._norms is not None:
@@ -344,38 +418,76 @@ class StatsAccumulator:
         return np.concatenate(self._norms) if self._norms else np.zeros(0)
 
     def finalize(self) -> ClassStats:
-        """Return the statistics of all chunks added (classes must all be non-empty)."""
+        """Return the statistics of all chunks added; classes without samples get no row."""
         self._flush()
         xp = self.xp
-        if np.any(self._counts == 0):
-            missing = np.flatnonzero(self._counts == 0).tolist()
-            raise ValueError(f"classes {missing} have no samples")
-        n = xp.asarray(self._counts.astype(np.float64))
-        d = self._zsum / n[:, None]
-        means = self._ref + d
+        ids = (np.arange(self.num_classes, dtype=np.int64) if self.classes is None
+               else np.asarray(self.classes, dtype=np.int64))
+        total = self.num_classes if self.total_classes is None else self.total_classes
+        zsum, ref, zsq, counts = self._zsum, self._ref, self._zsq, self._counts
+        if np.any(counts == 0):
+            keep = np.flatnonzero(counts)
+            idx = xp.asarray(keep, device=self.device)
+            zsum, ref, zsq = (xp.take(a, idx, axis=0) for a in (zsum, ref, zsq))
+            counts, ids = counts[keep], ids[keep]
+        n = xp.asarray(counts.astype(np.float64), device=self.device)
+        d = zsum / n[:, None]
+        means = ref + d
         scatter = self._scatter - xp.matmul(d.T * n[None, :], d)
         scatter = (scatter + scatter.T) / 2
-        class_scatter = xp.maximum(self._zsq - n * xp.sum(d * d, axis=1), 0.0)
-        return ClassStats(n, means, scatter, class_scatter, int(self._counts.sum()))
+        class_scatter = xp.maximum(zsq - n * xp.sum(d * d, axis=1), 0.0)
+        return ClassStats(n, means, scatter, class_scatter, int(counts.sum()),
+                          classes=ids, total_classes=int(total))
 
 
-def to_host(a) -> np.ndarray:
-    """An array as NumPy (CuPy arrays do not convert implicitly)."""
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
+def merge_class_stats(parts: list[ClassStats]) -> ClassStats:
+    """The statistics of the union of disjoint row sets from theirs (host NumPy arrays).
+
+    The parallel merge of Chan, Golub & LeVeque: with μ_c = Σ_k n_kc μ_kc / n_c,
+    N Σ_W = Σ_k N_k Σ_W,k + Σ_{k,c} n_kc (μ_kc − μ_c)(μ_kc − μ_c)ᵀ and the per-class scatter
+    likewise; only deviations of part means from the merged mean are multiplied, so the merge
+    keeps the accuracy of the parts. Equal to the statistics of all rows at once up to
+    float64 rounding.
+
+    Parameters
+    ----------
+    parts : list of ClassStats
+        NumPy statistics of disjoint row sets of one epoch (a part may lack some classes).
+    """
+    total = parts[0].num_classes_total
+    ids = np.unique(np.concatenate([p.class_ids for p in parts]))
+    k, dim = ids.size, parts[0].num_features
+    n = np.zeros(k)
+    weighted = np.zeros((k, dim))
+    where = []
+    for p in parts:
+        idx = np.searchsorted(ids, p.class_ids)
+        where.append(idx)
+        cnt = np.asarray(p.counts, dtype=np.float64)
+        np.add.at(n, idx, cnt)
+        np.add.at(weighted, idx, cnt[:, None] * np.asarray(p.means))
+    means = weighted / n[:, None]
+    scatter = np.zeros((dim, dim))
+    class_scatter = np.zeros(k)
+    for p, idx in zip(parts, where):
+        cnt = np.asarray(p.counts, dtype=np.float64)
+        dev = np.asarray(p.means) - means[idx]
+        scatter += np.asarray(p.within_scatter) + (dev * cnt[:, None]).T @ dev
+        np.add.at(class_scatter, idx, np.asarray(p.class_scatter) + cnt * np.sum(dev * dev, 1))
+    return ClassStats(n, means, (scatter + scatter.T) / 2, class_scatter,
+                      int(sum(p.num_samples for p in parts)), classes=ids, total_classes=total)
 
 
-def _segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-class row sums of one NumPy block, as float64, shape (C, P)."""
     if num_classes <= 16:
         # One-hot product: 2·rows·C·P flops, summed in the block's dtype (≤ BLOCK_ROWS terms).
         onehot = (labels[None, :] == np.arange(num_classes)[:, None]).astype(z.dtype)
         return (onehot @ z).astype(np.float64)
-    return _sparse_segment_sum(z, labels, num_classes).astype(np.float64)
+    return _numpy_segment_sum(z, labels, num_classes).astype(np.float64)
 
 
-def _sparse_segment_sum(v: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+def _numpy_segment_sum(v: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-label row sums as a sparse (C × rows) one-hot times ``v``, in ``v``'s dtype.
 
     O(rows × cols); ~20× faster than ``np.add.reduceat`` over sorted rows for C in the
@@ -399,15 +511,24 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     features : array, shape (n_samples, n_features)
     labels : integer array, shape (n_samples,)
     num_classes : int, optional
-        Default ``max(labels) + 1``.
+        C, default ``max(labels) + 1``; classes without samples get no row (their indices
+        are in ``ClassStats.class_ids``' complement).
     chunk_rows : int
         Rows per accumulation step.
+
+    Tensors that require grad are detached (no copy); the statistics are computed on the
+    device of ``features`` (labels anywhere: they are copied there).
     """
+    features = detach(features)
     xp = array_namespace(features)
-    labels_host = to_host(labels).astype(np.int64)
+    dev = device(features)
+    labels_host = to_numpy(labels).astype(np.int64)
     c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
-    acc = StatsAccumulator(c, int(features.shape[1]), xp, compute_dtype)
-    lab = xp.asarray(labels_host)
+    classes, compact = compact_labels(labels_host, c)
+    acc = StatsAccumulator(classes.size, int(features.shape[1]), xp, compute_dtype,
+                           classes=classes, total_classes=c, device=dev)
+    labels_host = compact
+    lab = xp.asarray(compact, device=dev)
     n = int(features.shape[0])
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)

@@ -1,4 +1,4 @@
-"""Writing run files (SPEC §1) from a training loop.
+"""Writing run files (docs/FORMAT.md) from a training loop.
 
 Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has the evidence):
 
@@ -19,6 +19,12 @@ Crash safety and live reading rest on two mechanisms (docs/RELIABILITY.md has th
   epoch only when ``/epoch`` holds its number; ``/epoch`` is filled with a sentinel so that
   a slot whose extent reached the disk before its value is recognised as incomplete.
 
+**One writer at a time.** A writer holds an exclusive lock (:class:`~ncanalyze.lock.WriterLock`,
+``flock`` on ``.NAME.lock`` beside the file) from its constructor to :meth:`RunWriter.close`;
+a second writer of the same file fails at construction. A writer whose file was replaced or
+removed by someone else (a rename onto it) notices at its next ``add_epoch`` (the file's
+device and inode changed) and stops with an error instead of writing into a file nobody sees.
+
 Protection is against the process dying (SIGKILL, OOM killer, a crash); HDF5 does not fsync,
 so an operating-system crash or power loss can still lose recently written epochs.
 """
@@ -33,54 +39,31 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import file_mode
-from ..errors import UsageError
-from .run import DEFAULT_CHUNK_BYTES, EPOCH_FILL, FORMAT_VERSION
+from ..atomic import check_overwrite, file_mode, output_errors, resolve_output
+from ..lock import WriterLock
+from ..backend import to_numpy
+from ..errors import OutputError, UsageError
+from .h5 import DEFAULT_CHUNK_BYTES
+from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
+                     check_member_name, check_num_classes, check_weight_decay)
 
 
-def to_numpy(array: Any) -> np.ndarray:
-    """Copy ``array`` to a NumPy array on the host.
-
-    Accepts NumPy arrays and anything exposing ``__array__`` or ``__dlpack__`` (torch tensors on
-    any device, CuPy arrays, JAX arrays) without importing their libraries: tensors that track
-    gradients are detached and device tensors are moved to the host by duck typing.
-    """
-    if isinstance(array, np.ndarray):
-        return array
-    obj = array
-    if hasattr(obj, "detach"):  # torch: drop autograd tracking
-        obj = obj.detach()
-    if hasattr(obj, "get") and type(obj).__module__.startswith("cupy"):
-        return obj.get()
-    if hasattr(obj, "__array__"):
-        try:
-            return np.asarray(obj)
-        except Exception:  # e.g. a torch tensor on an accelerator
-            pass
-    if hasattr(obj, "__dlpack__"):
-        try:
-            return np.from_dlpack(obj)
-        except Exception:  # a device array: NumPy imports host memory only
-            pass
-    if hasattr(obj, "cpu"):  # torch tensor on an accelerator
-        try:
-            return np.asarray(obj.cpu())
-        except Exception:
-            pass
+def _check(rule, *args, what: str = ""):
+    """Apply a rule of the reader (io/schema.py); its problem becomes a UsageError."""
     try:
-        arr = np.asarray(obj)  # lists, Python scalars
-    except Exception:
-        arr = None
-    if arr is not None and arr.dtype != object:
-        return arr
-    raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
+        return rule(*args)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
 
 
-def _publish(tmp: str, path: str) -> None:
+def _publish(tmp: str, path: str) -> tuple[int, int]:
     """Rename ``tmp`` onto ``path`` with the permissions :func:`~ncanalyze.atomic.file_mode`
-    gives (``mkstemp`` creates files readable by their owner only)."""
+    gives (``mkstemp`` creates files readable by their owner only); return the published
+    file's (device, inode)."""
     os.chmod(tmp, file_mode(path))
+    st = os.stat(tmp)
     os.replace(tmp, path)
+    return st.st_dev, st.st_ino
 
 
 def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
@@ -100,7 +83,7 @@ class RunWriter:
     num_classes : int, optional
         C; default ``max(labels) + 1``.
     weight_decay : float, optional
-        λ of SPEC §2.3, stored as the ``weight_decay`` attribute.
+        λ of the central-path decomposition (docs/CENTRAL_PATH.md), stored as the ``weight_decay`` attribute.
     loss : str, optional
         ``"mse"``, ``"ce"``, … (informational).
     splits : mapping of str to array_like, optional
@@ -109,6 +92,14 @@ class RunWriter:
     compression : str, optional
         HDF5 filter for the features (``"gzip"``, ``"lzf"``); default none.
     overwrite : bool, default False
+
+    Raises
+    ------
+    UsageError
+        Invalid labels, ``path`` exists and ``overwrite`` is false, or ``path`` is a folder or
+        not a regular file.
+    OutputError
+        Another writer holds ``path`` (see the module docstring), or it cannot be written.
 
     Examples
     --------
@@ -131,52 +122,79 @@ class RunWriter:
                 labels = labels.astype(np.int64)
             else:
                 raise UsageError(f"labels must be integers, got dtype {labels.dtype}")
-        if labels.min() < 0:
-            raise UsageError("labels must be non-negative")
+        # The reader's rules (io/schema.py), checked before anything is written.
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
-        if labels.max() >= self.num_classes:
-            raise UsageError(f"label {labels.max()} ≥ num_classes = {self.num_classes}")
+        _check(check_num_classes, self.num_classes)
+        _check(check_labels, labels, self.num_classes, what="labels")
         self.labels = labels.astype(np.int64, copy=False)
         self.splits = {}
         for name, split_labels in (splits or {}).items():
+            _check(check_member_name, "split", name)
             split_labels = to_numpy(split_labels)
             if (split_labels.ndim != 1 or split_labels.size == 0
-                    or not np.issubdtype(split_labels.dtype, np.integer)
-                    or split_labels.min() < 0 or split_labels.max() >= self.num_classes):
+                    or not np.issubdtype(split_labels.dtype, np.integer)):
                 raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
                                  f"in 0..{self.num_classes - 1}")
+            _check(check_labels, split_labels, self.num_classes, what=f"split {name!r} labels")
             self.splits[name] = split_labels.astype(np.int64, copy=False)
+        if weight_decay is not None:
+            weight_decay = _check(check_weight_decay, weight_decay)
         self.compression = compression
-        if os.path.exists(self.path) and not overwrite:
-            raise UsageError(f"{self.path} exists; pass overwrite=True to replace it")
+        # Symlinks are followed: the file written (and locked) is the link's target.
+        self._target, _ = resolve_output(self.path, regular=True)
+        self._lock = WriterLock(self._target)
+        try:
+            check_overwrite(self.path, overwrite)
+            self._create_header(loss, weight_decay)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _create_header(self, loss, weight_decay) -> None:
         self._attrs: dict[str, Any] = {"ncanalyze_format": FORMAT_VERSION,
                                        "num_classes": self.num_classes}
         if loss is not None:
             self._attrs["loss"] = str(loss)
         if weight_decay is not None:
-            self._attrs["weight_decay"] = float(weight_decay)
+            self._attrs["weight_decay"] = weight_decay
         self._file: h5py.File | None = None
         self._closed = False
         self._count = 0
         self._layout: dict[str, tuple] | None = None
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
-        tmp = self._temp_name()
+        with output_errors(self.path):
+            tmp = self._temp_name()
         try:
-            with h5py.File(tmp, "w", libver="latest") as f:
+            with output_errors(self.path), h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            _publish(tmp, self.path)
+            with output_errors(self.path):
+                self._identity = _publish(tmp, self._target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
     def _temp_name(self) -> str:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.",
+        folder = os.path.dirname(self._target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self._target)}.",
                                    suffix=".partial", dir=folder)
         os.close(fd)
         return tmp
+
+    def _check_still_ours(self) -> None:
+        """Stop if the file at our path is no longer the one this writer published."""
+        try:
+            st = os.stat(self._target)
+            now = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            now = None
+        if now != self._identity:
+            self.close()
+            what = "removed" if now is None else "replaced by another file"
+            raise OutputError(f"was {what} while this RunWriter was writing it (another "
+                              "process?); this writer stopped, its epochs are not in the file",
+                              file=self.path)
 
     def _write_header(self, f: h5py.File) -> None:
         for key, value in self._attrs.items():
@@ -243,28 +261,33 @@ class RunWriter:
         if bias is not None:
             arrays["bias"] = to_numpy(bias)
         for name, arr in (layers or {}).items():
-            arrays[f"layers/{name}"] = to_numpy(arr)
+            arrays[f"layers/{_check(check_member_name, 'layer', name)}"] = to_numpy(arr)
         for name, arr in (splits or {}).items():
             if name not in self.splits:
                 raise UsageError(f"split {name!r} was not declared in RunWriter(splits=...)")
             arrays[f"splits/{name}/features"] = to_numpy(arr)
-        scalar_values = {k: float(to_numpy(v)) for k, v in scalars.items()}
+        scalar_values = {_check(check_member_name, "scalar", k): float(to_numpy(v))
+                         for k, v in scalars.items()}
         self._check(arrays)
         if self._closed:
             raise UsageError("add_epoch on a closed RunWriter")
+        self._check_still_ours()
         first = self._layout is None
         if first:
             self._check_first(arrays)
             try:
-                self._start(arrays, scalar_values)
-                self._append(epoch, arrays, scalar_values)
-                # The run appears at its path only with one complete epoch in SWMR mode.
-                _publish(self._tmp, self.path)
+                with output_errors(self.path):  # errors name the run's path, not the temporary
+                    self._start(arrays, scalar_values)
+                    self._append(epoch, arrays, scalar_values)
+                    # The run appears at its path only with one complete epoch in SWMR mode.
+                    self._check_still_ours()
+                    self._identity = _publish(self._tmp, self._target)
             except BaseException:
                 self._abandon()
                 raise
         else:
-            self._append(epoch, arrays, scalar_values)
+            with output_errors(self.path):
+                self._append(epoch, arrays, scalar_values)
 
     def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.splits:
@@ -330,10 +353,13 @@ class RunWriter:
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the file, and release the writer lock."""
         self._closed = True
-        if self._file is not None and self._file.id.valid:
-            self._file.close()
+        try:
+            if self._file is not None and self._file.id.valid:
+                self._file.close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> "RunWriter":
         return self

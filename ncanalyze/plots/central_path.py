@@ -20,8 +20,14 @@ from ..errors import UsageError
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
-def plot_format(path) -> str:
+def plot_format(path, option: str = "--plot") -> str:
     """The figure format for ``path`` from its extension.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    option : str
+        The command-line option that named ``path`` (for the error message).
 
     Raises
     ------
@@ -30,9 +36,49 @@ def plot_format(path) -> str:
     """
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in FORMATS:
-        raise UsageError(f"--plot {os.fspath(path)}: unknown figure type {ext or '(none)'!r}; "
+        raise UsageError(f"{option} {os.fspath(path)}: unknown figure type {ext or '(none)'!r}; "
                          "use .png, .svg or .pdf")
     return FORMATS[ext]
+
+
+#: Choices of ``--xscale``: ``auto`` is log when the epochs span two decades or more.
+XSCALES = ("auto", "linear", "log")
+
+
+def check_xscale(xscale: str) -> str:
+    """``xscale`` if it is one of :data:`XSCALES`, else a UsageError."""
+    if xscale not in XSCALES:
+        raise UsageError(f"--xscale must be one of {', '.join(XSCALES)}, got {xscale!r}")
+    return xscale
+
+
+def resolve_xscale(epochs: Sequence[np.ndarray], xscale: str) -> str:
+    """``linear`` or ``log`` for epoch arrays ``epochs`` under ``--xscale xscale``."""
+    check_xscale(xscale)
+    if xscale != "auto":
+        return xscale
+    ends = [np.asarray(e)[np.asarray(e) > 0] for e in epochs]
+    lo = min((e.min() for e in ends if e.size), default=1)
+    hi = max((e.max() for e in ends if e.size), default=1)
+    return "log" if hi / max(lo, 1) >= 100 else "linear"
+
+
+def epoch_axis(ax, scale: str, right: float, label: bool = True) -> None:
+    """Put epochs on ``ax``'s x axis: linear, or log with epoch 0 at the left edge (a
+    symmetric-log scale, linear below epoch 1)."""
+    if scale == "log":
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+        ax.set_xlim(0, right * 1.3)
+    if label:
+        ax.set_xlabel("epoch" if scale == "linear" else "epoch (log scale)", fontsize=9)
+
+
+def epoch_grid(lo: float, hi: float, scale: str) -> np.ndarray:
+    """Points at which to draw a fitted curve smoothly on a ``scale`` epoch axis."""
+    grid = np.linspace(lo, hi, 200)
+    if scale == "log" and hi > max(lo, 1.0):
+        grid = np.union1d(grid, np.geomspace(max(lo, 1.0), hi, 200))
+    return grid
 
 
 def _figure(width: float, height: float):
@@ -50,7 +96,7 @@ def _save(fig, path) -> None:
         fig.savefig(tmp, format=fmt, dpi=150)
 
 
-def _plain_log_ticks(ax) -> None:
+def plain_log_ticks(ax) -> None:
     """Tick labels 0.5, 1, 2, 3 instead of 5×10⁻¹, 10⁰, … on a log axis of a short range."""
     from matplotlib.ticker import FuncFormatter
 
@@ -78,8 +124,9 @@ def _series(epochs_values: Sequence[dict[str, Any]], key: str):
 
 
 def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, Any] | None,
-             num_classes: int, title: str | None = None) -> None:
-    """SNR singular values ω_1..ω_{C−1} over epochs and ω_max/ω_min, fitted law dashed.
+             num_classes: int, title: str | None = None, xscale: str = "auto") -> None:
+    """SNR singular values ω_0..ω_{C−2} (j 0-based, as ``snr_singular_values_j``) over epochs
+    and ω_max/ω_min, the fitted law dashed (drawn through its clock, see ``dynamics["times"]``).
 
     Parameters
     ----------
@@ -91,6 +138,8 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         The ``dynamics`` object of :func:`ncanalyze.core.dynamics.fit_dynamics`.
     num_classes : int
     title : str, optional
+    xscale : {"auto", "linear", "log"}
+        Epoch axis (see :func:`resolve_xscale`).
     """
     c = int(num_classes)
     ep, rows = [], []
@@ -111,8 +160,12 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
     if ep:
         omega = np.asarray(rows).T  # (C−1, E)
         ep_arr = np.asarray(ep, dtype=np.float64)
-        grid = np.linspace(ep_arr.min(), ep_arr.max(), 200)
-        curves = fitted_curves(dynamics or {}, grid, c)
+        scale = resolve_xscale([ep_arr], xscale)
+        grid = epoch_grid(ep_arr.min(), ep_arr.max(), scale)
+        curves = None
+        if (dynamics or {}).get("fitted"):  # the law is linear in its clock, not in epochs
+            clock = np.interp(grid, dynamics["epochs"], dynamics["times"])
+            curves = fitted_curves(dynamics, clock, c)
         if curves is not None:
             # A poor fit can predict ω far outside the data (even 0): draw the law only where
             # it stays within a decade of the measured values, so the axes show the data.
@@ -124,7 +177,7 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         for j in range(nj):
             good = omega[j] > 0
             ax_w.plot(ep_arr[good], omega[j][good], "o-", ms=3.5, lw=1.2, color=colours[j],
-                      label=(f"ω$_{{{j + 1}}}$" if label_each else
+                      label=(f"j = {j}" if label_each else
                              ("measured ω$_j$" if j == 0 else None)))
             if curves is not None:
                 ax_w.plot(grid, curves[j], "--", lw=1.1, color=colours[j], alpha=0.9,
@@ -144,22 +197,27 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
             ax.text(0.5, 0.5, "no epoch with a defined SNR", ha="center", va="center",
                     transform=ax.transAxes)
     ax_w.set_yscale("log")
-    ax_w.set_xlabel("epoch")
-    ax_w.set_ylabel("singular value ω$_j$ of $\\Sigma_W^{-1/2}\\bar{M}$")
+    ax_w.set_ylabel("ω$_j$ = snr_singular_values_j of $\\Sigma_W^{-1/2}\\bar{M}$")
     ax_w.set_title("SNR singular values")
     ax_r.set_yscale("log")
-    ax_r.set_xlabel("epoch")
     ax_r.set_ylabel("ω$_{max}$ / ω$_{min}$")
     ax_r.set_title("SNR spread (→ 1: simplex ETF)")
     for ax in (ax_w, ax_r):
-        _plain_log_ticks(ax)
+        if ep:
+            epoch_axis(ax, scale, float(max(ep)))
+        else:
+            ax.set_xlabel("epoch")
+        plain_log_ticks(ax)
         ax.grid(True, which="major", alpha=0.3)
         if ep:
             ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)
     verdict = (dynamics or {}).get("verdict")
     heading = title or "SNR dynamics"
     if verdict:
-        heading += "\n" + verdict.replace("dynamics: ", "")
+        import textwrap
+
+        # The verdict names its cause and can run to ~300 characters: wrap it to the figure.
+        heading += "\n" + "\n".join(textwrap.wrap(verdict.replace("dynamics: ", ""), 150))
     fig.suptitle(heading, fontsize=9.5)
     _save(fig, path)
 
@@ -172,8 +230,8 @@ DECOMPOSE_LINES = (
 )
 
 
-def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | None = None
-                   ) -> None:
+def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | None = None,
+                   xscale: str = "auto") -> None:
     """The three terms of the MSE decomposition and the loss over epochs (log scale).
 
     Parameters
@@ -183,7 +241,10 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
     epochs_values : sequence of dict
         Per-epoch values holding ``epoch`` and the ``decompose`` keys.
     title : str, optional
+    xscale : {"auto", "linear", "log"}
+        Epoch axis (see :func:`resolve_xscale`).
     """
+    all_epochs = np.asarray([e["epoch"] for e in epochs_values], dtype=np.float64)
     fig = _figure(7.0, 4.6)
     ax = fig.subplots()
     drawn = 0
@@ -199,7 +260,10 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
     else:
         ax.text(0.5, 0.5, "no positive loss values to draw", ha="center", va="center",
                 transform=ax.transAxes)
-    ax.set_xlabel("epoch")
+    if all_epochs.size:
+        epoch_axis(ax, resolve_xscale([all_epochs], xscale), float(all_epochs.max()))
+    else:
+        ax.set_xlabel("epoch")
     ax.set_ylabel("loss term (log scale)")
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(title or "MSE decomposition (Han et al. Thm. 1–2)", fontsize=10)

@@ -1,28 +1,27 @@
 """The standard Neural Collapse figure panel over epochs (in the style of Papyan et al. 2020).
 
-Eight panels: train accuracy, NC1 (log), equinorm of means and weights, equiangularity,
-max-equiangularity, self-duality (log), NCC mismatch, and the simplex-ETF / orthogonal-frame
-distances of the class means (log). ``compare`` overlays several runs: each run has one colour
-in every panel; within a panel, class means are solid and classifier weights dashed.
+Eight panels: accuracy (train, and test from a test split or the loop's ``test_acc``), NC1
+(log), equinorm of means and weights, equiangularity, max-equiangularity, self-duality (log),
+NCC mismatch, and the simplex-ETF / orthogonal-frame distances of the class means and of the
+classifier rows (linear: they stay within about 0.3–1.5). ``compare`` overlays several runs:
+each run has one colour in every panel; within a panel, class means are solid and classifier
+weights dashed. Epochs are on a log axis when they span two decades (``xscale="auto"``).
 
-Results are read through :class:`ncanalyze.analysis.Analysis` (never h5py). matplotlib is
-imported only when drawing, through its object-oriented API with the Agg canvas; the file is
-written atomically and its format follows the extension (.png, .svg, .pdf).
+The panel draws from results (:func:`series_from_epochs` of per-epoch values); it never opens
+a run. matplotlib is imported only when drawing, through its object-oriented API with the Agg
+canvas; the file is written atomically and its format follows the extension (.png, .svg, .pdf).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..analysis import Analysis, Settings
 from ..atomic import atomic_path
 from ..errors import UsageError
-from .central_path import plot_format
+from .central_path import epoch_axis, plain_log_ticks, plot_format, resolve_xscale
 
 #: Colour-blind-safe palette (Okabe & Ito), one colour per run.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -31,7 +30,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 
 @dataclass
 class RunSeries:
-    """Per-epoch metric values of one run, as read by :func:`load_series`."""
+    """Per-epoch metric values of one run, as built by :func:`series_from_epochs`."""
 
     label: str
     epochs: np.ndarray
@@ -57,59 +56,50 @@ PANELS: tuple[tuple[str, str, bool, tuple[tuple[str, str], ...]], ...] = (
     ("NC3: self-duality", r"$\|W^T/\|W\| - \bar M/\|\bar M\|\|^2$", True,
      (("self_duality", "weights"),)),
     ("NC4: NCC mismatch", "fraction of samples", False, (("ncc_mismatch", "means"),)),
-    ("Frame distance of means", "distance", True,
-     (("etf_distance_means", "ETF"), ("of_distance_means", "OF"))),
+    ("ETF / orthogonal-frame distance", "distance", False,
+     (("etf_distance_means", "ETF"), ("of_distance_means", "OF"),
+      ("etf_distance_weights", "ETF weights"), ("of_distance_weights", "OF weights"))),
 )
 
-_STYLES = {"means": "-", "train": "-", "ETF": "-", "weights": "--", "test": ":", "OF": ":"}
+_STYLES = {"means": "-", "train": "-", "ETF": "-", "weights": "--", "test": ":", "OF": ":",
+           "ETF weights": "--", "OF weights": "-."}
 _STYLE_NAMES = {"means": "class means (solid)", "weights": "classifier W (dashed)",
-                "train": "train", "test": "test", "ETF": "simplex ETF", "OF": "orthogonal frame"}
+                "train": "train", "test": "test", "ETF": "ETF, means", "OF": "OF, means",
+                "ETF weights": "ETF, W", "OF weights": "OF, W"}
 
 
-def load_series(path, label: str | None = None, epochs: str | None = None,
-                settings: Settings | None = None) -> RunSeries:
-    """Compute the §2.2 metrics of one run for every selected epoch.
+def series_from_epochs(epochs: Sequence[dict[str, Any]], label: str,
+                       loss: str | None = None) -> RunSeries:
+    """The panel's series of one run from its per-epoch metric values.
 
     Parameters
     ----------
-    path : str or os.PathLike
-    label : str, optional
-        Legend label (default: the file name without extension).
-    epochs : str, optional
-        ``--epochs`` selection.
-    settings : Settings, optional
-        Base settings (backend, global mean, …); ``quantities`` and ``epochs`` are replaced.
+    epochs : sequence of dict
+        Per-epoch values as the ``metrics`` command computes them (each holds ``"epoch"``;
+        nested ``scalars`` may hold the training loop's ``test_acc``).
+    label : str
+        Legend label.
+    loss : str, optional
+        The run's ``loss`` attribute (shown in the legend).
     """
-    base = settings or Settings()
-    s = dataclasses.replace(base, quantities=("metrics",), epochs=epochs)
-    rows: list[dict[str, Any]] = []
-    with Analysis(path, s) as analysis:
-        loss = analysis.run.info.loss
-        for result in analysis:
-            rows.append(result.values)
+    rows = list(epochs)
     keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))}
     values = {k: np.array([_num(r.get(k)) for r in rows]) for k in keys if k != "epoch"}
-    # Test accuracy from the training loop's scalars, when the run recorded one.
-    for name in ("test_acc", "test_accuracy"):
-        col = [_num((r.get("scalars") or {}).get(name)) for r in rows]
+    # Test accuracy: measured on a test split when the run has one, else the training loop's
+    # own record of it.
+    candidates = [[_num(((r.get("splits") or {}).get(name) or {}).get("accuracy"))
+                   for r in rows] for name in ("test", "val", "valid", "validation")]
+    candidates += [[_num((r.get("scalars") or {}).get(name)) for r in rows]
+                   for name in ("test_acc", "test_accuracy")]
+    for col in candidates:
         if not np.all(np.isnan(col)):
             values["test_accuracy"] = np.array(col)
             break
-    name = label or os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    return RunSeries(name, np.array([r["epoch"] for r in rows]), values, loss)
+    return RunSeries(label, np.array([r["epoch"] for r in rows]), values, loss)
 
 
 def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) and v is not None else float("nan")
-
-
-def _xscale(series: Sequence[RunSeries], xscale: str) -> str:
-    if xscale != "auto":
-        return xscale
-    ends = [s.epochs[s.epochs > 0] for s in series]
-    lo = min((e.min() for e in ends if e.size), default=1)
-    hi = max((e.max() for e in ends if e.size), default=1)
-    return "log" if hi / max(lo, 1) >= 100 else "linear"
 
 
 def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
@@ -131,14 +121,12 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
     """
     if not series:
         raise UsageError("nothing to plot")
-    if xscale not in ("auto", "linear", "log"):
-        raise UsageError(f"--xscale must be auto, linear or log, got {xscale!r}")
-    fmt = plot_format(path)
+    fmt = plot_format(path, "--output")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    scale = _xscale(series, xscale)
+    scale = resolve_xscale([s.epochs for s in series], xscale)
     fig = Figure(figsize=(13.5, 6.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 4, sharex=True)
@@ -169,6 +157,7 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
         ax.grid(True, which="major", alpha=0.3, lw=0.6)
         if logy and drawn:
             ax.set_yscale("log")
+            plain_log_ticks(ax)
             ax.grid(True, which="minor", axis="y", alpha=0.12, lw=0.4)
         if ptitle.startswith("Training accuracy"):
             ax.set_ylim(-0.02, 1.04)
@@ -181,13 +170,9 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
         if not drawn:
             ax.text(0.5, 0.5, "not in the file(s)", ha="center", va="center",
                     transform=ax.transAxes, color="0.5", fontsize=9)
-    for ax in axes[1]:
-        ax.set_xlabel("epoch" if scale == "linear" else "epoch (log scale)", fontsize=9)
-    if scale == "log":
-        right = max(float(s.epochs.max()) for s in series)
-        for ax in axes.flat:
-            ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
-        axes.flat[0].set_xlim(0, right * 1.3)
+    right = max(float(s.epochs.max()) for s in series)
+    for i, ax in enumerate(axes.flat):
+        epoch_axis(ax, scale, right, label=i >= 4)
     handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], lw=2.2,
                       label=s.label + (f" ({s.loss})" if s.loss and s.loss not in s.label else ""))
                for i, s in enumerate(series)]
@@ -199,17 +184,3 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
     fig.suptitle(title or f"Neural collapse over training: {names}", fontsize=12)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150)
-
-
-def plot_runs(paths: Sequence, out, *, labels: Sequence[str] | None = None,
-              epochs: str | None = None, settings: Settings | None = None,
-              title: str | None = None, xscale: str = "auto") -> list[RunSeries]:
-    """Read every run of ``paths`` and draw their panel into ``out`` (the ``plot`` command)."""
-    labels = list(labels or [])
-    if labels and len(labels) != len(paths):
-        raise UsageError(f"--label given {len(labels)} times for {len(paths)} runs")
-    plot_format(out)  # fail on a bad extension before any computation
-    series = [load_series(p, labels[i] if labels else None, epochs, settings)
-              for i, p in enumerate(paths)]
-    draw_panel(series, out, title=title, xscale=xscale)
-    return series

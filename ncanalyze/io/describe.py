@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from .run import _H5_ERRORS, open_file
+from .h5 import H5_ERRORS, open_file
+from .trust import Refused, Resolved, check_dataset, filters, link_info
 
 
 def describe_layout(path) -> dict:
@@ -18,14 +19,14 @@ def describe_layout(path) -> dict:
     -------
     dict
         ``{"file", "size_bytes", "attrs", "members": [{"path", "kind", ...}]}``; works on
-        files that do not follow SPEC §1 (nothing is validated here).
+        files that do not follow docs/FORMAT.md (nothing is validated here).
     """
     path = os.fspath(path)
     f = open_file(path)
     try:
         with f:
             return _describe(f, path)
-    except _H5_ERRORS as exc:
+    except H5_ERRORS as exc:
         raise InputError(f"is damaged: cannot list its members (HDF5: {exc})", file=path) from exc
 
 
@@ -34,23 +35,27 @@ def _describe(f: h5py.File, path: str) -> dict:
     names: list[str] = []
     f.visit_links(lambda name: names.append(name))
     for name in names:
-        link = f.get(name, getlink=True)
+        # The link's own record only: its target is never opened.
+        kind, value = link_info(f, "/" + name) or (None, None)
         entry = {"path": "/" + name}
-        if isinstance(link, h5py.ExternalLink):
-            entry.update(kind="external link", target=f"{link.filename}:{link.path}")
-        elif isinstance(link, h5py.SoftLink):
-            entry.update(kind="soft link", target=link.path)
+        if kind == h5py.h5l.TYPE_EXTERNAL:
+            filename, target = (v.decode(errors="replace") for v in value)
+            entry.update(kind="external link", target=f"{filename}:{target}")
+        elif kind == h5py.h5l.TYPE_SOFT:
+            entry.update(kind="soft link", target=value.decode(errors="replace"))
+        elif kind != h5py.h5l.TYPE_HARD:
+            entry.update(kind="user-defined link")
         else:
             try:
-                entry.update(_describe_object(f.get(name)))
-            except _H5_ERRORS as exc:
+                entry.update(_describe_object(f, "/" + name))
+            except H5_ERRORS as exc:
                 entry.update(kind="unreadable", error=str(exc))
         members.append(entry)
     attrs = {}
     for k in f.attrs.keys():
         try:
             v = f.attrs[k]
-        except _H5_ERRORS as exc:
+        except H5_ERRORS as exc:
             attrs[k] = f"<unreadable: {exc}>"
             continue
         attrs[k] = _plain(v)
@@ -75,18 +80,20 @@ def _plain(value):
     return str(value)
 
 
-def _describe_object(obj) -> dict:
+def _describe_object(f: h5py.File, name: str) -> dict:
+    obj = f.get(name)
     if not isinstance(obj, h5py.Dataset):
         return {"kind": "group" if isinstance(obj, h5py.Group) else type(obj).__name__.lower()}
-    filters = []
+    if obj.is_virtual:
+        # Its shape can make HDF5 open the sources (an unlimited mapping): check them first.
+        try:
+            check_dataset(f, Resolved(name, True))
+        except Refused as exc:
+            return {"kind": "refused virtual dataset", "target": str(exc)}
     dcpl = obj.id.get_create_plist()
-    for i in range(dcpl.get_nfilters()):
-        code, _flags, _values, name = dcpl.get_filter(i)
-        label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-        filters.append(label or str(code))
     nbytes = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize if obj.shape else \
         obj.dtype.itemsize
     return {"kind": "dataset", "shape": list(obj.shape or ()), "dtype": str(obj.dtype),
-            "chunks": None if obj.chunks is None else list(obj.chunks), "filters": filters,
+            "chunks": None if obj.chunks is None else list(obj.chunks), "filters": [label or str(code) for code, label in filters(obj)],
             "virtual": bool(obj.is_virtual),
             "external": dcpl.get_external_count() > 0, "nbytes": nbytes}

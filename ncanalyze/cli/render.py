@@ -1,4 +1,5 @@
-"""Presentation of per-epoch results: table, json, jsonl, csv and markdown (SPEC §4)."""
+"""Presentation of per-epoch results: table, json, jsonl, csv and markdown (README,
+"metrics, decompose, snr, report")."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import io
 import json
 import math
 import re
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from ..results import Verdict, clean_number, flatten
+from ..errors import escape
+from ..gates import Verdict
+from ..results import clean_number, flatten
 
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
@@ -38,7 +42,7 @@ def epoch_object(values: dict[str, Any]) -> dict[str, Any]:
 
 def json_document(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
                   warnings: list[str], extra: dict[str, Any] | None = None) -> str:
-    """The single JSON document of SPEC §4."""
+    """The single JSON document of ``--format json``."""
     doc = {"ncanalyze": header["ncanalyze"], "command": command}
     doc.update({k: v for k, v in header.items() if k != "ncanalyze"})
     doc["epochs"] = [epoch_object(e) for e in epochs]
@@ -115,17 +119,19 @@ def render_tables(epochs: list[dict[str, Any]], title: str, console: Console) ->
     """Rich tables with epochs as rows, keys split into as many tables as the width needs."""
     cols = [c for c in columns(epochs) if c != "epoch"]
     flats = [flatten(e) for e in epochs]
+    title = escape(title)
     if not cols:
-        console.print(f"{title}: no values")
+        console.print(f"{title}: no values", markup=False)
         return
     console.print(title, style="bold", markup=False)
-    for part in _column_groups(cols, max(60, console.width)):
+    for part in _column_groups([escape(c) for c in cols], max(60, console.width)):
         table = Table(show_edge=False, header_style="bold", pad_edge=False)
         table.add_column("epoch", justify="right", style="cyan", no_wrap=True)
-        for c in part:
-            table.add_column(c, justify="right", no_wrap=True, min_width=len(c))
-        for f in flats:
-            table.add_row(str(f.get("epoch")), *(fmt(f.get(c)) for c in part))
+        for c in part:  # Text: names from the file are shown literally, never as markup
+            table.add_column(Text(c), justify="right", no_wrap=True, min_width=len(c))
+        shown = [{escape(k): v for k, v in f.items()} for f in flats]
+        for f in shown:
+            table.add_row(str(f.get("epoch")), *(Text(escape(fmt(f.get(c)))) for c in part))
         console.print(table)
         console.print()
 
@@ -141,13 +147,33 @@ def _trend(first: Any, last: Any) -> str:
     return "↑" if last > first else "↓"
 
 
+def _target(leaf: str, loss: str | None, classes: int) -> float | None:
+    """The value a key tends to at collapse when that is not its minimum.
+
+    ``bias_collapse`` = ‖Wμ_G + b‖: with the MSE loss on one-hot targets and a free bias, the
+    model's output at μ_G tends to the mean target, the class proportions π, so the key tends to
+    ‖π‖ = 1/√C for balanced classes (docs/METRICS.md), not to 0.
+    """
+    if leaf == "bias_collapse" and (loss or "").lower() == "mse" and classes > 0:
+        return 1.0 / math.sqrt(classes)
+    return None
+
+
 def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
-                  verdicts: list[Verdict]) -> str:
-    """Summary for a CI job summary / pull-request comment: first, last, best and trend."""
+                  verdicts: list[Verdict], loss: str | None = None) -> str:
+    """Summary for a CI job summary / pull-request comment: first, last, best and trend.
+
+    "best" is the largest value of keys in :data:`HIGHER_IS_BETTER`, the value closest to
+    1/√C for ``bias_collapse`` of an MSE run (``loss``), and the smallest otherwise; ω_C (the
+    last SNR singular value, zero by construction) and the training loop's scalars are not
+    ranked.
+    """
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
+    classes = int(header["classes"])
+    structural_zero = f"snr_singular_values_{classes - 1}"
     lines = [
-        f"### ncanalyze {command}: `{header['file']}`",
+        f"### ncanalyze {command}: `{escape(header['file'])}`",
         "",
         f"{header['classes']} classes · {header['samples']} samples · {header['features']} "
         f"features · {len(epochs)} epoch(s) "
@@ -162,25 +188,29 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         first = series[0][1]
         last = series[-1][1]
         leaf = re.sub(r"_\d+$", "", c.split(".")[-1])  # list items: snr_singular_values_3
-        if valid and leaf not in UNRANKED and not c.startswith("scalars."):
+        target = _target(leaf, loss, classes)
+        if c.split(".")[-1] == structural_zero:
+            best = "0 by construction"
+        elif valid and target is not None:
+            be, bv = min(valid, key=lambda t: abs(t[1] - target))
+            best = f"{fmt(bv)} ({be}; → 1/√C = {fmt(target)})"
+        elif valid and leaf not in UNRANKED and not c.startswith("scalars."):
             pick = max if leaf in HIGHER_IS_BETTER else min
             be, bv = pick(valid, key=lambda t: t[1])
             best = f"{fmt(bv)} ({be})"
         else:
             best = ""
-        lines.append(f"| `{c}` | {fmt(first)} | {fmt(last)} | {best} | {_trend(first, last)} |")
+        cell = escape(c).replace("|", "\\|")
+        lines.append(f"| `{cell}` | {fmt(first)} | {fmt(last)} | {best} | {_trend(first, last)} |")
     if verdicts:
         lines += ["", "**Gates**", ""]
         for v in verdicts:
             mark = "❌" if v.holds else "✅"
-            lines.append(f"- {mark} {v.describe()}")
+            lines.append(f"- {mark} {escape(v.describe())}")
     return "\n".join(lines) + "\n"
 
 
 def write_stream(fh: TextIO, text: str) -> None:
+    """Write and flush at once (a jsonl consumer sees each epoch as it is computed)."""
     fh.write(text)
     fh.flush()
-
-
-def iter_nonempty(items: Iterable[str]) -> Iterable[str]:
-    return (i for i in items if i)

@@ -1,0 +1,113 @@
+"""The CLI's one error boundary: exceptions → one stderr line and a documented exit code.
+
+Every command is wrapped by :func:`command`, which also gives it the ``--quiet`` and ``--debug``
+options (accepted after the command as well as before it, ``ncanalyze --debug metrics …``), so
+the command functions themselves take only the options they use. Errors of the
+:class:`~ncanalyze.errors.NcanalyzeError` family carry their own exit code; an ``OSError`` is an
+input error; anything else is a bug (exit :data:`EXIT_INTERNAL`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import traceback
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Callable
+
+import typer
+from rich.console import Console
+
+from ..errors import InputError, NcanalyzeError, escape
+
+#: Exit code of an unexpected internal error (a bug: please report it).
+EXIT_INTERNAL = 70
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+#: Warnings, errors, progress and gate verdicts: never on stdout.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Flags:
+    """The global flags of one invocation."""
+
+    quiet: bool = False
+    debug: bool = False
+
+
+_flags: ContextVar[Flags] = ContextVar("ncanalyze_cli_flags", default=Flags())
+
+
+def flags() -> Flags:
+    """The ``--quiet``/``--debug`` flags of the running invocation."""
+    return _flags.get()
+
+
+def set_root_flags(quiet: bool, debug: bool) -> None:
+    """Record the flags given before the command name (``ncanalyze --quiet metrics …``)."""
+    _flags.set(Flags(quiet=quiet, debug=debug))
+
+
+def warn(message: str) -> None:
+    """One ``ncanalyze: warning: …`` line on stderr, unless ``--quiet``."""
+    if not flags().quiet:
+        err_console.print(f"ncanalyze: warning: {escape(message)}", markup=False)
+
+
+def report_error(exc: BaseException, debug: bool) -> int:
+    """Print one line (or the traceback with ``--debug``) and return the exit code."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, NcanalyzeError):
+        err_console.print(f"ncanalyze: error: {escape(exc.one_line())}", markup=False)
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        err_console.print(f"ncanalyze: error: {escape(exc)}", markup=False)
+        return InputError.exit_code
+    err_console.print(
+        f"ncanalyze: internal error: {type(exc).__name__}: {escape(exc)} "
+        "(a bug; rerun with --debug and report the traceback)", markup=False)
+    return EXIT_INTERNAL
+
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or progress on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+_EXTRA = (inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
+                            annotation=QuietOpt),
+          inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False,
+                            annotation=DebugOpt))
+
+
+def command(fn: Callable[..., int | None]) -> Callable[..., None]:
+    """Wrap a command function: add ``--quiet``/``--debug`` and map errors to exit codes.
+
+    ``fn`` returns its exit code (``None`` means 0). The wrapper's signature is ``fn``'s plus
+    the two flags, which Typer reads to build the command's options.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, quiet: bool = False, debug: bool = False, **kwargs):
+        root = flags()
+        token = _flags.set(Flags(quiet=quiet or root.quiet, debug=debug or root.debug))
+        try:
+            code = fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("ncanalyze: interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BaseException as exc:  # noqa: BLE001 - the one boundary
+            raise typer.Exit(report_error(exc, flags().debug)) from None
+        finally:
+            _flags.reset(token)
+        raise typer.Exit(code or 0)
+
+    params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    wrapper.__signature__ = inspect.Signature(params + list(_EXTRA))  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**fn.__annotations__, "quiet": QuietOpt, "debug": DebugOpt}
+    return wrapper

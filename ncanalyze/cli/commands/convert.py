@@ -1,0 +1,44 @@
+"""``ncanalyze convert``: a folder of per-epoch .npz/.pt dumps → one run file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import escape
+from ..boundary import warn
+from ..options import OutFile, OverwriteOpt
+
+EPILOG = ("Example: ncanalyze convert dumps/ run.h5 --weight-decay 5e-4 --loss mse  "
+          "(dumps/epoch_000.npz, epoch_010.npz, … each holding features, labels and "
+          "optionally weight, bias; or .pt dicts of tensors)")
+
+
+def convert(folder: Annotated[Path, typer.Argument(
+                help="Folder of per-epoch dumps (epoch_007.npz, ep7.npz, … or .pt).",
+                show_default=False)],
+            out: OutFile,
+            num_classes: Annotated[Optional[int], typer.Option(
+                "--num-classes", help="C (default max(labels)+1).")] = None,
+            weight_decay: Annotated[Optional[float], typer.Option(
+                "--weight-decay", help="Stored as the run's λ (for decompose).")] = None,
+            loss: Annotated[Optional[str], typer.Option(
+                "--loss", help="Stored as the run's loss attribute (mse, ce, …).")] = None,
+            overwrite: OverwriteOpt = False) -> int:
+    """Convert a folder of per-epoch .npz/.pt dumps into one run file; numeric scalars
+    (train_loss, lr, …) go to /scalars, other entries are listed as ignored."""
+    from ...convert import convert as run_convert
+
+    info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
+                       loss=loss, overwrite=overwrite)
+    eps = info["epochs"]
+    typer.echo(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
+               f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
+               f"bias: {'yes' if info['bias'] else 'no'}, scalars: "
+               f"{', '.join(info['scalars']) or 'none'}")
+    if info["ignored"]:
+        warn("ignored (not features, labels, weight, bias or a numeric scalar): " + ", ".join(
+            f"{name} ({what})" for name, what in sorted(info["ignored"].items())))
+    return 0

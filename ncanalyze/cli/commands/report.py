@@ -1,0 +1,30 @@
+"""``ncanalyze report``: metrics, decompose and snr in one pass over the file."""
+
+from __future__ import annotations
+
+from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRowsOpt, DaskOpt,
+                       DtypeOpt, EpochsOpt, FailIfOpt, FollowOpt, FormatOpt, GateOpt,
+                       GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RidgeOpt, RunFile, ShowAllOpt,
+                       SplitsOpt, TimeOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt)
+from ..options import MemoryLimitOpt, RequireAllClassesOpt
+from ..runner import run_command
+
+EPILOG = ("Example: ncanalyze report run.h5 --format markdown --fail-if 'nc1>0.05' "
+          ">> \"$GITHUB_STEP_SUMMARY\"")
+
+
+def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
+           dtype: DtypeOpt = "float64", fmt: FormatOpt = "table", output_path: OutputOpt = None,
+           fail_if: FailIfOpt = None, gate: GateOpt = "last", splits: SplitsOpt = None,
+           layers: LayersOpt = False, global_mean: GlobalMeanOpt = "samples",
+           center_weights: CenterWeightsOpt = False, weight_decay: WeightDecayOpt = None,
+           ridge: RidgeOpt = None, time: TimeOpt = "auto", chunk_rows: ChunkRowsOpt = None,
+           allow_external: AllowExternalOpt = False, workers: WorkersOpt = None,
+           dask: DaskOpt = None,
+           keys: KeysOpt = None, show_all: ShowAllOpt = False, follow: FollowOpt = False,
+           timeout: TimeoutOpt = None,
+           require_all_classes: RequireAllClassesOpt = False,
+           memory_limit: MemoryLimitOpt = None) -> int:
+    """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
+    reports (docs/METRICS.md, docs/CENTRAL_PATH.md)."""
+    return run_command("report", **locals())

@@ -1,0 +1,113 @@
+"""The options the commands share, as ``Annotated`` aliases (one definition, one help text).
+
+A command's signature is built from these; its parameter names are the keyword names of
+:class:`ncanalyze.analysis.Settings` where the option is a setting (so the command can pass
+them on by keyword), and the names :func:`ncanalyze.cli.runner.run_command` takes otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..plots.central_path import XSCALES
+from .render import FORMATS
+
+INSPECT_FORMATS = ("table", "json")
+GATES = ("last", "all")
+DTYPES = ("float64", "float32")
+GLOBAL_MEANS = ("samples", "classes")
+
+#: The choices of every option that takes one, by parameter name: each is listed in the
+#: option's help and tests/test_cli_help.py runs every command with each of them (a command
+#: module may override an entry in its own ``CHOICES``).
+CHOICES = {"fmt": FORMATS, "gate": GATES, "dtype": DTYPES, "global_mean": GLOBAL_MEANS,
+           "xscale": XSCALES}
+
+
+def _listed(choices) -> str:
+    return ", ".join(choices)
+
+RunFile = Annotated[Path, typer.Argument(help="Run file (HDF5, docs/FORMAT.md).",
+                                         show_default=False)]
+EpochsOpt = Annotated[Optional[str], typer.Option(
+    "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.")]
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="Array backend: auto (CuPy, else torch on CUDA, else NumPy), numpy, "
+                      "cupy, torch, torch:cpu, torch:cuda[:N].")]
+DtypeOpt = Annotated[str, typer.Option(
+    "--dtype", metavar="DTYPE", help="Precision of the per-chunk products (float64 or "
+                                     "float32); chunks are always summed in float64.")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", metavar="FORMAT",
+    help=f"Output: {_listed(FORMATS)}. table is for people (fitted to the terminal's width); "
+         "jsonl streams one line per epoch; markdown is a summary for CI.")]
+InspectFormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", metavar="FORMAT", help=f"Output: {_listed(INSPECT_FORMATS)}.")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write the output to FILE (atomically) instead of stdout.")]
+FailIfOpt = Annotated[Optional[list[str]], typer.Option(
+    "--fail-if", help="Exit 1 if KEY OP NUMBER holds, e.g. 'nc1>0.05' (repeatable); list "
+                      "keys one element at a time, e.g. 'snr_singular_values_0<10'.")]
+GateOpt = Annotated[str, typer.Option(
+    "--gate", metavar="SCOPE", help="Evaluate --fail-if on the last selected epoch or on all "
+                                    f"({_listed(GATES)}).")]
+GlobalMeanOpt = Annotated[str, typer.Option(
+    "--global-mean", metavar="MEAN",
+    help="μ_G: samples (sample-weighted) or classes (mean of class means).")]
+CenterWeightsOpt = Annotated[bool, typer.Option(
+    "--center-weights", help="Subtract the mean classifier row before etf_distance_weights.")]
+ChunkRowsOpt = Annotated[Optional[int], typer.Option(
+    "--chunk-rows", help="Rows per read (default: about 16 MiB per chunk; at most 1 GiB).")]
+AllowExternalOpt = Annotated[bool, typer.Option(
+    "--allow-external", help="Follow external links/storage and virtual datasets (refused by "
+                             "default: untrusted files).")]
+SplitsOpt = Annotated[Optional[list[str]], typer.Option(
+    "--split", help="Also compute the metrics of /splits/NAME (repeatable).")]
+LayersOpt = Annotated[bool, typer.Option(
+    "--layers", help="Also compute depth-wise NC1/NC2 of every /layers/NAME.")]
+WeightDecayOpt = Annotated[Optional[float], typer.Option(
+    "--weight-decay", help="λ of the MSE loss (default: the file's weight_decay, else 0).")]
+RidgeOpt = Annotated[Optional[float], typer.Option(
+    "--ridge", help="Use Σ_W + ε·I for the SNR on every epoch (default: none; a singular Σ_W "
+                    "is handled on its support, docs/CENTRAL_PATH.md §2).")]
+TimeOpt = Annotated[str, typer.Option(
+    "--time", help="Time axis of the SNR dynamics fit: auto (cumulative learning rate when "
+                   "/scalars/lr exists, else epoch), lr, epoch, steps, or a /scalars name.")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", help="Processes computing whole epochs in parallel (default: all cores when "
+                      "several large epochs are selected; 1: no worker processes; capped at "
+                      "the cores).")]
+DaskOpt = Annotated[Optional[str], typer.Option(
+    "--dask", metavar="ADDRESS", help="Compute the epochs on a dask.distributed cluster, e.g. "
+                                      "tcp://scheduler:8786 (the file must be readable there).")]
+RequireAllClassesOpt = Annotated[bool, typer.Option(
+    "--require-all-classes", help="Make a class without samples an input error (exit 3) "
+                                  "instead of a warning (its class-mean keys leave it out).")]
+MemoryLimitOpt = Annotated[Optional[int], typer.Option(
+    "--memory-limit", metavar="BYTES", help="Working memory to plan for (tiles are sized from "
+                                            "it; default half the available memory).")]
+PlotOpt = Annotated[Optional[Path], typer.Option(
+    "--plot", help="Also draw a figure to FILE (.png, .svg or .pdf, by extension).")]
+XscaleOpt = Annotated[str, typer.Option(
+    "--xscale", metavar="SCALE",
+    help=f"Epoch axis of the figure: {_listed(XSCALES)}. log puts epoch 0 at the left edge; "
+         "auto is log when the epochs span two decades or more.")]
+KeysOpt = Annotated[Optional[list[str]], typer.Option(
+    "--keys", "-k", help="Table: show these keys (comma list or repeated; shell patterns such "
+                         "as 'snr_*' or 'splits.*.accuracy'). Default: the command's headline "
+                         "keys.")]
+ShowAllOpt = Annotated[bool, typer.Option(
+    "--all", "-a", help="Table: show every key and every epoch (in several blocks).")]
+FollowOpt = Annotated[bool, typer.Option(
+    "--follow", help="Process epochs as a training job writes them (RunWriter); stop when it "
+                     "closes the file, at --timeout, at the first --fail-if that holds (exit "
+                     "1) or on Ctrl-C (exit 130). --epochs picks among the epochs already "
+                     "written.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--timeout", metavar="SECONDS", help="With --follow: stop after this many seconds.")]
+
+OutFile = Annotated[Path, typer.Argument(help="Run file to write (HDF5).", show_default=False)]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]

@@ -1,0 +1,180 @@
+"""Reductions over pairs of classes in square tiles: memory O(tile), never C×C.
+
+The pairwise keys of docs/METRICS.md (cdnv, equiangle, maxangle, gnc2) and the normalised
+Gram distances (ETF/OF distances, NC3) are sums over the entries of a C×C Gram matrix
+``G = A Bᵀ`` of class vectors (rows of the C×P matrices A, B). Here G is produced one
+``B × B`` tile at a time (``A_I B_Jᵀ``, a BLAS product), reduced at once in float64, and
+dropped. Per-tile sums are added at the end with :func:`math.fsum`; variances merge per-tile
+``(count, mean, M2)`` triples with Chan et al.'s pairwise formula. Results therefore agree to
+float64 rounding whatever the tile size (tests/test_many_classes.py).
+
+The Gram norms ‖G‖_F that normalise the distances come from P×P products
+(‖A Bᵀ‖²_F = ⟨AᵀA, BᵀB⟩_F), so one pass over the tiles suffices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from array_api_compat import array_namespace, device, is_numpy_namespace
+
+from ..backend import to_numpy
+
+#: Default memory for one tile and its temporaries.
+DEFAULT_TILE_BYTES = 64 * 2**20
+#: float64 temporaries of tile size alive at once in a pass (Gram, cosines, kernel, mask …).
+_TEMPS = 8
+
+
+def tile_edge(tile_bytes: int | None, n: int) -> int:
+    """Rows of a square tile that fits ``tile_bytes`` (with its temporaries), at most ``n``."""
+    budget = DEFAULT_TILE_BYTES if tile_bytes is None else int(tile_bytes)
+    return max(1, min(n, math.isqrt(max(1, budget // (8 * _TEMPS)))))
+
+
+class Moments:
+    """Count, mean and sum of squared deviations of values added tile by tile (Chan et al.)."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self._parts: list = []
+
+    def add(self, v) -> None:
+        """Add a 1-D array of values (float64)."""
+        xp = self.xp
+        n = int(v.shape[0])
+        if n == 0:
+            return
+        total = xp.sum(v)
+        dev = v - total / n
+        self._parts.append((n, total, xp.sum(dev * dev)))
+
+    def result(self) -> tuple[int, float, float]:
+        """``(count, mean, M2)``; M2 = Σ (v − mean)²."""
+        if not self._parts:
+            return 0, math.nan, math.nan
+        xp = self.xp
+        counts = np.array([p[0] for p in self._parts], dtype=np.float64)
+        stacked = np.asarray(to_numpy(xp.stack([xp.stack([p[1], p[2]]) for p in self._parts])),
+                             dtype=np.float64)
+        sums, m2 = stacked[:, 0], stacked[:, 1]
+        n = float(counts.sum())
+        mean = math.fsum(sums) / n
+        spread = counts * (sums / counts - mean) ** 2
+        return int(n), mean, math.fsum(m2) + math.fsum(spread)
+
+
+class Total:
+    """A float64 sum over tiles (tile sums kept on the device, added with fsum at the end)."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self._parts: list = []
+
+    def add(self, value) -> None:
+        self._parts.append(value)
+
+    def result(self) -> float:
+        if not self._parts:
+            return 0.0
+        xp = self.xp
+        return math.fsum(np.asarray(to_numpy(xp.stack(self._parts)), dtype=np.float64).tolist())
+
+
+class Minimum:
+    """Smallest value over tiles."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self._parts: list = []
+
+    def add(self, v) -> None:
+        if int(v.shape[0]):
+            self._parts.append(self.xp.min(v))
+
+    def result(self) -> float:
+        if not self._parts:
+            return math.inf
+        return float(np.min(np.asarray(to_numpy(self.xp.stack(self._parts)))))
+
+
+def blocks(n: int, edge: int, symmetric: bool):
+    """``(i0, i1, j0, j1)`` of the tiles of an n×n matrix: upper tiles only if symmetric."""
+    for i0 in range(0, n, edge):
+        i1 = min(n, i0 + edge)
+        for j0 in range(i0 if symmetric else 0, n, edge):
+            yield i0, i1, j0, min(n, j0 + edge)
+
+
+def pair_values(xp, tile, diagonal: bool):
+    """The entries of ``tile`` that are unordered pairs c < c′: the strict upper triangle of a
+    diagonal tile, every entry of an off-diagonal one; 1-D."""
+    if diagonal:
+        r = xp.arange(tile.shape[0], device=device(tile))
+        return tile[r[:, None] < r[None, :]]
+    return xp.reshape(tile, (-1,))
+
+
+class GramDistance:
+    """‖G/‖G‖ − T‖_F accumulated tile by tile, T = Π/√(C−1) (``"etf"``) or I/√C (``"of"``).
+
+    Parameters
+    ----------
+    xp : namespace
+    norm : float
+        ‖G‖_F (from a P×P product).
+    size : int
+        C.
+    target : {"etf", "of"}
+    """
+
+    def __init__(self, xp, norm: float, size: int, target: str):
+        self.xp, self.norm, self.size, self.target = xp, float(norm), int(size), target
+        self._sum = Total(xp)
+        if target == "etf":
+            self._off = 1.0 / (size * math.sqrt(size - 1)) if size > 1 else math.nan
+            self._diag = 1.0 / math.sqrt(size - 1) if size > 1 else math.nan
+        elif target == "of":
+            self._off, self._diag = 0.0, 1.0 / math.sqrt(size)
+        else:
+            raise ValueError(target)
+
+    def add(self, tile, diagonal: bool, weight: float = 1.0) -> None:
+        """Add one tile of G (``weight`` 2 for an off-diagonal tile of a symmetric G)."""
+        if self.norm == 0.0:
+            return
+        xp = self.xp
+        if is_numpy_namespace(xp):
+            self._sum.add(weight * _numpy_sq_distance(tile, self.norm, self._off,
+                                                      self._diag if diagonal else None))
+            return
+        e = tile / self.norm + self._off
+        if diagonal:
+            e = e - self._diag * xp.eye(tile.shape[0], dtype=tile.dtype, device=device(tile))
+        self._sum.add(weight * xp.sum(e * e))
+
+    def result(self) -> float | None:
+        if self.norm == 0.0 or not math.isfinite(self.norm):
+            return None
+        return math.sqrt(max(self._sum.result(), 0.0))
+
+
+def _numpy_sq_distance(tile: np.ndarray, norm: float, off: float, diag: float | None):
+    """NumPy twin of the generic tile term Σ (G/‖G‖ + off − diag·I)²: in place, one BLAS dot."""
+    e = np.multiply(tile, 1.0 / norm)
+    e += off
+    if diag is not None:
+        e.flat[:: e.shape[1] + 1] -= diag
+    flat = e.reshape(-1)
+    return np.asarray(np.dot(flat, flat))
+
+
+def gram_norm(a, b=None) -> float:
+    """‖A Bᵀ‖_F (B = A when omitted) from P×P products: ‖AᵀA‖_F, or √⟨AᵀA, BᵀB⟩_F."""
+    xp = array_namespace(a)
+    ga = xp.matmul(a.T, a)
+    if b is None:
+        return float(xp.sqrt(xp.sum(ga * ga)))
+    gb = xp.matmul(b.T, b)
+    return math.sqrt(max(float(xp.sum(ga * gb)), 0.0))

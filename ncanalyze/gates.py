@@ -1,0 +1,209 @@
+"""``--fail-if`` gates: parse ``KEY OP NUMBER``, check the key against what the command can
+produce (before anything is computed), evaluate on the computed epochs.
+
+Keys are the flattened output keys (as in CSV output, docs/METRICS.md): ``nc1``,
+``splits.test.accuracy``, ``layers.block3.nc1``, ``scalars.train_loss``. A list-valued key such
+as ``snr_singular_values`` (C values) is gated one element at a time: ``snr_singular_values_0``
+… ``snr_singular_values_{C-1}``.
+
+Examples
+--------
+>>> gate = parse_gate("snr_singular_values_2>1e3")
+>>> gate.key, gate.op, gate.threshold
+('snr_singular_values_2', '>', 1000.0)
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .core.decomposition import DECOMPOSE_KEYS
+from .core.values import FEATURE_KEYS, LAYER_KEYS, METRIC_KEYS
+from .core.snr import SNR_KEYS
+from .errors import UsageError
+from .results import flatten
+
+_OPS = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt, "<": operator.lt,
+}
+_GATE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
+_INDEXED = re.compile(r"^(.+)_(\d+)$")
+#: Keys whose value is a list of C numbers (one per class), see docs/METRICS.md.
+LIST_KEYS = ("snr_singular_values",)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One ``--fail-if`` condition: ``key op threshold``; it *holds* when the run fails."""
+
+    text: str
+    key: str
+    op: str
+    threshold: float
+
+    def check(self, flat: Mapping[str, Any]) -> tuple[bool, Any]:
+        """Return ``(holds, value)``; a missing or null value makes the condition hold."""
+        value = flat.get(self.key)
+        if value is None:
+            return True, None
+        return bool(_OPS[self.op](float(value), self.threshold)), value
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse ``"nc1>0.05"`` (keys as in CSV output, e.g. ``splits.test.accuracy<0.9``).
+
+    Raises
+    ------
+    UsageError
+        When ``text`` is not ``KEY OP NUMBER``.
+    """
+    m = _GATE.match(text)
+    if not m:
+        raise UsageError(f"--fail-if {text!r}: expected KEY OP NUMBER, e.g. 'nc1>0.05' "
+                         "(OP one of > >= < <= == !=)")
+    key, op, num = m.groups()
+    try:
+        threshold = float(num)
+    except ValueError:
+        raise UsageError(f"--fail-if {text!r}: {num!r} is not a number") from None
+    return Gate(text.strip(), key, op, threshold)
+
+
+@dataclass(frozen=True)
+class KeyCatalogue:
+    """The flattened keys a command can produce for one run file.
+
+    Attributes
+    ----------
+    numbers : frozenset of str
+        Keys holding one number (or null).
+    lists : dict of str to int
+        List-valued keys and their length; element ``j`` is gated as ``KEY_j``.
+    """
+
+    numbers: frozenset
+    lists: dict = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Every gateable name, list elements as ``KEY_0…KEY_{n-1}`` (sorted, no ``epoch``)."""
+        shown = set(self.numbers) - {"epoch"}
+        shown.update(f"{k}_0…{k}_{n - 1}" for k, n in self.lists.items())
+        return sorted(shown)
+
+
+def producible_keys(settings, info) -> KeyCatalogue:
+    """The keys :class:`~ncanalyze.analysis.Analysis` produces with ``settings`` on a run whose
+    header is ``info`` (a :class:`~ncanalyze.io.run.RunInfo`); no data is read.
+
+    The classifier keys need ``/weight``; ``layers.NAME.*`` need ``--layers``, ``splits.NAME.*``
+    ``--split NAME`` (both with the metrics); ``scalars.NAME`` are the file's scalars.
+    """
+    quantities = settings.quantities
+    metric_keys = METRIC_KEYS if info.has_weight else FEATURE_KEYS
+    numbers: set[str] = {"epoch"}
+    lists: dict[str, int] = {}
+    if "metrics" in quantities:
+        numbers.update(metric_keys)
+        if settings.layers:
+            for name in info.layers:
+                numbers.update(f"layers.{name}.{k}" for k in LAYER_KEYS)
+        for name in settings.splits:
+            numbers.update(f"splits.{name}.{k}" for k in metric_keys)
+    if "decompose" in quantities and info.has_weight:
+        numbers.update(DECOMPOSE_KEYS)
+    if "snr" in quantities:
+        for key in SNR_KEYS:
+            if key in LIST_KEYS:
+                lists[key] = info.num_classes
+            else:
+                numbers.add(key)
+    numbers.update(f"scalars.{name}" for name in info.scalars)
+    return KeyCatalogue(frozenset(numbers), lists)
+
+
+def _unknown(gate: Gate, catalogue: KeyCatalogue) -> str:
+    names = catalogue.names()
+    prefixed = sorted(k for k in catalogue.numbers if k.startswith(gate.key + "_"))
+    prefixed += [f"{k}_0…{k}_{n - 1}" for k, n in catalogue.lists.items()
+                 if k.startswith(gate.key + "_")]
+    if prefixed:
+        hint = f"did you mean {', '.join(prefixed)}?"
+    else:
+        close = difflib.get_close_matches(gate.key, names, n=4, cutoff=0.6)
+        hint = (f"did you mean {', '.join(close)}? " if close else "") + \
+            f"this command produces {', '.join(names)}"
+    return f"--fail-if {gate.text!r}: unknown key {gate.key!r}; {hint}"
+
+
+def validate_gates(gates: Iterable[Gate], catalogue: KeyCatalogue) -> None:
+    """Check that every gate names a key of ``catalogue`` (call it before computing).
+
+    Raises
+    ------
+    UsageError
+        An unknown key (with the keys it may have meant), a list-valued key without an element
+        index, or an index out of range.
+    """
+    for gate in gates:
+        key = gate.key
+        if key in catalogue.numbers:
+            continue
+        if key in catalogue.lists:
+            n = catalogue.lists[key]
+            raise UsageError(f"--fail-if {gate.text!r}: {key} is a list of {n} values; gate one "
+                             f"element, {key}_0 … {key}_{n - 1} (e.g. {key}_0 for the largest)")
+        m = _INDEXED.match(key)
+        if m and m.group(1) in catalogue.lists:
+            n = catalogue.lists[m.group(1)]
+            if int(m.group(2)) >= n:
+                raise UsageError(f"--fail-if {gate.text!r}: {m.group(1)} has {n} values, "
+                                 f"indices 0..{n - 1}")
+            continue
+        raise UsageError(_unknown(gate, catalogue))
+
+
+@dataclass
+class Verdict:
+    """Outcome of one gate on one epoch."""
+
+    gate: Gate
+    epoch: int
+    value: Any
+    holds: bool
+
+    def describe(self) -> str:
+        shown = "missing" if self.value is None else f"{self.value:.6g}"
+        state = "FAILED" if self.holds else "ok"
+        return f"{state}: {self.gate.text} (epoch {self.epoch}: {self.gate.key} = {shown})"
+
+
+def evaluate_gates(gates: Iterable[Gate], epochs: list[dict[str, Any]], scope: str = "last"
+                   ) -> list[Verdict]:
+    """Evaluate gates on the last epoch (``scope="last"``) or on every epoch (``"all"``).
+
+    A key that is null at an epoch (or a list element of a null list) makes the gate hold:
+    an undefined value never passes a gate.
+
+    Parameters
+    ----------
+    gates : iterable of Gate
+        Checked beforehand with :func:`validate_gates`.
+    epochs : list of dict
+        Per-epoch values (nested); each must hold ``"epoch"``.
+    scope : {"last", "all"}
+    """
+    if scope not in ("last", "all"):
+        raise UsageError(f"--gate must be 'last' or 'all', got {scope!r}")
+    chosen = epochs[-1:] if scope == "last" else epochs
+    flats = [flatten(values) for values in chosen]
+    verdicts = []
+    for gate in gates:
+        for values, flat in zip(chosen, flats):
+            holds, value = gate.check(flat)
+            verdicts.append(Verdict(gate, int(values["epoch"]), value, holds))
+    return verdicts

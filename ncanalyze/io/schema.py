@@ -1,0 +1,469 @@
+"""The run-file format (docs/FORMAT.md): what a file declares, and the rules it must follow.
+
+The rules that concern values a writer chooses (``check_weight_decay``, ``check_num_classes``,
+``check_labels``, ``check_classes_present``, ``check_member_name``) are plain functions that
+raise ``ValueError``: the reader (:func:`validate`) reports them as ``InputError`` naming the
+file and dataset, :class:`~ncanalyze.io.writer.RunWriter` as ``UsageError`` before writing,
+so the writer cannot produce a file the reader refuses. :func:`validate` checks a file opened
+with :func:`~ncanalyze.io.h5.open_file` without reading bulk data (labels and epoch numbers
+are read, they are small) and returns the datasets it opened and checked, so the reader never
+re-resolves a path. The module is longer than ~350 lines because it is one concept, the
+format: every rule of docs/FORMAT.md lives here, once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+from .h5 import (H5_ERRORS, MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
+                 MAX_SAMPLES, gib)
+from .trust import Refused, Resolved, check_dataset, resolve
+
+FORMAT_VERSION = 1
+#: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
+EPOCH_FILL = np.iinfo(np.int64).min
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    """float16/32/64 in either byte order (big-endian files are valid HDF5)."""
+    return dtype.kind == "f" and dtype.itemsize in (2, 4, 8)
+
+
+# ---------------------------------------------------------------- rules shared with the writer
+# Each rule raises ValueError with the problem; the reader reports it as InputError (naming
+# the file and dataset), RunWriter as UsageError before anything is written.
+
+def check_num_classes(num_classes: int) -> int:
+    """C: an integer with 2 ≤ C ≤ MAX_CLASSES."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes = {num_classes}: at least 2 classes are needed")
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f"num_classes = {num_classes} is above the limit {MAX_CLASSES}")
+    return num_classes
+
+
+def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
+    """Labels lie in ``0..C-1`` (C below the limit when not declared)."""
+    lo, hi = labels.min(), labels.max()
+    if lo < 0:
+        raise ValueError(f"has negative labels ({int(np.sum(labels < 0))} of them, min {lo})")
+    if num_classes is not None and hi >= num_classes:
+        bad = int(np.sum(labels >= num_classes))
+        raise ValueError(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
+                         f"lie in 0..{num_classes - 1}")
+    if hi >= MAX_CLASSES:
+        raise ValueError(f"has label {hi}: C would be above the limit {MAX_CLASSES}")
+
+
+def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
+    """Every class ``0..C-1`` has a sample: the rule of ``--require-all-classes`` (applied by
+    :func:`ncanalyze.analysis.absent_classes`; files with absent classes are valid)."""
+    counts = np.bincount(labels, minlength=num_classes)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
+        raise ValueError(f"class(es) {shown} have no samples (C = {num_classes})")
+
+
+def check_weight_decay(value) -> float:
+    """λ: a finite number ≥ 0 (a boolean is not a number here)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"weight_decay={value!r} must be a number, not a boolean")
+    try:
+        wd = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"weight_decay={value!r} is not a number") from None
+    if not math.isfinite(wd) or wd < 0:
+        raise ValueError(f"weight_decay={wd!r} must be finite and ≥ 0")
+    return wd
+
+
+def check_member_name(kind: str, name) -> str:
+    """A layer, split or scalar name: one HDF5 link name (no "/", not empty, not ".")."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
+        raise ValueError(f"{kind} name {name!r} must be a non-empty name without '/' "
+                         "(it becomes one HDF5 member)")
+    return name
+
+
+@dataclass(frozen=True)
+class Source:
+    """One feature matrix family of a run: the training split, a layer or an extra split.
+
+    Attributes
+    ----------
+    kind : {"train", "layer", "split"}
+    name : str
+        ``"train"``, the layer name or the split name.
+    path : str
+        HDF5 path of the ``(E, n, p)`` features dataset.
+    labels_path : str
+        HDF5 path of the ``(n,)`` labels dataset.
+    num_samples, num_features : int
+    """
+
+    kind: str
+    name: str
+    path: str
+    labels_path: str
+    num_samples: int
+    num_features: int
+
+
+@dataclass
+class RunInfo:
+    """What a run file declares, validated (no bulk data read)."""
+
+    path: str
+    num_classes: int
+    num_samples: int
+    num_features: int
+    epochs: np.ndarray
+    features_dtype: np.dtype
+    has_weight: bool
+    has_bias: bool
+    weight_decay: float | None
+    loss: str | None
+    format_version: int | None
+    scalars: list[str] = field(default_factory=list)
+    #: Optimiser steps per epoch (root attribute), for the SNR dynamics' time axis.
+    steps_per_epoch: int | None = None
+    layers: dict[str, Source] = field(default_factory=dict)
+    splits: dict[str, Source] = field(default_factory=dict)
+
+
+@dataclass
+class Validated:
+    """The result of :func:`validate`.
+
+    Attributes
+    ----------
+    info : RunInfo
+    datasets : dict of str to h5py.Dataset
+        Every dataset the reader will read, opened and checked, by HDF5 path.
+    labels : dict of str to ndarray
+        The int64 labels of the training split and of every extra split, by HDF5 path.
+    """
+
+    info: RunInfo
+    datasets: dict[str, h5py.Dataset]
+    labels: dict[str, np.ndarray]
+
+
+def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Validated:
+    """Check that the open file ``f`` follows the run-file format.
+
+    Parameters
+    ----------
+    f : h5py.File
+        Opened read-only.
+    path : str
+        The file's path, for messages.
+    allow_external : bool
+        Follow external links / storage and virtual datasets pointing outside the file.
+
+    Raises
+    ------
+    InputError
+        Naming the file, the dataset and what is wrong.
+    """
+    v = _Validator(f, path, allow_external)
+    try:
+        info = v.validate()
+    except InputError:
+        raise
+    except H5_ERRORS as exc:
+        raise v._error(f"is damaged or malformed: {type(exc).__name__}: {exc}") from exc
+    return Validated(info, v.datasets, v.labels)
+
+
+class _Validator:
+    def __init__(self, f: h5py.File, path: str, allow_external: bool):
+        self._file = f
+        self.path = path
+        self.allow_external = allow_external
+        self.datasets: dict[str, h5py.Dataset] = {}
+        self.labels: dict[str, np.ndarray] = {}
+
+    def _error(self, message, dataset=None, epoch=None) -> InputError:
+        return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
+
+    def _attr(self, name: str):
+        """A root attribute as a plain Python value, or ``None`` when absent."""
+        try:
+            if name not in self._file.attrs:
+                return None
+            value = self._file.attrs[name]
+        except H5_ERRORS as exc:
+            raise self._error(f"attribute {name} cannot be read: {exc}", "/") from exc
+        if isinstance(value, bytes):
+            return value.decode(errors="replace")
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(())[()]
+        return value.item() if isinstance(value, np.generic) else value
+
+    def _int_attr(self, name: str) -> int | None:
+        value = self._attr(name)
+        if value is None:
+            return None
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str)):
+            raise self._error(f"attribute {name}={value!r} is not an integer", "/")
+        try:
+            number = float(value)
+        except ValueError:
+            raise self._error(f"attribute {name}={value!r} is not an integer", "/") from None
+        if not math.isfinite(number) or number != int(number):
+            raise self._error(f"attribute {name}={value!r} is not an integer", "/")
+        return int(number)
+
+    def _refused(self, exc: Refused, name: str) -> InputError:
+        advice = "; refused (pass --allow-external to follow it)" if exc.external else ""
+        error = self._error(f"{exc}{advice}", name)
+        error.refused = True  # never skipped, even where an unusable member is
+        return error
+
+    def _resolve(self, name: str) -> Resolved | None:
+        try:
+            return resolve(self._file, name, allow_external=self.allow_external)
+        except Refused as exc:
+            raise self._refused(exc, name) from None
+        except H5_ERRORS as exc:
+            raise self._error(f"cannot be opened: {exc}", name) from exc
+
+    def _get(self, name: str, *, required: bool) -> h5py.Dataset | None:
+        """The checked dataset ``name`` (see :func:`~ncanalyze.io.trust.check_dataset`)."""
+        where = self._resolve(name)
+        if where is None:
+            if required:
+                raise self._error("required dataset is missing", name)
+            return None
+        try:
+            obj = check_dataset(self._file, where, allow_external=self.allow_external)
+        except Refused as exc:
+            raise self._refused(exc, name) from None
+        except TypeError as exc:
+            raise self._error(str(exc), name) from None
+        except H5_ERRORS as exc:
+            raise self._error(f"cannot be opened: {exc}", name) from exc
+        self.datasets[name] = obj
+        return obj
+
+    def _group(self, name: str, *, what: str = "must be a group") -> h5py.Group | None:
+        """The group ``name`` (resolved like a dataset path), or None when absent."""
+        where = self._resolve(name)
+        if where is None:
+            return None
+        try:
+            obj = self._file.get(where.path)
+        except H5_ERRORS as exc:
+            raise self._error(f"cannot be opened: {exc}", name) from exc
+        if not isinstance(obj, h5py.Group):
+            raise self._error(what, name)
+        return obj
+
+    def _group_members(self, name: str) -> list[str]:
+        """Names in group ``name``; [] when absent."""
+        group = self._group(name)
+        return [] if group is None else sorted(group.keys())
+
+    def _read_all(self, ds: h5py.Dataset, name: str) -> np.ndarray:
+        try:
+            return ds[()]
+        except H5_ERRORS as exc:
+            raise self._error(f"cannot be read: {exc}", name) from exc
+
+    def _read_labels(self, name: str, num_classes: int | None = None) -> np.ndarray:
+        """Read and check a labels dataset; returns int64 labels."""
+        ds = self._get(name, required=True)
+        if ds.ndim != 1:
+            raise self._error(f"must be 1-D (N,), has shape {ds.shape}", name)
+        if not np.issubdtype(ds.dtype, np.integer):
+            raise self._error(f"must hold integers (class indices), has dtype {ds.dtype}", name)
+        n = ds.shape[0]
+        if n == 0:
+            raise self._error("is empty (no samples)", name)
+        if n > MAX_SAMPLES:
+            raise self._error(f"declares N = {n} samples; the labels alone would need "
+                              f"{gib(8 * n)} in memory (limit N ≤ {MAX_SAMPLES})", name)
+        raw = self._read_all(ds, name)
+        try:
+            check_labels(raw, num_classes)
+        except ValueError as exc:
+            raise self._error(str(exc), name) from None
+        return raw.astype(np.int64, copy=False)
+
+    def _check_features(self, ds, name, num_samples, num_epochs, num_features=None):
+        if ds.ndim != 3:
+            raise self._error(f"must be 3-D (E, N, P), has shape {ds.shape}", name)
+        if not _is_float(ds.dtype):
+            raise self._error(f"must hold float16/32/64, has dtype {ds.dtype}", name)
+        e, n, p = ds.shape
+        if n != num_samples:
+            raise self._error(f"has {n} rows but the labels have {num_samples}", name)
+        if e < num_epochs:
+            raise self._error(f"has {e} epoch slots but /epoch lists {num_epochs}", name)
+        if p < 1:
+            raise self._error("has no feature columns (P = 0)", name)
+        if num_features is not None and p != num_features:
+            raise self._error(f"has P = {p} features but /features has {num_features}", name)
+        if p > MAX_FEATURES:
+            raise self._error(
+                f"declares P = {p} features; the P×P covariance would need "
+                f"{gib(8 * p * p)} (limit P ≤ {MAX_FEATURES})", name)
+
+    def _read_epochs(self, has_features: bool) -> np.ndarray:
+        ds = self._get("/epoch", required=False)
+        if ds is None:
+            if has_features:
+                raise self._error("required dataset is missing (it lists the complete epochs)",
+                                  "/epoch")
+            raise self._error("no complete epoch yet (no /epoch: a RunWriter that has not "
+                              "finished its first add_epoch leaves none)", "/epoch")
+        if ds.ndim != 1 or not np.issubdtype(ds.dtype, np.integer):
+            raise self._error(f"must be 1-D integers, has shape {ds.shape} dtype {ds.dtype}",
+                              "/epoch")
+        if ds.shape[0] > MAX_EPOCHS:
+            raise self._error(f"declares {ds.shape[0]} epochs (limit {MAX_EPOCHS})", "/epoch")
+        raw = self._read_all(ds, "/epoch")
+        if raw.dtype == np.uint64 and raw.size and raw.max() > np.iinfo(np.int64).max:
+            raise self._error("has epoch numbers beyond the int64 range", "/epoch")
+        epochs = raw.astype(np.int64)
+        # A slot still holding the fill value was being written when its writer stopped.
+        # Only the last slot(s) can be incomplete: the writer fills one slot at a time.
+        incomplete = np.flatnonzero(epochs == EPOCH_FILL)
+        if incomplete.size:
+            first = int(incomplete[0])
+            later = np.flatnonzero(epochs[first:] != EPOCH_FILL)
+            if later.size:
+                j = first + int(later[0])
+                raise self._error(f"slot {first} holds the fill value {EPOCH_FILL} (an epoch "
+                                  f"not yet written) but slot {j} after it holds epoch "
+                                  f"{epochs[j]}", "/epoch")
+            epochs = epochs[:first]
+        if epochs.size == 0:
+            raise self._error("no complete epoch yet (/epoch is empty)", "/epoch")
+        if epochs.size > 1 and np.any(np.diff(epochs) <= 0):
+            i = int(np.flatnonzero(np.diff(epochs) <= 0)[0])
+            raise self._error(f"epoch numbers must be strictly increasing (slot {i + 1} holds "
+                              f"{epochs[i + 1]} after {epochs[i]})", "/epoch")
+        return epochs
+
+    def validate(self) -> RunInfo:
+        """Check the whole layout; returns what the file declares."""
+        version = self._int_attr("ncanalyze_format")
+        if version is not None and version != FORMAT_VERSION:
+            raise self._error(f"unknown ncanalyze_format {version} (this version reads "
+                              f"format {FORMAT_VERSION}; upgrade ncanalyze?)", "/")
+        declared = self._int_attr("num_classes")
+        if declared is not None:
+            try:
+                check_num_classes(declared)
+            except ValueError as exc:
+                raise self._error(str(exc), "/") from None
+
+        labels = self._read_labels("/labels", declared)
+        num_samples = labels.shape[0]
+        num_classes = declared if declared is not None else int(labels.max()) + 1
+        if num_classes < 2:
+            raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
+                              "are 0)", "/labels")
+        # Classes without samples are valid (vocabulary-sized C); the analysis applies the
+        # rule (ncanalyze.analysis.absent_classes, --require-all-classes).
+        self.labels["/labels"] = labels
+
+        has_features = self._resolve("/features") is not None
+        epochs = self._read_epochs(has_features)
+        num_epochs = epochs.size
+
+        feats = self._get("/features", required=True)
+        self._check_features(feats, "/features", num_samples, num_epochs)
+        num_features = feats.shape[2]
+        if num_classes * num_features > MAX_CLASSES_X_FEATURES:
+            raise self._error(f"C·P = {num_classes}·{num_features}: the C×P matrices would "
+                              f"need {gib(8 * num_classes * num_features)} each", "/features")
+
+        weight = self._get("/weight", required=False)
+        if weight is not None:
+            if weight.ndim != 3 or weight.shape[0] < num_epochs:
+                raise self._error(f"must be (E, C, P) with E ≥ {num_epochs}, has {weight.shape}",
+                                  "/weight")
+            if weight.shape[1] != num_classes:
+                raise self._error(f"has {weight.shape[1]} rows but C = {num_classes}", "/weight")
+            if weight.shape[2] != num_features:
+                raise self._error(f"has P = {weight.shape[2]} but /features has P = "
+                                  f"{num_features}", "/weight")
+            if not _is_float(weight.dtype):
+                raise self._error(f"must hold float16/32/64, has dtype {weight.dtype}", "/weight")
+        bias = self._get("/bias", required=False)
+        if bias is not None:
+            if weight is None:
+                raise self._error("is present without /weight", "/bias")
+            if bias.ndim != 2 or bias.shape[0] < num_epochs or bias.shape[1] != num_classes:
+                raise self._error(f"must be (E, C) = (≥{num_epochs}, {num_classes}), "
+                                  f"has {bias.shape}", "/bias")
+            if not _is_float(bias.dtype):
+                raise self._error(f"must hold float16/32/64, has dtype {bias.dtype}", "/bias")
+
+        scalars = []
+        for name in self._group_members("/scalars"):
+            try:
+                ds = self._get(f"/scalars/{name}", required=True)
+            except InputError as exc:
+                if getattr(exc, "refused", False):
+                    raise
+                continue  # an unusable scalar is skipped, not fatal (it is informational)
+            # Real numbers only: a complex scalar has no float value (it is skipped).
+            if ds.ndim == 1 and ds.shape[0] >= num_epochs and ds.dtype.kind in "biuf":
+                scalars.append(name)
+
+        layers = {}
+        for name in self._group_members("/layers"):
+            path = f"/layers/{name}"
+            ds = self._get(path, required=True)
+            self._check_features(ds, path, num_samples, num_epochs)
+            layers[name] = Source("layer", name, path, "/labels", num_samples, ds.shape[2])
+        splits = {}
+        for name in self._group_members("/splits"):
+            lpath, fpath = f"/splits/{name}/labels", f"/splits/{name}/features"
+            if self._group(f"/splits/{name}",
+                           what="must be a group holding labels and features") is None:
+                raise self._error("must be a group holding labels and features",
+                                  f"/splits/{name}")
+            slabels = self._read_labels(lpath, num_classes)
+            ds = self._get(fpath, required=True)
+            self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
+            self.labels[lpath] = slabels
+            splits[name] = Source("split", name, fpath, lpath, slabels.shape[0], num_features)
+
+        wd = self._attr("weight_decay")
+        if wd is not None:
+            try:
+                wd = check_weight_decay(wd)
+            except ValueError as exc:
+                raise self._error(f"attribute {exc}", "/") from None
+        loss = self._attr("loss")
+        steps_per_epoch = self._int_attr("steps_per_epoch")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise self._error(f"attribute steps_per_epoch={steps_per_epoch} must be ≥ 1", "/")
+        return RunInfo(
+            path=self.path,
+            num_classes=num_classes,
+            num_samples=num_samples,
+            num_features=num_features,
+            epochs=epochs,
+            features_dtype=feats.dtype.newbyteorder("="),
+            has_weight=weight is not None,
+            has_bias=bias is not None,
+            weight_decay=wd,
+            loss=None if loss is None else str(loss),
+            format_version=version,
+            scalars=scalars,
+            steps_per_epoch=steps_per_epoch,
+            layers=layers,
+            splits=splits,
+        )
