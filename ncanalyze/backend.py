@@ -269,10 +269,13 @@ def cupy_available() -> bool:
 
 
 def _cuda_driver_present() -> bool:
-    """Whether an NVIDIA driver looks loaded (cheap: no array library imported)."""
-    import ctypes.util
-
-    return os.path.exists("/proc/driver/nvidia/version") or bool(ctypes.util.find_library("cuda"))
+    """Whether an NVIDIA driver looks present: file checks only (no array library imported,
+    no subprocess)."""
+    windir = os.environ.get("SystemRoot", r"C:\Windows")
+    return any(os.path.exists(p) for p in (
+        "/proc/driver/nvidia/version", "/dev/nvidiactl",  # Linux
+        "/usr/lib/wsl/lib/libcuda.so.1",  # WSL
+        os.path.join(windir, "System32", "nvcuda.dll")))  # Windows
 
 
 def torch_cuda_available() -> bool:

@@ -1,10 +1,10 @@
-"""GPU backends (CuPy, PyTorch on CUDA): the same results as NumPy.
+"""Every backend, GPUs included (CuPy, PyTorch on CUDA), gives NumPy's results on a file.
 
-The tests marked ``gpu`` need a CUDA device and the library: run them with
-``python -m pytest -m gpu`` on a GPU machine (install ``.[cuda,torch,test]``); elsewhere they
-are deselected by default and, when selected, skip with the reason. The core suite also runs
-on both through the ``xp`` fixture of tests/conftest.py (its ``cupy`` and ``torch:cuda``
-parameters carry the same mark). The unmarked tests check that :func:`_compare` can fail.
+The tests run over the ``xp`` fixture of tests/conftest.py; its ``cupy`` and ``torch:cuda``
+parameters are marked ``gpu``: run them with ``python -m pytest -m gpu`` on a GPU machine
+(install ``.[cuda,torch,test]``, or ``bash benchmarks/gpu_check.sh``); elsewhere they are
+deselected by default and, when selected, skip with the reason. ``test_compare_can_fail``
+checks that :func:`_compare` can fail.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ncanalyze.errors import BackendError
 from .factories import collapsing_features, labels, write_run
 
 QUANTITIES = ("metrics", "decompose", "snr")
-GPU_BACKENDS = ["cupy", "torch:cuda"]
 
 
 def _require(name: str):
@@ -78,33 +77,25 @@ def test_compare_can_fail():
             _compare(other, one, rtol=1e-6)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_gpu_matches_numpy(run_file, backend, dtype):
-    be = _require(backend)
-    name, got = _values(run_file, backend, dtype)
-    assert name == be.name
+def test_backend_matches_numpy(run_file, xp, dtype):
+    name, got = _values(run_file, xp.name, dtype)
+    assert name == xp.name
     _compare(got, _values(run_file, "numpy", dtype)[1], rtol=1e-6)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", GPU_BACKENDS)
-def test_gpu_chunking_independent(run_file, backend):
-    _require(backend)
-    a = _values(run_file, backend, "float64", chunk_rows=333)[1]
-    b = _values(run_file, backend, "float64")[1]
+def test_backend_chunking_independent(run_file, xp):
+    a = _values(run_file, xp.name, "float64", chunk_rows=333)[1]
+    b = _values(run_file, xp.name, "float64")[1]
     _compare(a, b, rtol=1e-12)
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("backend", GPU_BACKENDS)
-def test_gpu_statistics_stay_on_device(backend):
+def test_statistics_stay_on_device(xp):
     from array_api_compat import device
 
     from ncanalyze.core.stats import class_stats
 
-    be = _require(backend)
+    be = xp.backend
     rng = np.random.default_rng(1)
     h = be.asarray(rng.normal(size=(5000, 16)), "float64")
     y = be.asarray(rng.integers(0, 5, 5000), "int64")

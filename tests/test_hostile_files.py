@@ -188,6 +188,42 @@ def test_cyclic_virtual_datasets_are_refused(tmp_path):
     assert ALLOW not in line
 
 
+def _unlimited_vds(f, name, target, shape):
+    """A virtual dataset with an unlimited mapping: HDF5 opens its sources to find its extent
+    as soon as its shape is asked for."""
+    from h5py import h5d, h5p, h5s, h5t
+
+    e, n, p = shape
+    spaces = []
+    for _ in range(2):
+        space = h5s.create_simple(shape, (h5s.UNLIMITED, n, p))
+        space.select_hyperslab((0, 0, 0), (h5s.UNLIMITED, 1, 1), stride=(1, 1, 1),
+                               block=(1, n, p))
+        spaces.append(space)
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_virtual(spaces[0], b".", target.encode(), spaces[1])
+    parent = name.rpartition("/")[0]
+    if parent:
+        f.require_group(parent)
+    h5d.create(f.id, name.encode(), h5t.NATIVE_FLOAT, spaces[0], dcpl=dcpl)
+
+
+@pytest.mark.parametrize("target", ["/features", "/ext"])
+def test_unlimited_virtual_dataset_is_checked_before_its_shape_is_read(tmp_path, target):
+    m = valid_members()
+    shape = m.pop("features").shape
+    os.mkfifo(tmp_path / "fifo")
+    path = write_h5(tmp_path / "run.h5", m)
+    with h5py.File(path, "a") as f:
+        f["ext"] = h5py.ExternalLink("fifo", "/d")
+        _unlimited_vds(f, "features", target, shape)
+    text = "maps itself" if target == "/features" else "external link to fifo:/d"
+    refused(path, "/features", text)
+    rc, out, err = ncanalyze("inspect", path, "-f", "json")
+    rows = {m["path"]: m for m in json.loads(out)["members"]}
+    assert text in rows["/features"]["target"], rows["/features"]
+
+
 # ---------------------------------------------------------------- links
 
 @pytest.mark.parametrize("where", ["splits/test", "features", "layers", "scalars/train_loss"])

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from .h5 import H5_ERRORS, open_file
-from .trust import filters, link_info
+from .trust import Refused, Resolved, check_dataset, filters, link_info
 
 
 def describe_layout(path) -> dict:
@@ -47,7 +47,7 @@ def _describe(f: h5py.File, path: str) -> dict:
             entry.update(kind="user-defined link")
         else:
             try:
-                entry.update(_describe_object(f.get(name)))
+                entry.update(_describe_object(f, "/" + name))
             except H5_ERRORS as exc:
                 entry.update(kind="unreadable", error=str(exc))
         members.append(entry)
@@ -80,9 +80,16 @@ def _plain(value):
     return str(value)
 
 
-def _describe_object(obj) -> dict:
+def _describe_object(f: h5py.File, name: str) -> dict:
+    obj = f.get(name)
     if not isinstance(obj, h5py.Dataset):
         return {"kind": "group" if isinstance(obj, h5py.Group) else type(obj).__name__.lower()}
+    if obj.is_virtual:
+        # Its shape can make HDF5 open the sources (an unlimited mapping): check them first.
+        try:
+            check_dataset(f, Resolved(name, True))
+        except Refused as exc:
+            return {"kind": "refused virtual dataset", "target": str(exc)}
     dcpl = obj.id.get_create_plist()
     nbytes = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize if obj.shape else \
         obj.dtype.itemsize

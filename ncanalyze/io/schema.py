@@ -1,10 +1,14 @@
-"""The run-file schema (docs/FORMAT.md): what a file declares, and the checks it must pass.
+"""The run-file format (docs/FORMAT.md): what a file declares, and the rules it must follow.
 
-:class:`RunInfo` and :class:`Source` describe a validated run; :func:`validate` checks a file
-opened with :func:`~ncanalyze.io.h5.open_file` without reading bulk data (labels and epoch
-numbers are read, they are small) and returns the opened datasets, so the reader never
-re-resolves a path. The module is longer than ~350 lines because the schema is one concept:
-every rule of docs/FORMAT.md lives here, once.
+The rules that concern values a writer chooses (``check_weight_decay``, ``check_num_classes``,
+``check_labels``, ``check_classes_present``, ``check_member_name``) are plain functions that
+raise ``ValueError``: the reader (:func:`validate`) reports them as ``InputError`` naming the
+file and dataset, :class:`~ncanalyze.io.writer.RunWriter` as ``UsageError`` before writing,
+so the writer cannot produce a file the reader refuses. :func:`validate` checks a file opened
+with :func:`~ncanalyze.io.h5.open_file` without reading bulk data (labels and epoch numbers
+are read, they are small) and returns the datasets it opened and checked, so the reader never
+re-resolves a path. The module is longer than ~350 lines because it is one concept, the
+format: every rule of docs/FORMAT.md lives here, once.
 """
 
 from __future__ import annotations
