@@ -32,7 +32,12 @@ ONLY_IN = {
 MAY_IMPORT = {
     "ncanalyze.backend": (),
     "ncanalyze.core": ("ncanalyze.backend",),
-    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic"),
+    # atomic and lock are the file-system rules every writer shares (output paths, the
+    # writer lock); they import only errors.
+    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock"),
+    "ncanalyze.atomic": (),
+    "ncanalyze.lock": ("ncanalyze.atomic",),
+    "ncanalyze._version": (),
     # plots draw from results (and may evaluate a fitted law with core's pure math);
     # they never open a run or run an analysis themselves.
     "ncanalyze.plots": ("ncanalyze.records", "ncanalyze.results", "ncanalyze.atomic",
