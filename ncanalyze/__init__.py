@@ -22,7 +22,8 @@ from .errors import BackendError, InputError, NcanalyzeError, OutputError, Usage
 from .io import RunWriter, open_run  # noqa: E402
 from .core.metrics import nc_metrics  # noqa: E402
 from .core.stats import ClassStats, class_stats  # noqa: E402
-from .analysis import Analysis, Settings, analyze  # noqa: E402
+from .analysis import Analysis, analyze  # noqa: E402
+from .settings import Settings  # noqa: E402
 
 _LAZY = {
     "decompose": ("ncanalyze.core.decomposition", "decompose"),

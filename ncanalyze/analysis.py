@@ -3,6 +3,9 @@
 This layer joins :mod:`ncanalyze.io` (reading) and :mod:`ncanalyze.core` (array math). It does
 no printing; the CLI formats what it returns.
 
+What to compute (:class:`~ncanalyze.settings.Settings`, ``--epochs``) lives in
+:mod:`ncanalyze.settings`, the run-level dynamics fit in :mod:`ncanalyze.run_dynamics`.
+
 Length: above the ~350-line guide because the epoch pipeline (two passes, the row-split form
 of the same passes on workers and their task functions, which must be importable by name
 from this module for the workers) is one concept; splitting it would bring back an import
@@ -11,10 +14,8 @@ cycle with the task module.
 
 from __future__ import annotations
 
-import bisect
 import os
-import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -22,19 +23,19 @@ from array_api_compat import is_numpy_namespace
 
 from ._version import __version__
 from .backend import Backend, get_backend
-from .caps import cap_workers, check_chunk_rows, check_numbers, usable_cores
+from .caps import cap_workers, check_chunk_rows, usable_cores
 from .core.decisions import DecisionCounts, PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
-from .core.stats import (GLOBAL_MEANS, ClassStats, StatsAccumulator, block_rows,
+from .core.stats import (ClassStats, StatsAccumulator, block_rows,
                          compact_labels, merge_class_stats)
 from . import memory
 from .errors import InputError, UsageError
 from .io.reader import Run, open_run
 from .io.schema import Source, check_classes_present
 from .parallel import ordered_map, prefetch
+from .settings import EpochResult, Settings, select_epochs
 
-QUANTITIES = ("metrics", "decompose", "snr")
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
 #: above it the epoch is read again, so memory stays bounded whatever N is.
 CACHE_BYTES = 256 * 2**20
@@ -48,127 +49,6 @@ CE_DECOMPOSE_NOTE = (
     "its logit scale (large values, ratio near 1 are expected); `loss_ls`, `loss_nc1` and "
     "`loss_nc23` (those of the least-squares classifier on the same features) keep their "
     "meaning")
-
-
-@dataclass
-class Settings:
-    """What to compute and how (the common options of every command, see docs/TUTORIAL.md)."""
-
-    quantities: tuple[str, ...] = ("metrics",)
-    epochs: str | None = None
-    backend: str = "auto"
-    dtype: str = "float64"
-    global_mean: str = "samples"
-    center_weights: bool = False
-    weight_decay: float | None = None
-    ridge: float | None = None
-    rtol: float | None = None
-    splits: tuple[str, ...] = ()
-    layers: bool = False
-    chunk_rows: int | None = None
-    allow_external: bool = False
-    #: Processes computing whole epochs at once (None: all local cores when several large
-    #: epochs are selected, see :func:`local_workers`; 1: in this process).
-    workers: int | None = None
-    #: Address of a dask.distributed scheduler: epochs are computed on its workers.
-    dask: str | None = None
-    #: Make a class without samples an input error instead of a run-level warning.
-    require_all_classes: bool = False
-    #: Bound on the working memory in bytes (tiles are sized from it); None: a fraction of
-    #: the available memory (see :mod:`ncanalyze.memory`).
-    memory_limit: int | None = None
-    #: With workers or dask: rows of one epoch per task (the epoch's rows are split over the
-    #: workers and the partial statistics merged). None: epochs above ``TASK_BYTES`` of
-    #: features are split into tasks of about that size, smaller ones are one task each.
-    task_rows: int | None = None
-
-    def validate(self) -> None:
-        bad = [q for q in self.quantities if q not in QUANTITIES]
-        if bad:
-            raise UsageError(f"unknown quantity {bad[0]!r}; choose from {', '.join(QUANTITIES)}")
-        if self.dtype not in ("float64", "float32"):
-            raise UsageError(f"--dtype must be float64 or float32, got {self.dtype!r}")
-        if self.global_mean not in GLOBAL_MEANS:
-            raise UsageError(f"--global-mean must be one of {', '.join(GLOBAL_MEANS)}")
-        check_numbers(self)  # finite --weight-decay and --ridge
-        if self.chunk_rows is not None and self.chunk_rows < 1:
-            raise UsageError("--chunk-rows must be ≥ 1")
-        if self.workers is not None and self.workers < 1:
-            raise UsageError("--workers must be ≥ 1")
-        if self.task_rows is not None and self.task_rows < 1:
-            raise UsageError("task_rows must be ≥ 1")
-        if self.memory_limit is not None and self.memory_limit < 1:
-            raise UsageError("--memory-limit must be a positive number of bytes")
-
-    def public(self) -> dict[str, Any]:
-        """The settings as they appear in JSON output."""
-        d = asdict(self)
-        d["quantities"] = list(self.quantities)
-        d["splits"] = list(self.splits)
-        return d
-
-
-@dataclass
-class EpochResult:
-    """Results of one epoch: ``values`` holds the keys in output order (nested for layers/splits)."""
-
-    epoch: int
-    values: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-
-
-_RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$")
-
-
-def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
-    """Epoch numbers chosen by ``--epochs``.
-
-    Parameters
-    ----------
-    spec : str or None
-        Comma list of epoch numbers, inclusive ranges ``a:b`` (either end may be omitted) and
-        ``last``; ``None`` or ``"all"`` selects every complete epoch.
-    available : ndarray, shape (n_epochs,)
-
-    Raises
-    ------
-    UsageError
-        For a malformed list, an epoch not in the file or an empty selection.
-    """
-    # ``available`` is strictly increasing and non-empty (the reader guarantees both): ranges
-    # are found by bisection and single epochs in a set, so a long list parses in linear time.
-    avail = [int(e) for e in available]
-    known = set(avail)
-    if spec is None or spec.strip().lower() in ("", "all"):
-        return avail
-    chosen: set[int] = set()
-    for part in spec.split(","):
-        token = part.strip().lower()
-        if not token:
-            continue
-        if token == "last":
-            chosen.add(avail[-1])
-            continue
-        m = _RANGE.match(token)
-        if m:
-            lo = int(m.group(1)) if m.group(1) else avail[0]
-            hi = int(m.group(2)) if m.group(2) else avail[-1]
-            first, stop = bisect.bisect_left(avail, lo), bisect.bisect_right(avail, hi)
-            if first >= stop:
-                raise UsageError(f"--epochs {token}: no epoch of the file lies in {lo}..{hi}")
-            chosen.update(avail[first:stop])
-            continue
-        try:
-            e = int(token)
-        except ValueError:
-            raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)") from None
-        if e not in known:
-            raise UsageError(f"--epochs: epoch {e} is not in the file "
-                             f"(first {avail[0]}, last {avail[-1]}, {len(avail)} epochs)")
-        chosen.add(e)
-    if not chosen:
-        raise UsageError("--epochs selects no epoch")
-    return sorted(chosen)
 
 
 class Analysis:
@@ -659,97 +539,3 @@ def analyze(path, settings: Settings | None = None, **options) -> tuple[dict, li
     settings = settings or Settings(**options)
     with Analysis(path, settings) as a:
         return a.header, list(a)
-
-
-# ---------------------------------------------------------------------- run-level results
-#: ``--time`` choices besides a ``/scalars`` name (docs/CENTRAL_PATH.md §3).
-TIME_AXES = ("auto", "epoch", "lr", "steps")
-
-
-def resolve_time_axis(run: Run, time: str = "auto") -> str:
-    """The time axis of the SNR dynamics fit: ``auto`` becomes ``lr`` when the run records
-    ``/scalars/lr``, else ``epoch``.
-
-    Raises
-    ------
-    UsageError
-        When the run lacks what the axis needs (``lr``: ``/scalars/lr``; ``steps``:
-        ``/scalars/steps`` or a ``steps_per_epoch`` attribute; a name: ``/scalars/<name>``).
-    """
-    scalars = run.info.scalars
-    have = ", ".join(scalars) or "none"
-    if time == "auto":
-        return "lr" if "lr" in scalars else "epoch"
-    if time == "epoch":
-        return time
-    if time == "steps":
-        if "steps" not in scalars and run.info.steps_per_epoch is None:
-            raise UsageError("--time steps: the file records neither /scalars/steps nor a "
-                             "steps_per_epoch attribute")
-        return time
-    if time not in scalars:
-        raise UsageError(f"--time {time}: the file has no /scalars/{time} (scalars: {have}); "
-                         f"use {', '.join(TIME_AXES)} or a scalar's name")
-    return time
-
-
-def snr_dynamics(analysis: "Analysis", epochs: list[dict[str, Any]], time: str = "auto"
-                 ) -> dict[str, Any]:
-    """The run-level fit of the SNR dynamics law (Han et al. Prop. 2) over computed epochs.
-
-    Parameters
-    ----------
-    analysis : Analysis
-        The (open) analysis that produced ``epochs``.
-    epochs : list of dict
-        Per-epoch values holding ``epoch``, ``snr_singular_values`` and, when the file has
-        them, ``scalars``.
-    time : str
-        ``auto`` (cumulative learning rate if ``/scalars/lr`` exists, else epochs), ``epoch``,
-        ``lr``, ``steps`` or the name of a ``/scalars`` entry.
-
-    Returns
-    -------
-    dict
-        The ``dynamics`` object of :func:`ncanalyze.core.dynamics.fit_dynamics`; not fitted,
-        with the reason, when the clock is undefined (e.g. a NaN learning rate).
-    """
-    from .core.dynamics import clock_name, cumulative_learning_rate, fit_dynamics, not_fitted
-
-    run = analysis.run
-    time = resolve_time_axis(run, time)
-    numbers = [int(e["epoch"]) for e in epochs]
-    values = [e.get("snr_singular_values") for e in epochs]
-    num_classes = run.info.num_classes
-    if not numbers or time == "epoch":
-        return fit_dynamics(numbers, values, num_classes, time="epoch")
-    # Every recorded epoch between the first and last one used enters the trapezoid.
-    known = {int(e["epoch"]): e.get("scalars") or {} for e in epochs}
-    lo, hi = min(numbers), max(numbers)
-    span = sorted(set(numbers) | {int(e) for e in run.info.epochs if lo <= int(e) <= hi})
-    series = [known[e] if e in known else run.scalars(e) for e in span]
-
-    def column(name: str) -> list[float]:
-        out = []
-        for e, s in zip(span, series):
-            v = s.get(name)
-            if v is None:
-                raise ValueError(f"/scalars/{name} is not finite at epoch {e}")
-            out.append(v)
-        return out
-
-    try:
-        if time not in ("lr", "steps"):
-            clock = column(time)
-        else:
-            if "steps" in run.info.scalars:
-                steps: list = column("steps")
-            elif run.info.steps_per_epoch is not None:
-                steps = [run.info.steps_per_epoch * e for e in span]
-            else:
-                steps = list(span)
-            clock = steps if time == "steps" else cumulative_learning_rate(steps, column("lr"))
-    except ValueError as exc:
-        return not_fitted(f"the {clock_name(time)} clock is undefined: {exc}", time)
-    at = dict(zip(span, clock))
-    return fit_dynamics([at[e] for e in numbers], values, num_classes, epochs=numbers, time=time)

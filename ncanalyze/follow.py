@@ -19,7 +19,8 @@ import os
 import time
 from typing import Any, Callable, Iterator
 
-from .analysis import Analysis, EpochResult, Settings
+from .analysis import Analysis
+from .settings import EpochResult, Settings
 from .errors import InputError
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -16,7 +16,9 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from ..analysis import Analysis, Settings, resolve_time_axis, snr_dynamics
+from ..analysis import Analysis
+from ..run_dynamics import resolve_time_axis, snr_dynamics
+from ..settings import Settings
 from ..atomic import atomic_text, check_outputs
 from ..errors import InputError, UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates

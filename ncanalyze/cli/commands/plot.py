@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...analysis import Analysis, Settings
+from ...analysis import Analysis
+from ...settings import Settings
 from ...atomic import check_outputs
 from ...errors import UsageError, escape
 from ..boundary import err_console, flags
