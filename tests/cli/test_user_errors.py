@@ -65,9 +65,9 @@ def _not_a_zip(path):
     path.write_bytes(b"this is not a zip archive at all" * 10)
 
 
-def _huge_declared(path):
-    """A valid zip whose features.npy header declares 384 GiB (2**24 × 6144 float32)."""
-    header = {"descr": "<f4", "fortran_order": False, "shape": (2**24, 6144)}
+def _npz_declaring(path, shape):
+    """A valid zip whose features.npy header declares ``shape`` float32 but holds 64 bytes."""
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, header)
     buf.write(b"\x00" * 64)
@@ -76,19 +76,16 @@ def _huge_declared(path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("features.npy", buf.getvalue())
         z.writestr("labels.npy", y.getvalue())
+
+
+def _huge_declared(path):
+    """features.npy declares 384 GiB (2**24 × 6144 float32)."""
+    _npz_declaring(path, (2**24, 6144))
 
 
 def _lying_size(path):
     """features.npy declares 2 GiB (under the size limit) and holds 64 bytes."""
-    header = {"descr": "<f4", "fortran_order": False, "shape": (2**20, 512)}
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, header)
-    buf.write(b"\x00" * 64)
-    y = io.BytesIO()
-    np.save(y, np.arange(30) % 3)
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("features.npy", buf.getvalue())
-        z.writestr("labels.npy", y.getvalue())
+    _npz_declaring(path, (2**20, 512))
 
 
 @pytest.mark.parametrize("damage", [_corrupt, _truncate, _not_a_zip, _huge_declared,

@@ -1,4 +1,4 @@
-"""MSE decomposition (SPEC §2.3): float64 reference, identity, W̃_LS, invariance (Eq. 7)."""
+"""MSE decomposition (docs/CENTRAL_PATH.md): float64 reference, identity, W̃_LS, invariance (Eq. 7)."""
 
 from __future__ import annotations
 

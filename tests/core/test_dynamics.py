@@ -1,4 +1,4 @@
-"""Dynamics fit of the SNR singular values (SPEC §2.4, Han et al. Prop. 2)."""
+"""Dynamics fit of the SNR singular values (docs/CENTRAL_PATH.md, Han et al. Prop. 2)."""
 
 from __future__ import annotations
 

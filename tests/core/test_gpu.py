@@ -17,6 +17,7 @@ from ncanalyze.settings import Settings
 from ncanalyze.backend import get_backend
 from ncanalyze.errors import BackendError
 
+from tests.reference import assert_values_close
 from tests.factories import collapsing_features, labels, write_run
 
 QUANTITIES = ("metrics", "decompose", "snr")
@@ -55,17 +56,7 @@ def _compare(a: list[dict], b: list[dict], rtol: float) -> None:
     """Every epoch and every value of ``a`` equals ``b``'s (floats and lists to ``rtol``)."""
     assert len(a) == len(b), f"{len(a)} epochs vs {len(b)}"
     for va, vb in zip(a, b, strict=True):
-        assert va.keys() == vb.keys(), sorted(set(va) ^ set(vb))
-        for k, x in vb.items():
-            y = va[k]
-            if isinstance(x, float):
-                assert isinstance(y, float), f"{k}: {y!r} vs {x!r}"
-                assert abs(y - x) <= 1e-9 + rtol * abs(x), f"{k}: {y} vs {x}"
-            elif isinstance(x, list):
-                assert len(y) == len(x), k
-                np.testing.assert_allclose(y, x, rtol=rtol, atol=1e-9, err_msg=k)
-            else:
-                assert y == x, k
+        assert_values_close(va, vb, rtol=rtol, atol=1e-9)
 
 
 def test_compare_can_fail():

@@ -66,7 +66,7 @@ def test_global_mean_classes_and_center_weights(tmp_path, rng):
 
 
 def test_deep_collapse_float32_matches_float64(tmp_path):
-    """SPEC §6 accuracy: float32 features, NC1 ≈ 1e-8, large common offset."""
+    """Accuracy (docs/PERFORMANCE.md): float32 features, NC1 ≈ 1e-8, large common offset."""
     rng = np.random.default_rng(7)
     C, P = 10, 32
     y = labels(C, 300, rng)

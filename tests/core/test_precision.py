@@ -1,4 +1,4 @@
-"""SPEC §6 accuracy of the fast arithmetic: float32 features in deep collapse (NC1 ≈ 1e-8).
+"""Accuracy (docs/PERFORMANCE.md) of the fast arithmetic: float32 features in deep collapse (NC1 ≈ 1e-8).
 
 The statistics pass may run its products in float32 (``dtype="float32"``) and the per-sample
 pass always scores float32 features in float32 first; every value must stay within 1e-6

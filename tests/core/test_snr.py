@@ -1,4 +1,4 @@
-"""SNR spectrum (SPEC §2.4): float64 reference, invariance, central-path loss, singular Σ_W."""
+"""SNR spectrum (docs/CENTRAL_PATH.md): float64 reference, invariance, central-path loss, singular Σ_W."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ncanalyze.core.linalg import checked_cholesky
 from ncanalyze.core.snr import SNR_KEYS, snr, snr_from_stats
 from ncanalyze.core.stats import class_stats
 
-from tests.reference import reference_snr
+from tests.reference import assert_snr_close as assert_matches, reference_snr
 
 
 def make_data(rng, c, p, n_per, balanced=True, offset=0.0):
@@ -23,14 +23,6 @@ def make_data(rng, c, p, n_per, balanced=True, offset=0.0):
     means = 2.0 * rng.normal(size=(c, p)) + offset
     mix = rng.normal(size=(p, p)) / np.sqrt(p) + np.eye(p)  # anisotropic noise
     return means[y] + rng.normal(size=(y.size, p)) @ mix, y
-
-
-def assert_matches(got, want, rtol=1e-6):
-    np.testing.assert_allclose(got["snr_singular_values"][:-1], want["snr_singular_values"][:-1],
-                               rtol=rtol)
-    assert abs(got["snr_singular_values"][-1]) <= 1e-9 * want["snr_max"]  # ω_C ≈ 0
-    for k in SNR_KEYS[1:-1]:  # the reference has no snr_dropped_dims
-        assert got[k] == pytest.approx(want[k], rel=rtol), k
 
 
 @pytest.mark.parametrize("balanced", [True, False])

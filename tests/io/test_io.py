@@ -1,4 +1,4 @@
-"""RunWriter -> open_run round trips (SPEC §1, §5): dtypes, splits, layers, scalars, torch."""
+"""RunWriter -> open_run round trips (docs/FORMAT.md, the Python API): dtypes, splits, layers, scalars, torch."""
 
 from __future__ import annotations
 

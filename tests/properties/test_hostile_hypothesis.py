@@ -24,8 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.cli_worker import Worker
-from tests.robustness.test_bad_input import N, valid_members, write_h5
-from tests.robustness.test_hostile_files import _unlimited_vds
+from tests.robustness.test_bad_input import N, write_h5
+from tests.robustness.test_hostile_files import _members, _unlimited_vds
 
 #: Members ncanalyze reads (the layer and split are added to valid_members()).
 READ = ["features", "labels", "weight", "bias", "scalars/train_loss", "layers/block",
@@ -49,14 +49,6 @@ _WORKER = Worker()
 def _worker():
     yield
     _WORKER.close()
-
-
-def _members():
-    m = valid_members()
-    m["layers/block"] = m["features"][:, :, :4].copy()
-    m["splits/test/labels"] = m["labels"][: N // 2].copy()
-    m["splits/test/features"] = m["features"][:, : N // 2].copy()
-    return m
 
 
 def _replace(f, name) -> bool:

@@ -1,4 +1,4 @@
-"""The bad-input corpus of SPEC §7: every case as a small generated file.
+"""The bad-input corpus of docs/RELIABILITY.md: every case as a small generated file.
 
 Each case asserts the exit code, the one stderr line (file, dataset, epoch, what is wrong)
 and that no traceback is printed (only ``--debug`` prints one). ``write_h5`` and

@@ -1,4 +1,4 @@
-"""Live reading (SPEC §7): ncanalyze reads a run file while a RunWriter appends to it.
+"""Live reading (docs/RELIABILITY.md): ncanalyze reads a run file while a RunWriter appends to it.
 
 A writer process (the child program of ``test_writer_crash.py``) appends epochs with a short
 pause; meanwhile ``ncanalyze metrics`` reads the file over and over. Every read must report a

@@ -1,4 +1,4 @@
-"""Untrusted files (SPEC §7): external data is refused unless --allow-external, nothing is
+"""Untrusted files (docs/RELIABILITY.md): external data is refused unless --allow-external, nothing is
 evaluated or unpickled, and no command changes the input file's bytes."""
 
 from __future__ import annotations

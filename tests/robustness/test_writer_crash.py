@@ -1,4 +1,4 @@
-"""Crash safety of RunWriter (SPEC §7): SIGKILL during add_epoch loses nothing that was done.
+"""Crash safety of RunWriter (docs/RELIABILITY.md): SIGKILL during add_epoch loses nothing that was done.
 
 A child process writes epochs in a loop and prints ``done E`` (flushed) after each
 ``add_epoch`` returns; the parent SIGKILLs it after a random delay, then opens the file with
