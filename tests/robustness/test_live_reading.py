@@ -45,7 +45,8 @@ def _read_subprocess(path):
 
 def test_metrics_while_a_writer_appends(tmp_path):
     path = tmp_path / "live.h5"
-    proc = crash.start_child(path, epochs=EPOCHS, pause=0.25)
+    # 0.5 s an epoch: enough reads overlap the writer even on a loaded 2-core machine.
+    proc = crash.start_child(path, epochs=EPOCHS, pause=0.5)
     reader = crash.LineReader(proc.stdout)
     reader.start()
     reads = []  # (epochs done before the read started, epochs done after it, result)
