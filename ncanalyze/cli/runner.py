@@ -180,11 +180,10 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
             err_console.print(f"ncanalyze: {escape(line)}", markup=False)
     code = 0
     for v in verdicts:
+        if v.holds or not quiet:  # a gate that holds is said even with --quiet
+            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
         if v.holds:
-            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
             code = 1
-        elif not quiet:
-            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
     if plot is not None and outcome.epochs:
         _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
     if outcome.stopped_by == "interrupt":

@@ -43,7 +43,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from ..atomic import check_overwrite, file_mode, output_errors, resolve_output
+from ..atomic import check_overwrite, file_identity, file_mode, output_errors, resolve_output
 from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
@@ -188,11 +188,7 @@ class RunWriter:
 
     def _check_still_ours(self) -> None:
         """Stop if the file at our path is no longer the one this writer published."""
-        try:
-            st = os.stat(self._target)
-            now = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            now = None
+        now = file_identity(self._target)
         if now != self._identity:
             self.close()
             what = "removed" if now is None else "replaced by another file"
