@@ -36,6 +36,7 @@ from .decisions import tile_classes
 from .linalg import checked_cholesky, cholesky_solve
 from .pairs import Total
 from .metrics import as_float64
+from .precision import resolved_basis
 from .stats import ClassStats, class_stats
 from .values import MetricValues
 
@@ -71,8 +72,10 @@ class _Problem:
         self.sigma_w = stats.sigma_w
         self.weight_decay = float(weight_decay)
         lam = self.weight_decay
+        self.restrict = None
         if with_bias and is_numpy_namespace(xp):
             self._numpy_init_bias(stats, lam)
+            self._restrict_to_resolved(stats)
             return
         if with_bias:
             mu_g = stats.global_mean("samples")
@@ -103,6 +106,24 @@ class _Problem:
             self.shift = None
         self.normal = (normal + normal.T) / 2
         self.targets = self.class_points * self.weights[:, None]
+        self._restrict_to_resolved(stats)
+
+    def _restrict_to_resolved(self, stats: ClassStats) -> None:
+        """With a bias and λ = 0, solve in the feature directions the stored features resolve
+        (docs/METRICS.md, "Rank from the data's precision"): a direction with only rounding
+        noise (the one a final LayerNorm removes) would otherwise be fitted as signal. The
+        normal matrix is diag(Σ_T, 1) there, so the restriction is Q = diag(basis, 1)."""
+        if self.shift is None or self.weight_decay > 0:
+            return
+        basis = resolved_basis(stats)
+        if basis is None:
+            return
+        xp, dev = self.xp, self.device
+        p, k = int(basis.shape[0]), int(basis.shape[1])
+        self.restrict = xp.concat([
+            xp.concat([basis, xp.zeros((p, 1), dtype=basis.dtype, device=dev)], axis=1),
+            xp.concat([xp.zeros((1, k), dtype=basis.dtype, device=dev),
+                       xp.ones((1, 1), dtype=basis.dtype, device=dev)], axis=1)], axis=0)
 
     def _numpy_init_bias(self, stats: ClassStats, lam: float) -> None:
         """The with-bias problem on NumPy, built in place (same matrices as the generic code,
@@ -159,24 +180,35 @@ class _Problem:
         """
         xp = self.xp
         dim = int(self.normal.shape[0])
-        lower, _ = checked_cholesky(self.normal)
+        if self.restrict is not None:
+            q = self.restrict
+            v, rank = self._solve(xp.matmul(q.T, xp.matmul(self.normal, q)),
+                                  xp.matmul(self.targets, q))
+            return xp.matmul(v, q.T), rank, dim
+        v, rank = self._solve(self.normal, self.targets)
+        return v, rank, dim
+
+    def _solve(self, normal, targets) -> tuple[Any, int]:
+        """``targets · normal⁺`` and the numerical rank of ``normal`` (n, n)."""
+        xp = self.xp
+        dim = int(normal.shape[0])
+        lower, _ = checked_cholesky(normal)
         if lower is not None:
-            return cholesky_solve(lower, self.targets.T).T, dim, dim
+            return cholesky_solve(lower, targets.T).T, dim
         # Singular (λ = 0 and rank-deficient features): least squares restricted to the
         # numerical rank. Every key is the same for every least-squares solution (they differ
         # by directions that no h̃_i sees), so the choice does not change the results.
-        evals, evecs = xp.linalg.eigh(self.normal)
+        evals, evecs = xp.linalg.eigh(normal)
         ev = np.asarray(to_numpy(evals), dtype=np.float64)
         top = float(ev.max()) if ev.size else 0.0
         keep = ev > dim * float(np.finfo(np.float64).eps) * top
         rank = int(keep.sum())
         if rank == 0:
-            return xp.zeros(self.targets.shape, dtype=self.targets.dtype,
-                            device=self.device), 0, dim
+            return xp.zeros(targets.shape, dtype=targets.dtype, device=self.device), 0
         idx = xp.asarray(np.flatnonzero(keep), device=self.device)
         u = xp.take(evecs, idx, axis=1)
         inv = 1.0 / xp.take(evals, idx)
-        return xp.matmul(xp.matmul(self.targets, u) * inv[None, :], u.T), rank, dim
+        return xp.matmul(xp.matmul(targets, u) * inv[None, :], u.T), rank
 
     # ------------------------------------------------------------------ loss terms
     def within(self, weight) -> float:

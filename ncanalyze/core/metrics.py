@@ -28,6 +28,7 @@ from ..backend import detach, to_numpy
 
 from .decisions import PredictionAccumulator
 from .linalg import default_rtol
+from .precision import resolved_directions
 from .pairs import GramDistance, Minimum, Moments, Total, blocks, gram_norm, pair_values, tile_edge
 from .stats import ClassStats
 from .values import FEATURE_KEYS, METRIC_KEYS, MetricValues
@@ -84,11 +85,21 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     # the class-mean μ_G): a rounding-level C-th singular value must never enter the inverse.
     rank = min(int(np.sum(s_host > tol * s_host[0])), stats.num_classes - 1,
                stats.num_features)
-    ur = u[:, :rank]
+    ur, sr = u[:, :rank], s[:rank]
+    # A class-mean direction along which the features vary no more than their rounding does
+    # (the direction a final LayerNorm removes, stored as float32) is not signal
+    # (docs/METRICS.md, "Rank from the data's precision").
+    keep = resolved_directions(stats, ur)
+    if not keep.all():
+        idx = xp.asarray(np.flatnonzero(keep), device=device(ur))
+        ur, sr = xp.take(ur, idx, axis=1), xp.take(sr, idx)
+        rank = int(keep.sum())
+        if rank == 0:
+            return None, 0
     # u_jᵀ Σ_W u_j ≥ 0 since Σ_W is PSD; at exact collapse (Σ_W = 0) rounding can leave
     # ±1e-30, which must not make NC1 negative.
     proj = xp.maximum(xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0), 0.0)
-    value = float(xp.sum(proj / (s[:rank] ** 2)))
+    value = float(xp.sum(proj / (sr ** 2)))
     return value, rank
 
 

@@ -25,6 +25,7 @@ from array_api_compat import device
 
 from ..backend import to_numpy
 from .linalg import PIVOT_RTOL, checked_cholesky, default_rtol, solve_lower
+from .precision import resolved_basis
 from .stats import ClassStats, class_stats
 from .values import MetricValues
 
@@ -72,7 +73,7 @@ def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
         Why ``whitened`` is None.
     """
     xp = stats.xp
-    p, c, n = stats.num_features, stats.num_classes, stats.num_samples
+    p, c, n = int(sigma.shape[0]), stats.num_classes, stats.num_samples
     evals, evecs = xp.linalg.eigh(sigma)
     lam = np.asarray(to_numpy(evals), dtype=np.float64)
     top = float(lam.max()) if lam.size else 0.0
@@ -84,7 +85,8 @@ def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
         along = float(np.linalg.norm(np.asarray(to_numpy(xp.matmul(u0.T, mbar)),
                                                 dtype=np.float64)))
         if along > SPREAD_RTOL * total:
-            return None, k0, _infinite_reason(stats, mbar, k0, along / total, p > n - c)
+            return None, k0, _infinite_reason(stats, k0, along / total,
+                                              stats.num_features > n - c)
     if k0 == p:
         return None, k0, ("every direction has zero within-class variance and zero "
                           "between-class spread (all features constant)")
@@ -94,9 +96,10 @@ def _on_support(stats: ClassStats, sigma, mbar) -> tuple[Any, int, str | None]:
     return xp.matmul(u1.T, mbar) * scale[:, None], k0, None
 
 
-def _infinite_reason(stats: ClassStats, mbar, k0: int, share: float, wide: bool) -> str:
+def _infinite_reason(stats: ClassStats, k0: int, share: float, wide: bool) -> str:
     """'infinite SNR: …' naming the features that are constant within classes but not between."""
     xp = stats.xp
+    mbar = stats.centred_means("samples").T
     var = np.asarray(to_numpy(xp.linalg.diagonal(stats.within_scatter)), dtype=np.float64)
     rows = np.linalg.norm(np.asarray(to_numpy(mbar), dtype=np.float64), axis=1)
     top, spread = (float(var.max()) if var.size else 0.0), float(np.linalg.norm(rows))
@@ -139,21 +142,33 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     c, p, n = stats.num_classes, stats.num_features, stats.num_samples
     sigma = stats.sigma_w
     mbar = stats.centred_means(global_mean).T  # (P, C)
-    dropped = 0
+    # Directions the stored features do not resolve (docs/METRICS.md, "Rank from the data's
+    # precision") are left out first and counted with the dropped ones.
+    basis = resolved_basis(stats)
+    dims = p if basis is None else int(basis.shape[1])
+    if basis is not None:
+        sigma = xp.matmul(basis.T, xp.matmul(sigma, basis))
+        mbar = xp.matmul(basis.T, mbar)
+    dropped = p - dims
+    if dims == 0:
+        return _null(out, "every direction has zero within-class variance and zero "
+                          "between-class spread (all features constant, to the rounding of "
+                          f"the {stats.precision} features)")
     if ridge is not None:
-        lower, reason = checked_cholesky(sigma + ridge * xp.eye(p, dtype=sigma.dtype,
-                                                              device=device(sigma)))
+        lower, reason = checked_cholesky(sigma + ridge * xp.eye(dims, dtype=sigma.dtype,
+                                                                 device=device(sigma)))
         if lower is None:
             return _null(out, f"Σ_W + εI is singular: {reason}")
         whitened = solve_lower(lower, mbar)  # L^{-1} M̄, (P, C)
         out.warnings.append(f"SNR computed with Σ_W + εI, ε = {ridge:g}")
     else:
         # P > N − C: rank Σ_W ≤ N − C < P for any data, no factorisation can succeed.
-        lower = checked_cholesky(sigma)[0] if p <= n - c else None
+        lower = checked_cholesky(sigma)[0] if dims <= n - c else None
         if lower is not None:
             whitened = solve_lower(lower, mbar)
         else:
-            whitened, dropped, reason = _on_support(stats, sigma, mbar)
+            whitened, zero_dims, reason = _on_support(stats, sigma, mbar)
+            dropped += zero_dims
             if whitened is None:
                 return _null(out, reason)
     omega = np.sort(np.asarray(to_numpy(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]

@@ -29,6 +29,7 @@ import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
 from ..backend import detach, to_numpy, to_numpy_many
+from .precision import coarser, precision_name
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -118,6 +119,10 @@ class ClassStats:
     classes: np.ndarray | None = None
     #: C, the number of classes of the run, present or not (``None``: ``n_classes``).
     total_classes: int | None = None
+    #: The coarsest precision the features were stored or computed in ("float16",
+    #: "bfloat16", "float32" or "float64"): it sets the rounding floors of every rank cut-off
+    #: (:mod:`ncanalyze.core.precision`). Statistics read from a file carry the recorded one.
+    precision: str = "float64"
 
     @property
     def xp(self):
@@ -165,7 +170,8 @@ class ClassStats:
         counts, means, scatter, class_scatter = to_numpy_many(
             self.counts, self.means, self.within_scatter, self.class_scatter)
         return ClassStats(counts, means, scatter, class_scatter, self.num_samples,
-                          classes=self.classes, total_classes=self.total_classes)
+                          classes=self.classes, total_classes=self.total_classes,
+                          precision=self.precision)
 
 
 #: Most rows per accumulation block. The statistics are computed block by block over fixed
@@ -243,6 +249,9 @@ class StatsAccumulator:
         self._scatter = xp.zeros((num_features, num_features), dtype=f64, device=device)
         self._pending: list[tuple[Any, Any, np.ndarray]] = []
         self._pending_rows = 0
+        #: Coarsest dtype of the chunks (ClassStats.precision). The compute dtype does not
+        #: enter: float32 products round the centred z = h − ref, not h (see above).
+        self.precision = "float64"
         self._buffer: np.ndarray | None = None
         # ‖z‖² → ‖h − ref‖ bound: z = fl(h − ref) has relative error ≤ u per entry (≤ 2u for
         # float64 features rounded to float32), the computed Σ z² ≥ (1 − γ_P)‖z‖² in any
@@ -268,6 +277,7 @@ class StatsAccumulator:
         """
         if labels_host is None:
             labels_host = to_numpy(labels)
+        self.precision = coarser(self.precision, precision_name(features.dtype))
         n = int(features.shape[0])
         b = self.block_rows
         start = 0
@@ -437,7 +447,7 @@ class StatsAccumulator:
         scatter = (scatter + scatter.T) / 2
         class_scatter = xp.maximum(zsq - n * xp.sum(d * d, axis=1), 0.0)
         return ClassStats(n, means, scatter, class_scatter, int(counts.sum()),
-                          classes=ids, total_classes=int(total))
+                          classes=ids, total_classes=int(total), precision=self.precision)
 
 
 def merge_class_stats(parts: list[ClassStats]) -> ClassStats:
@@ -474,8 +484,12 @@ def merge_class_stats(parts: list[ClassStats]) -> ClassStats:
         dev = np.asarray(p.means) - means[idx]
         scatter += np.asarray(p.within_scatter) + (dev * cnt[:, None]).T @ dev
         np.add.at(class_scatter, idx, np.asarray(p.class_scatter) + cnt * np.sum(dev * dev, 1))
+    precision = parts[0].precision
+    for p in parts[1:]:
+        precision = coarser(precision, p.precision)
     return ClassStats(n, means, (scatter + scatter.T) / 2, class_scatter,
-                      int(sum(p.num_samples for p in parts)), classes=ids, total_classes=total)
+                      int(sum(p.num_samples for p in parts)), classes=ids, total_classes=total,
+                      precision=precision)
 
 
 def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
