@@ -45,3 +45,18 @@ def write_run(path, y, features, weights=None, biases=None, epochs=None, dtype=n
                         None if weights is None else weights[k],
                         None if biases is None else biases[k])
     return path
+
+
+def layernorm_features(y, means, noise, rng, gain=None, shift=None):
+    """Features after a final LayerNorm, as in a transformer: ``gain ⊙ z/‖·‖ + shift`` with z
+    the row centred over its P entries and scaled to unit variance. In exact arithmetic every
+    row satisfies Σ_j (h_j − shift_j)/gain_j = 0, so the features span exactly P − 1
+    dimensions (float64; a stored float32/float16 copy has rounding noise along the missing
+    one)."""
+    p = means.shape[1]
+    z = means[y] + noise * rng.normal(size=(y.size, p))
+    z = z - z.mean(axis=1, keepdims=True)
+    z = z / np.sqrt(np.mean(z * z, axis=1, keepdims=True))
+    gain = np.ones(p) if gain is None else gain
+    shift = np.zeros(p) if shift is None else shift
+    return z * gain + shift

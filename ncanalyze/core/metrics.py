@@ -28,7 +28,7 @@ from ..backend import detach, to_numpy
 
 from .decisions import PredictionAccumulator
 from .linalg import default_rtol
-from .precision import resolved_directions
+from .precision import resolved_basis
 from .pairs import GramDistance, Minimum, Moments, Total, blocks, gram_norm, pair_values, tile_edge
 from .stats import ClassStats
 from .values import FEATURE_KEYS, METRIC_KEYS, MetricValues
@@ -83,19 +83,15 @@ def nc1(stats: ClassStats, global_mean: str = "samples", rtol: float | None = No
     tol = (default_rtol(stats.num_features, stats.num_classes) if rtol is None else rtol)
     # M̄ has at most min(C − 1, P) independent columns (Σ_c n_c μ̄_c = 0, or Σ_c μ̄_c = 0 for
     # the class-mean μ_G): a rounding-level C-th singular value must never enter the inverse.
-    rank = min(int(np.sum(s_host > tol * s_host[0])), stats.num_classes - 1,
-               stats.num_features)
+    # M̄ spans no more directions than the stored features resolve: beyond those, its
+    # singular values are rounding noise (the direction a final LayerNorm removes, stored as
+    # float32; docs/METRICS.md, "Rank from the data's precision").
+    basis = resolved_basis(stats)
+    resolved = stats.num_features if basis is None else int(basis.shape[1])
+    rank = min(int(np.sum(s_host > tol * s_host[0])), stats.num_classes - 1, resolved)
+    if rank == 0:
+        return None, 0
     ur, sr = u[:, :rank], s[:rank]
-    # A class-mean direction along which the features vary no more than their rounding does
-    # (the direction a final LayerNorm removes, stored as float32) is not signal
-    # (docs/METRICS.md, "Rank from the data's precision").
-    keep = resolved_directions(stats, ur)
-    if not keep.all():
-        idx = xp.asarray(np.flatnonzero(keep), device=device(ur))
-        ur, sr = xp.take(ur, idx, axis=1), xp.take(sr, idx)
-        rank = int(keep.sum())
-        if rank == 0:
-            return None, 0
     # u_jᵀ Σ_W u_j ≥ 0 since Σ_W is PSD; at exact collapse (Σ_W = 0) rounding can leave
     # ±1e-30, which must not make NC1 negative.
     proj = xp.maximum(xp.sum(ur * xp.matmul(stats.sigma_w, ur), axis=0), 0.0)

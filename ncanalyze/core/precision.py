@@ -69,7 +69,7 @@ def coarser(a: str, b: str) -> str:
 
 #: A direction is unresolved when its total variance is at most this many times the variance
 #: rounding adds along it (see :func:`resolved_basis`).
-NOISE_FACTOR = 2.0
+NOISE_FACTOR = 4.0
 
 
 def rounding_variance(stats):
@@ -91,23 +91,6 @@ def total_covariance(stats):
     weights = stats.counts / stats.num_samples
     sigma_t = stats.sigma_w + xp.matmul(mbar.T * weights[None, :], mbar)
     return (sigma_t + sigma_t.T) / 2
-
-
-def resolved_directions(stats, directions) -> np.ndarray:
-    """Which of the unit ``directions`` (P, k) the stored features resolve: host bool (k,).
-
-    Direction v is resolved when its total variance vᵀΣ_T v exceeds ``NOISE_FACTOR`` times
-    the variance rounding adds along it, vᵀDv (see :func:`resolved_basis`)."""
-    xp = stats.xp
-    k = int(directions.shape[1])
-    if k == 0:
-        return np.zeros(0, dtype=bool)
-    noise = xp.asarray(rounding_variance(stats), device=device(directions))
-    sigma_t = total_covariance(stats)
-    total = xp.sum(directions * xp.matmul(sigma_t, directions), axis=0)
-    floor = xp.sum(directions * directions * noise[:, None], axis=0)
-    total_h, floor_h = (np.asarray(to_numpy(a), dtype=np.float64) for a in (total, floor))
-    return total_h > NOISE_FACTOR * floor_h
 
 
 def resolved_basis(stats):
