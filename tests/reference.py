@@ -44,8 +44,12 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
 
     sig2 = np.array([np.sum((H[y == c] - mu[j]) ** 2) / n[j] for j, c in enumerate(present)])
     pairs = list(itertools.combinations(range(K), 2))
-    out["cdnv"] = np.mean([(sig2[a] + sig2[b_]) / (2 * np.sum((mu[a] - mu[b_]) ** 2))
-                           for a, b_ in pairs])
+    eps16 = 16 * np.finfo(np.float64).eps  # docs/METRICS.md, "Coincident class means"
+    scale = np.linalg.norm(mu, axis=1)
+    same = [np.linalg.norm(mu[a] - mu[b_]) <= eps16 * (scale[a] + scale[b_]) for a, b_ in pairs]
+    out["coincident_pairs"] = int(np.sum(same))
+    out["cdnv"] = None if any(same) else np.mean(
+        [(sig2[a] + sig2[b_]) / (2 * np.sum((mu[a] - mu[b_]) ** 2)) for a, b_ in pairs])
 
     def cos(u, v):
         return u @ v / (np.linalg.norm(u) * np.linalg.norm(v))
@@ -61,9 +65,16 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
     def of(G):
         return np.linalg.norm(G / np.linalg.norm(G) - np.eye(K) / np.sqrt(K))
 
-    def log_kernel(V):
-        U_ = V / np.linalg.norm(V, axis=1, keepdims=True)
-        return np.array([np.log(1.0 / np.linalg.norm(U_[a] - U_[b_])) for a, b_ in pairs])
+    def log_kernel(V, scales=None):
+        """log 1/‖û_a − û_b‖ over the pairs; None when two directions coincide (to the
+        rounding of rows computed at ``scales``, default ‖V_a‖)."""
+        nv = np.linalg.norm(V, axis=1)
+        U_ = V / nv[:, None]
+        rel = (nv if scales is None else scales) / nv
+        gaps = [np.linalg.norm(U_[a] - U_[b_]) for a, b_ in pairs]
+        if any(g <= eps16 * (rel[a] + rel[b_]) for g, (a, b_) in zip(gaps, pairs)):
+            return None
+        return np.array([np.log(1.0 / g) for g in gaps])
 
     cent = mu - muG
     cm = [cos(cent[a], cent[b_]) for a, b_ in pairs]
@@ -72,9 +83,9 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
     out["maxangle_means"] = np.mean([abs(c + 1 / (K - 1)) for c in cm])
     out["etf_distance_means"] = etf(Mbar.T @ Mbar)
     out["of_distance_means"] = of(M.T @ M)
-    lk = log_kernel(cent)
-    out["gnc2"] = np.var(lk)
-    out["gnc2_energy"] = np.mean(lk)
+    lk = log_kernel(cent, scale)
+    out["gnc2"] = None if lk is None else np.var(lk)
+    out["gnc2_energy"] = None if lk is None else np.mean(lk)
     out["classes_present"] = K
     out["class_count_min"] = int(n.min())
     out["class_count_max"] = int(n.max())
@@ -96,8 +107,8 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
         out["equiangle_weights"] = np.std(cw, ddof=1) if len(cw) > 1 else None
         out["maxangle_weights"] = np.mean([abs(c + 1 / (K - 1)) for c in cw])
         lw = log_kernel(W)
-        out["gnc2_weights"] = np.var(lw)
-        out["gnc2_energy_weights"] = np.mean(lw)
+        out["gnc2_weights"] = None if lw is None else np.var(lw)
+        out["gnc2_energy_weights"] = None if lw is None else np.mean(lw)
         We = W - W.mean(axis=0) if center_weights else W
         out["etf_distance_weights"] = etf(We @ We.T)
         out["of_distance_weights"] = of(W @ W.T)

@@ -29,12 +29,9 @@ from ..backend import detach, to_numpy
 from .decisions import PredictionAccumulator
 from .linalg import default_rtol
 from .precision import resolved_basis
-from .pairs import GramDistance, Minimum, Moments, Total, blocks, gram_norm, pair_values, tile_edge
+from .pairs import GramDistance, cross_pass, gram_norm, pair_pass, row_shift
 from .stats import ClassStats
 from .values import FEATURE_KEYS, METRIC_KEYS, MetricValues
-
-_TINY = 1e-300
-
 
 def _fro(x) -> float:
     xp = array_namespace(x)
@@ -145,88 +142,6 @@ def duality(weight, mbar_rows):
     return std, float(xp.mean(cos))
 
 
-def pair_pass(x, *, tile_bytes=None, angles=True, variances=None, grams=()):
-    """One pass over the tiles of x xᵀ (x: (K, P) class vectors as rows).
-
-    Parameters
-    ----------
-    x : array, shape (K, P)
-    tile_bytes : int, optional
-        Memory for one tile (:func:`~ncanalyze.core.pairs.tile_edge`).
-    angles : bool
-        Compute the cosine statistics of the unordered pairs (equiangle, maxangle, gnc2).
-    variances : array, shape (K,), optional
-        σ_c²: compute the CDNV with these.
-    grams : sequence of (GramDistance, shift)
-        Distances fed with each tile of x xᵀ, or ``shift(tile, i0, i1, j0, j1)`` of it.
-
-    Returns
-    -------
-    dict
-        ``equiangle``, ``maxangle``, ``gnc2``, ``gnc2_energy``, ``cdnv`` (present when
-        computed; ``None`` when undefined).
-    """
-    xp = array_namespace(x)
-    k = int(x.shape[0])
-    sq = xp.sum(x * x, axis=1)
-    norms = xp.sqrt(sq)
-    angles = angles and k >= 2 and float(xp.min(norms)) > 0.0
-    cos_m, log_m = Moments(xp), Moments(xp)
-    max_sum, ratio_sum = Total(xp), Total(xp)
-    gap_min, dist_min = Minimum(xp), Minimum(xp)
-    edge = tile_edge(tile_bytes, k)
-    for i0, i1, j0, j1 in blocks(k, edge, symmetric=True):
-        g = xp.matmul(x[i0:i1, ...], x[j0:j1, ...].T)
-        diag = i0 == j0
-        for dist, shift in grams:
-            dist.add(g if shift is None else shift(g, i0, i1, j0, j1), diag,
-                     1.0 if diag else 2.0)
-        if angles:
-            c = pair_values(xp, g / (norms[i0:i1, None] * norms[None, j0:j1]), diag)
-            cos_m.add(c)
-            max_sum.add(xp.sum(xp.abs(c + 1.0 / (k - 1))))
-            gap = 2.0 - 2.0 * c  # ‖û_c − û_c′‖²
-            gap_min.add(gap)
-            log_m.add(-0.5 * xp.log(xp.maximum(gap, _TINY)))
-        if variances is not None:
-            d = pair_values(xp, sq[i0:i1, None] + sq[None, j0:j1] - 2.0 * g, diag)
-            v = pair_values(xp, variances[i0:i1, None] + variances[None, j0:j1], diag)
-            dist_min.add(d)
-            ratio_sum.add(xp.sum(v / (2.0 * xp.maximum(d, _TINY))))
-    out: dict[str, Any] = {}
-    pairs = k * (k - 1) // 2
-    if angles:
-        n, mean, m2 = cos_m.result()
-        out["equiangle"] = math.sqrt(m2 / (n - 1)) if n >= 2 else None
-        out["maxangle"] = max_sum.result() / pairs
-        ok = gap_min.result() > 0.0
-        n, mean, m2 = log_m.result()
-        out["gnc2"] = m2 / n if ok else None
-        out["gnc2_energy"] = mean if ok else None
-    else:
-        out.update(equiangle=None, maxangle=None, gnc2=None, gnc2_energy=None)
-    if variances is not None:
-        out["cdnv"] = (ratio_sum.result() / pairs if pairs and dist_min.result() > 0.0
-                       else None)
-    return out
-
-
-def cross_pass(a, b, grams, tile_bytes=None) -> None:
-    """Feed every tile of A Bᵀ (A, B: (K, P)) to ``grams`` = [(GramDistance, shift)]."""
-    xp = array_namespace(a)
-    k = int(a.shape[0])
-    edge = tile_edge(tile_bytes, k)
-    for i0, i1, j0, j1 in blocks(k, edge, symmetric=False):
-        g = xp.matmul(a[i0:i1, ...], b[j0:j1, ...].T)
-        for dist, shift in grams:
-            dist.add(g if shift is None else shift(g, i0, i1, j0, j1), i0 == j0)
-
-
-def _row_shift(v):
-    """shift(tile) = tile + v_i (a rank-one term along rows)."""
-    return lambda g, i0, i1, j0, j1: g + v[i0:i1, None]
-
-
 # ---------------------------------------------------------------------- all keys
 
 
@@ -276,11 +191,18 @@ def feature_metrics(stats: ClassStats, *, global_mean: str = "samples",
         of = GramDistance(xp, gram_norm(stats.means), c, "of")
         grams.append((of, lambda g, i0, i1, j0, j1: g + a[i0:i1, None] + a[None, j0:j1] + mu2))
     angles = any(k in keys for k in ("equiangle_means", "maxangle_means", "gnc2", "gnc2_energy"))
+    distances = "cdnv" in keys or "coincident_pairs" in keys
+    means_h = np.asarray(to_numpy(stats.means), dtype=np.float64)
     pairs = pair_pass(mbar, tile_bytes=tile_bytes, angles=angles,
-                      variances=stats.class_scatter / stats.counts if "cdnv" in keys else None,
-                      grams=grams)
+                      variances=stats.class_scatter / stats.counts if distances else None,
+                      grams=grams, scales=np.sqrt(np.einsum("ij,ij->i", means_h, means_h)))
+    if distances:
+        same = pairs["coincident"]
+        out.values["coincident_pairs"] = same
+        if same:
+            out.warnings.append(coincident_note(stats, same, pairs["coincident_examples"]))
     if "cdnv" in keys:
-        out.set("cdnv", pairs["cdnv"], "two class means coincide")
+        out.set("cdnv", pairs["cdnv"], "two class means coincide (coincident_pairs > 0)")
     zero = "a class mean equals μ_G (cosine 0/0)"
     if "equiangle_means" in keys:
         out.set("equiangle_means", pairs["equiangle"], zero if c > 2 else "needs at least 3 classes")
@@ -297,6 +219,17 @@ def feature_metrics(stats: ClassStats, *, global_mean: str = "samples",
         out.warnings.append(f"C − 1 = {c - 1} > P = {p}: an exact simplex ETF is impossible "
                             "(Zhou et al., d < K−1); ETF distances cannot reach 0")
     return out
+
+
+def coincident_note(stats: ClassStats, count: int, examples) -> str:
+    """The warning line for class means that coincide (docs/METRICS.md, "Coincident class
+    means"), naming a few pairs by class index."""
+    ids = stats.class_ids
+    named = ", ".join(f"{ids[a]} = {ids[b]}" for a, b in examples)
+    more = ", …" if count > len(examples) else ""
+    return (f"{count} pair(s) of classes have identical means (classes {named}{more}): cdnv "
+            "and gnc2 are undefined for them (in a language model: tokens only ever seen after "
+            "the same contexts get the same features, see docs/METRICS.md)")
 
 
 def present_rows(stats: ClassStats, a):
@@ -348,7 +281,7 @@ def weight_metrics(stats: ClassStats, weight, bias=None, *, global_mean: str = "
     out.set("self_duality", self_duality(w, mbar), "W = 0 or M̄ = 0")
     nc3_etf = GramDistance(xp, gram_norm(w, mbar), c, "etf")
     nc3_of = GramDistance(xp, gram_norm(w, stats.means), c, "of")
-    cross_pass(w, mbar, [(nc3_etf, None), (nc3_of, _row_shift(shift))], tile_bytes)
+    cross_pass(w, mbar, [(nc3_etf, None), (nc3_of, row_shift(shift))], tile_bytes)
     out.set("nc3_etf", nc3_etf.result(), "W M̄ = 0")
     out.set("nc3_of", nc3_of.result(), "W M = 0")
     unc3, dmean = duality(w, mbar)

@@ -15,6 +15,7 @@ The Gram norms ‖G‖_F that normalise the distances come from P×P products
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
@@ -178,3 +179,101 @@ def gram_norm(a, b=None) -> float:
         return float(xp.sqrt(xp.sum(ga * ga)))
     gb = xp.matmul(b.T, b)
     return math.sqrt(max(float(xp.sum(ga * gb)), 0.0))
+
+
+# ---------------------------------------------------------------------- passes
+
+_TINY = 1e-300
+
+
+def pair_pass(x, *, tile_bytes=None, angles=True, variances=None, grams=(), scales=None):
+    """One pass over the tiles of x xᵀ (x: (K, P) class vectors as rows).
+
+    Parameters
+    ----------
+    x : array, shape (K, P)
+    tile_bytes : int, optional
+        Memory for one tile (:func:`tile_edge`).
+    angles : bool
+        Compute the cosine statistics of the unordered pairs (equiangle, maxangle, gnc2).
+    variances : array, shape (K,), optional
+        σ_c²: compute the CDNV with these (and count the coinciding rows).
+    grams : sequence of (GramDistance, shift)
+        Distances fed with each tile of x xᵀ, or ``shift(tile, i0, i1, j0, j1)`` of it.
+    scales : ndarray, shape (K,), optional
+        Host float64 size of the numbers each row was computed from (default ‖x_c‖): two
+        rows closer than a few ulps of it coincide (:mod:`ncanalyze.core.coincide`).
+
+    Returns
+    -------
+    dict
+        ``equiangle``, ``maxangle``, ``gnc2``, ``gnc2_energy``, ``cdnv`` (present when
+        computed; ``None`` when undefined), and with ``variances`` ``coincident`` (the number
+        of pairs of equal rows) and ``coincident_examples`` (a few of them as row indices).
+    """
+    from .coincide import Coincidence
+
+    xp = array_namespace(x)
+    k = int(x.shape[0])
+    sq = xp.sum(x * x, axis=1)
+    norms = xp.sqrt(sq)
+    norms_h = np.asarray(to_numpy(norms), dtype=np.float64)
+    scales = norms_h if scales is None else np.asarray(scales, dtype=np.float64)
+    angles = angles and k >= 2 and float(norms_h.min()) > 0.0
+    cos_m, log_m = Moments(xp), Moments(xp)
+    max_sum, ratio_sum = Total(xp), Total(xp)
+    same_dir = Coincidence(x / norms[:, None], scales / norms_h) if angles else None
+    same = Coincidence(x, scales) if variances is not None else None
+    edge = tile_edge(tile_bytes, k)
+    for i0, i1, j0, j1 in blocks(k, edge, symmetric=True):
+        g = xp.matmul(x[i0:i1, ...], x[j0:j1, ...].T)
+        diag = i0 == j0
+        for dist, shift in grams:
+            dist.add(g if shift is None else shift(g, i0, i1, j0, j1), diag,
+                     1.0 if diag else 2.0)
+        if angles:
+            cos = g / (norms[i0:i1, None] * norms[None, j0:j1])
+            c = pair_values(xp, cos, diag)
+            cos_m.add(c)
+            max_sum.add(xp.sum(xp.abs(c + 1.0 / (k - 1))))
+            # ‖û_c − û_c′‖² = 2 − 2 cos, decided exactly where it cancels
+            gap = pair_values(xp, same_dir.fix(2.0 - 2.0 * cos, 2.0, i0, j0, diag), diag)
+            log_m.add(-0.5 * xp.log(xp.maximum(gap, _TINY)))
+        if same is not None:
+            sum_sq = sq[i0:i1, None] + sq[None, j0:j1]
+            d = pair_values(xp, same.fix(sum_sq - 2.0 * g, sum_sq, i0, j0, diag), diag)
+            v = pair_values(xp, variances[i0:i1, None] + variances[None, j0:j1], diag)
+            ratio_sum.add(xp.sum(v / (2.0 * xp.maximum(d, _TINY))))
+    out: dict[str, Any] = {}
+    pairs = k * (k - 1) // 2
+    if angles:
+        n, mean, m2 = cos_m.result()
+        out["equiangle"] = math.sqrt(m2 / (n - 1)) if n >= 2 else None
+        out["maxangle"] = max_sum.result() / pairs
+        ok = same_dir.count == 0
+        n, mean, m2 = log_m.result()
+        out["gnc2"] = m2 / n if ok else None
+        out["gnc2_energy"] = mean if ok else None
+    else:
+        out.update(equiangle=None, maxangle=None, gnc2=None, gnc2_energy=None)
+    if same is not None:
+        out["cdnv"] = ratio_sum.result() / pairs if pairs and same.count == 0 else None
+        out["coincident"] = same.count
+        out["coincident_examples"] = same.examples
+    return out
+
+
+def cross_pass(a, b, grams, tile_bytes=None) -> None:
+    """Feed every tile of A Bᵀ (A, B: (K, P)) to ``grams`` = [(GramDistance, shift)]."""
+    xp = array_namespace(a)
+    k = int(a.shape[0])
+    edge = tile_edge(tile_bytes, k)
+    for i0, i1, j0, j1 in blocks(k, edge, symmetric=False):
+        g = xp.matmul(a[i0:i1, ...], b[j0:j1, ...].T)
+        for dist, shift in grams:
+            dist.add(g if shift is None else shift(g, i0, i1, j0, j1), i0 == j0)
+
+
+def row_shift(v):
+    """shift(tile) = tile + v_i (a rank-one term along rows)."""
+    return lambda g, i0, i1, j0, j1: g + v[i0:i1, None]

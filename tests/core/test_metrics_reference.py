@@ -124,7 +124,7 @@ def test_layers_depthwise(tmp_path, rng):
     res = _analyse(tmp_path / "l.h5", layers=True)[0]
     ref = reference_metrics(L1, y, None, None, C)
     layer = res["layers"]["block1"]
-    assert set(layer) == {"nc1", "nc1_rank", "cdnv", "etf_distance_means",
+    assert set(layer) == {"nc1", "nc1_rank", "cdnv", "coincident_pairs", "etf_distance_means",
                           "of_distance_means", "equinorm_means"}
     assert_close(layer, ref, keys=layer.keys())
     assert "accuracy" not in res  # no classifier in this file: never invented
