@@ -109,3 +109,14 @@ def run_cli(*args, **kwargs):
 def cli():
     """:func:`run_cli` as a fixture."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory):
+    """A word-level language model trained on stdlib text with a final LayerNorm, recorded in
+    float32 with ncanalyze's capture API (:func:`tests.factories.word_lm_run`; ~5 s, once per
+    session)."""
+    pytest.importorskip("torch")
+    from tests.factories import word_lm_run
+
+    return word_lm_run(tmp_path_factory.mktemp("lm") / "lm.h5")

@@ -60,3 +60,77 @@ def layernorm_features(y, means, noise, rng, gain=None, shift=None):
     gain = np.ones(p) if gain is None else gain
     shift = np.zeros(p) if shift is None else shift
     return z * gain + shift
+
+
+def stdlib_words() -> list[str]:
+    """The words of the help topics shipped with Python (``pydoc_data.topics``), lower case,
+    in a fixed order: ~64,000 words, ~3,100 distinct."""
+    import re
+
+    from pydoc_data.topics import topics
+
+    text = " ".join(topics[k] for k in sorted(topics))
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def word_lm_run(path, *, vocab=3000, width=32, context=2, recorded=1536, epochs=2,
+                steps=50, batch=512, dtype=np.float32, weight_decay=1e-4, seed=0):
+    """Train a small word-level next-token model on stdlib text and record it with
+    :func:`ncanalyze.record_epoch`, as a user would (a few seconds on one CPU core).
+
+    The model embeds the ``context`` previous words, mixes them with a two-layer MLP into
+    ``width`` features and ends, as every transformer does, with a LayerNorm (with affine
+    parameters) before the linear head over ``vocab`` words (word ``vocab − 1`` is every rarer
+    word). Features are therefore exactly (width − 1)-dimensional in exact arithmetic, and
+    tokens seen once after one context share that context's feature vector (coincident class
+    means). Epochs 0..``epochs`` record the first ``recorded`` positions of the text.
+
+    Returns
+    -------
+    path
+    """
+    import collections
+
+    import torch
+    from torch import nn
+
+    words = stdlib_words()
+    common = [w for w, _ in collections.Counter(words).most_common(vocab - 1)]
+    index = {w: i for i, w in enumerate(common)}
+    ids = torch.tensor([index.get(w, vocab - 1) for w in words], dtype=torch.int64)
+    pad = torch.full((context,), vocab - 1, dtype=torch.int64)
+    padded = torch.cat([pad, ids])
+    inputs = torch.stack([padded[k:k + ids.numel()] for k in range(context)], dim=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared machine
+    try:
+        return _train_and_record(path, torch, nn, inputs, ids, vocab, width, context,
+                                 recorded, epochs, steps, batch, dtype, weight_decay, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_record(path, torch, nn, inputs, ids, vocab, width, context, recorded, epochs,
+                      steps, batch, dtype, weight_decay, seed):
+    from ncanalyze.capture import record_epoch
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Embedding(vocab, 24), nn.Flatten(1), nn.Linear(24 * context, 64), nn.GELU(),
+        nn.Linear(64, width), nn.LayerNorm(width), nn.Linear(width, vocab))
+    head = model[-1]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    loader = [(inputs[k:k + 512], ids[k:k + 512]) for k in range(0, recorded, 512)]
+    with RunWriter(path, ids[:recorded].numpy(), num_classes=vocab, loss="ce",
+                   weight_decay=weight_decay, overwrite=True) as writer:
+        for epoch in range(epochs + 1):
+            if epoch:
+                for _ in range(steps):
+                    pick = torch.randint(0, ids.numel(), (batch,), generator=gen)
+                    loss = nn.functional.cross_entropy(model(inputs[pick]), ids[pick])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            record_epoch(writer, epoch, model, loader, classifier=head, dtype=dtype)
+    return path

@@ -13,11 +13,50 @@ import numpy as np
 import pytest
 
 
+def unresolved_directions(H, precision):
+    """docs/METRICS.md, "Rank from the data's precision", literally: the unit directions (P, m)
+    along which the total variance of ``H`` is rounding noise of ``precision`` (generalised
+    eigenvalues Σ_T v = λ D v at most 16 and separated by a gap of 100), and the features that
+    are 0 in every row."""
+    import scipy.linalg
+
+    H = np.asarray(H, dtype=np.float64)
+    u = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24,
+         "float64": 2.0**-53}[precision]
+    N, P = H.shape
+    Hc = H - H.mean(axis=0)
+    ST = Hc.T @ Hc / N
+    D = u * u / 3 * np.mean(H * H, axis=0)
+    live = np.flatnonzero(D > 0)
+    lam, V = scipy.linalg.eigh(ST[np.ix_(live, live)], np.diag(D[live]))
+    m = 0
+    for k in range(int(np.sum(lam <= 16)), 0, -1):
+        if k == lam.size or lam[k] >= 100 * max(lam[k - 1], 1.0):
+            m = k
+            break
+    dirs = np.zeros((P, m))
+    dirs[live] = V[:, :m]
+    dead = np.eye(P)[:, np.setdiff1d(np.arange(P), live)]
+    out = np.concatenate([dirs, dead], axis=1)
+    return out / np.maximum(np.linalg.norm(out, axis=0), 1e-300)
+
+
+def resolved_features(H, precision):
+    """``H`` in an orthonormal basis of the complement of :func:`unresolved_directions`."""
+    U = unresolved_directions(H, precision)
+    if U.shape[1] == 0:
+        return np.asarray(H, dtype=np.float64)
+    Q, _ = np.linalg.qr(U, mode="complete")
+    return np.asarray(H, dtype=np.float64) @ Q[:, U.shape[1]:]
+
+
 def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
-                      center_weights=False, ncc_means=None, ncc_classes=None):
+                      center_weights=False, ncc_means=None, ncc_classes=None, precision=None):
     """docs/METRICS.md literally. Classes without samples are left out of every class-indexed
     key (K = the classes present plays C's role there); the decisions use all C rows of W.
-    ``ncc_means`` (with ``ncc_classes``, their class indices) replace the NCC rule's means."""
+    ``ncc_means`` (with ``ncc_classes``, their class indices) replace the NCC rule's means.
+    ``precision``: the features' (float16 … float64): ``nc1_rank`` is at most the number of
+    directions they resolve (:func:`unresolved_directions`)."""
     H = np.asarray(H, dtype=np.float64)
     y = np.asarray(y)
     N, P = H.shape
@@ -38,6 +77,8 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
     U, s, _ = np.linalg.svd(Mbar, full_matrices=False)
     r = int(np.sum(s > max(P, K) * np.finfo(np.float64).eps * s[0]))
     r = min(r, K - 1, P)
+    if precision is not None:
+        r = min(r, P - unresolved_directions(H, precision).shape[1])
     SB_pinv = K * U[:, :r] @ np.diag(1.0 / s[:r] ** 2) @ U[:, :r].T
     out = {"nc1": np.trace(SW @ SB_pinv) / K, "nc1_rank": r}
     out["nc1_trace_ratio"] = np.trace(SW) / np.trace(Mbar @ Mbar.T / K)
@@ -96,7 +137,7 @@ def reference_metrics(H, y, W=None, b=None, C=None, global_mean="samples",
     else:
         nm = np.asarray(ncc_means, dtype=np.float64)
         ids = np.arange(nm.shape[0]) if ncc_classes is None else np.asarray(ncc_classes)
-    ncc = np.array([ids[np.argmin([np.sum((h - m) ** 2) for m in nm])] for h in H])
+    ncc = np.array([ids[np.argmin(np.sum((h - nm) ** 2, axis=1))] for h in H])
     out["ncc_accuracy"] = np.mean(ncc == y)
     if W is not None:
         Wall = np.asarray(W, dtype=np.float64)
@@ -159,8 +200,8 @@ def reference_decompose(h, y, weight, bias, lam, c):
         sw += np.outer(dev, dev)
     sw /= n
     nc1 = 0.5 * np.trace(w_ls @ (sw + lam * np.eye(d)) @ w_ls.T)
-    nc23 = 0.5 * sum(np.mean(y == k) * np.sum((w_ls @ mu[k] - np.eye(c)[k]) ** 2)
-                     for k in present)
+    eye = np.eye(c)
+    nc23 = 0.5 * sum(np.mean(y == k) * np.sum((w_ls @ mu[k] - eye[k]) ** 2) for k in present)
     delta = wt - w_ls
     perp = 0.5 * np.trace(delta @ a @ delta.T)
     total = loss(wt)

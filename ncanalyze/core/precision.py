@@ -67,9 +67,16 @@ def coarser(a: str, b: str) -> str:
     return a if unit_roundoff(a) >= unit_roundoff(b) else b
 
 
-#: A direction is unresolved when its total variance is at most this many times the variance
-#: rounding adds along it (see :func:`resolved_basis`).
-NOISE_FACTOR = 4.0
+#: A direction can be unresolved only when its total variance is at most this many times the
+#: variance one rounding adds along it: features computed in a precision carry a few
+#: roundings (a float32 LayerNorm's own arithmetic gave 5.7–7.4 on a language model); signal
+#: directions are at ≥ 1e6 (float16) and ≥ 1e12 (float32) on the same data.
+NOISE_FACTOR = 16.0
+#: ... and only when the next direction's ratio is at least GAP times larger (and ≥ GAP): a
+#: numerical rank needs a gap. Features that vary by less than their rounding without an
+#: exact constraint (float16 features of an untrained network) form a continuum of ratios
+#: (consecutive ones within 5×): nothing is dropped there.
+GAP = 100.0
 
 
 def rounding_variance(stats):
@@ -103,9 +110,10 @@ def resolved_basis(stats):
     could not have put there: in exact arithmetic the features may have none (a final
     LayerNorm leaves exactly P − 1 dimensions; the stored float32 copy has rounding noise
     along the missing one). These are the directions with generalised eigenvalue
-    Σ_T v = λ D v, λ ≤ ``NOISE_FACTOR``; the formulas that cut a spectrum (NC1's Σ_B^†, the
-    SNR's whitening, the decomposition's least-squares solve) work in the span of the others.
-    Features that are exactly 0 everywhere (D_jj = 0) are left out as well.
+    Σ_T v = λ D v, λ ≤ ``NOISE_FACTOR``, separated by a gap (the next λ ≥ ``GAP``·max(λ, 1));
+    the formulas that cut a spectrum (NC1's Σ_B^†, the SNR's whitening, the decomposition's
+    least-squares solve) work in the orthogonal complement of them. Features that are exactly
+    0 everywhere (D_jj = 0) are left out as well.
 
     A Cholesky factorisation of Σ_T − NOISE_FACTOR·D decides cheaply that nothing is dropped
     (it exists iff every generalised eigenvalue exceeds the factor); only otherwise is the
@@ -145,7 +153,7 @@ def _resolved_basis(stats):
         sigma_t = xp.take(xp.take(sigma_t, idx, axis=0), idx, axis=1)
     scale = xp.asarray(1.0 / np.sqrt(noise[live]), device=dev)
     evals, evecs = xp.linalg.eigh(sigma_t * scale[:, None] * scale[None, :])
-    drop = np.flatnonzero(np.asarray(to_numpy(evals), dtype=np.float64) <= NOISE_FACTOR)
+    drop = np.arange(_unresolved_count(np.asarray(to_numpy(evals), dtype=np.float64)))
     # The unresolved directions D^{-1/2} w (w the dropped eigenvectors), in all P coordinates
     # together with the dead features; the basis spans their orthogonal complement (for
     # exactly degenerate features: the range of Σ_T, so least-squares solutions found in it
@@ -162,6 +170,16 @@ def _resolved_basis(stats):
         return None
     q, _ = xp.linalg.qr(unresolved, mode="complete")
     return q[:, m:]
+
+
+def _unresolved_count(ratios: np.ndarray) -> int:
+    """m: the m smallest generalised eigenvalues (ascending ``ratios``) are rounding noise —
+    the largest m with λ_m ≤ NOISE_FACTOR and λ_{m+1} ≥ GAP·max(λ_m, 1); 0 when there is no
+    such gap."""
+    for m in range(int(np.sum(ratios <= NOISE_FACTOR)), 0, -1):
+        if m == ratios.size or ratios[m] >= GAP * max(float(ratios[m - 1]), 1.0):
+            return m
+    return 0
 
 
 def _diag(xp, d):
