@@ -27,6 +27,7 @@ from .caps import cap_workers, check_chunk_rows, usable_cores
 from .core.decisions import DecisionCounts, PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
+from .core.precision import coarser
 from .core.stats import (ClassStats, StatsAccumulator, block_rows,
                          compact_labels, merge_class_stats)
 from . import memory, stored
@@ -288,16 +289,23 @@ class Analysis:
 
     def _epoch_stats(self, epoch: int, source: Source, keep: bool):
         """:meth:`_stats`, or its row-split form on workers (partial statistics merged); in
-        a statistics run, the stored statistics."""
+        a statistics run, the stored statistics. The one place the precision the source's
+        features had (``Source.feature_dtype``: a statistics run records it, a features
+        dataset has it) reaches the rank cut-offs (docs/METRICS.md, "Rank from the data's
+        precision")."""
         if self.run.kind == "statistics":
-            return stored.class_stats(self._stored(epoch, source)), None
-        if self._split is None:
-            return self._stats(epoch, source, keep)
-        path, settings, workers = self._split
-        tasks = [(path, settings, epoch, source.kind, source.name, r0, r1)
-                 for r0, r1 in self._row_ranges(source)]
-        parts = list(ordered_map(partial_stats, tasks, workers=workers, dask=settings.dask))
-        return merge_class_stats(parts), None
+            stats, cache = stored.class_stats(self._stored(epoch, source)), None
+        elif self._split is None:
+            stats, cache = self._stats(epoch, source, keep)
+        else:
+            path, settings, workers = self._split
+            tasks = [(path, settings, epoch, source.kind, source.name, r0, r1)
+                     for r0, r1 in self._row_ranges(source)]
+            parts = list(ordered_map(partial_stats, tasks, workers=workers,
+                                     dask=settings.dask))
+            stats, cache = merge_class_stats(parts), None
+        stats.precision = coarser(stats.precision, source.feature_dtype)
+        return stats, cache
 
     def _epoch_predictions(self, epoch, source, cache, train, means_dev, w_dev, b_dev):
         """:meth:`_predictions`, or its row-split form on workers (counts added); in a

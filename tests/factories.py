@@ -133,6 +133,7 @@ def _train_and_record(path, torch, nn, inputs, ids, vocab, width, context, recor
                     loss.backward()
                     opt.step()
             record_epoch(writer, epoch, model, loader, classifier=head, dtype=dtype)
+    return path
 
 
 def statistics_of(features, labels, num_classes, weight=None, bias=None, ncc=None):

@@ -21,7 +21,7 @@ from ncanalyze.core.precision import UNIT_ROUNDOFF, precision_name
 from ncanalyze.core.snr import snr
 from ncanalyze.core.stats import class_stats, merge_class_stats
 from ncanalyze.settings import Settings
-from tests.factories import labels, layernorm_features, write_run
+from tests.factories import labels, layernorm_features, write_run, write_statistics_run
 from tests.reference import reference_decompose, reference_metrics
 
 RANK_KEYS = ("nc1", "nc1_trace_ratio")
@@ -80,6 +80,25 @@ def test_a_run_file_carries_its_storage_precision_into_every_key(tmp_path, dtype
     for key in DECOMPOSE:
         assert res.values[key] == pytest.approx(want[key], rel=2 * u), key
     assert res.values["snr_dropped_dims"] == 1
+
+
+@pytest.mark.parametrize("recorded", ["float16", "float64"])
+def test_a_statistics_run_uses_the_precision_it_records(tmp_path, recorded):
+    """A statistics run holds no features: its ``feature_dtype`` attribute is the precision.
+    The statistics of float16-rounded LayerNorm features give the exact answer when the run
+    says float16; declared float64 the noise direction is kept (rank P, nc1 far off)."""
+    h, y, w, b = _layernorm_case(p=16, c=40, n=10, seed=5)
+    rounded = h.astype(np.float16).astype(np.float64)
+    path = write_statistics_run(tmp_path / "s.h5", y, [rounded], [w], [b],
+                                feature_dtype=recorded)
+    _, (res,) = analyze(path, Settings(quantities=("metrics", "decompose", "snr")))
+    exact = reference_metrics(h, y, w, b)
+    if recorded == "float16":
+        assert res.values["nc1_rank"] == exact["nc1_rank"] == 15
+        assert res.values["nc1"] == pytest.approx(exact["nc1"], rel=2 * UNIT_ROUNDOFF["float16"])
+    else:
+        assert res.values["nc1_rank"] == 16
+        assert abs(res.values["nc1"] / exact["nc1"] - 1) > 0.1
 
 
 @given(p=st.integers(3, 12), missing=st.integers(1, 2), c=st.integers(2, 12),
