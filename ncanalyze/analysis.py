@@ -27,7 +27,7 @@ from .caps import cap_workers, check_chunk_rows, usable_cores
 from .core.decisions import DecisionCounts, PredictionAccumulator
 from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
-from .core.precision import coarser
+from .core.precision import coarser, values_precision
 from .core.stats import (ClassStats, StatsAccumulator, block_rows,
                          compact_labels, merge_class_stats)
 from . import memory, stored
@@ -112,6 +112,7 @@ class Analysis:
                 self.run_warnings.append(note)
         self.tile_bytes = self._plan_memory()
         self._split: tuple[str, Settings, int] | None = None
+        self._values_precision = "float64"  # of the rows read by the current pass
         self._last_stored: tuple = (None, None)
 
     def _plan_memory(self) -> int:
@@ -191,6 +192,8 @@ class Analysis:
         chunks = self.run.iter_chunks(epoch, source, rows=rows, check_finite=check_finite,
                                       start=start, stop=stop)
         for chunk, _ in prefetch(chunks, PREFETCH):
+            # on the host rows, so that every backend sees the same precision
+            self._values_precision = coarser(self._values_precision, values_precision(chunk))
             stop = start + chunk.shape[0]
             yield be.asarray(chunk, chunk.dtype), start, stop
             start = stop
@@ -220,6 +223,7 @@ class Analysis:
                                classes=lab.classes, total_classes=self.run.info.num_classes,
                                device=self.backend.device)
         # NaN/Inf features propagate silently into the statistics and are reported below.
+        self._values_precision = "float64"
         with np.errstate(invalid="ignore", over="ignore"):
             for x, start, stop in self._chunks(epoch, source, rows_range=rows_range):
                 acc.update(x, lab.compact_device[start:stop], lab.compact_host[start:stop])
@@ -229,6 +233,7 @@ class Analysis:
                     self.progress(x.shape[0], source.num_samples)
         with np.errstate(invalid="ignore", over="ignore"):
             stats = acc.finalize().on_host()
+        stats.precision = coarser(stats.precision, self._values_precision)
         bounds = acc.row_norm_bounds()
         if cache is not None:
             start, chunks = 0, []

@@ -155,6 +155,17 @@ def to_numpy_many(*arrays) -> list[np.ndarray]:
     return out
 
 
+def host_view(array: Any) -> np.ndarray | None:
+    """``array`` as a NumPy array sharing its memory when it lives in host memory (NumPy, or a
+    torch CPU tensor of a NumPy dtype), else ``None``."""
+    if isinstance(array, np.ndarray):
+        return array
+    if type(array).__module__.startswith("torch") and array.device.type == "cpu" \
+            and str(array.dtype) != "torch.bfloat16" and not array.is_conj():
+        return array.detach().numpy()
+    return None
+
+
 def detach(array: Any) -> Any:
     """``array`` without autograd tracking (a view, no copy); other arrays unchanged."""
     if getattr(array, "requires_grad", False) and type(array).__module__.startswith("torch"):
@@ -188,6 +199,26 @@ def cholesky(a):
         return xp.linalg.cholesky(a)
     except ValueError:
         return None
+
+
+def native_segment_sum(values, labels, num_classes: int):
+    """Per-label sums of the rows of ``values`` with the library's scatter-add
+    (``torch.Tensor.index_add_``), or ``None`` when the library has none here (the caller
+    then uses the array-API one-hot product, O(rows·C·cols) instead of O(rows·cols)).
+
+    Parameters
+    ----------
+    values : array, shape (n_rows,) or (n_rows, n_cols)
+    labels : integer array, shape (n_rows,), values in ``0..num_classes-1``
+    """
+    from array_api_compat import array_namespace, is_torch_namespace
+
+    if not is_torch_namespace(array_namespace(values)):
+        return None
+    torch = sys.modules["torch"]
+    out = torch.zeros((num_classes,) + tuple(values.shape[1:]), dtype=values.dtype,
+                      device=values.device)
+    return out.index_add_(0, labels.to(torch.int64), values)
 
 
 #: Below this size the generic :func:`solve_lower` hands the triangular system to

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from ..backend import to_numpy_many
+from ..backend import host_view, to_numpy, to_numpy_many
 
 #: Default memory for one tile of scores and its temporaries.
 DEFAULT_TILE_BYTES = 64 * 2**20
@@ -168,15 +168,21 @@ class PredictionAccumulator:
 
     def _decide(self, rule: _Rule, x, bounds):
         xp = self.xp
-        if is_numpy_namespace(xp) and x.dtype in (np.float16, np.float32):
+        # float16/32 rows in host memory (NumPy, or torch on the CPU, viewed without a copy):
+        # the float32 twin with exact re-scoring, the same decisions as float64 at about a
+        # third of the cost (docs/PERFORMANCE.md, "torch on the CPU").
+        host = host_view(x) if _is_half_or_single(xp, x) else None
+        if host is not None:
             if rule.np32 is None:
-                rule.np32 = _Numpy32(np.asarray(rule.vectors), None if rule.offset is None
-                                     else np.asarray(rule.offset))
+                rule.np32 = _Numpy32(to_numpy(rule.vectors), None if rule.offset is None
+                                     else to_numpy(rule.offset))
             if rule.np32.usable:
-                best, rescored = _numpy_decide32(rule, np.asarray(x, dtype=np.float32), bounds,
-                                                 self.tile_bytes)
+                numpy = is_numpy_namespace(xp)
+                lift = None if numpy else (lambda a: xp.asarray(a, device=device(x)))
+                best, rescored = _numpy_decide32(rule, np.asarray(host, dtype=np.float32),
+                                                 bounds, self.tile_bytes, lift)
                 self.rescored_rows += rescored
-                return best
+                return best if numpy else xp.asarray(best, device=device(x))
         edge = tile_classes(self.tile_bytes, int(x.shape[0]))
         return argmax_tiled(rule, xp.astype(x, xp.float64, copy=False), edge)
 
@@ -228,13 +234,20 @@ class _Numpy32:
         self.kmax = 0.0 if offset is None else float(np.max(np.abs(offset)))
 
 
-def _numpy_decide32(rule: _Rule, x: np.ndarray, norms, tile_bytes):
+def _is_half_or_single(xp, x) -> bool:
+    return str(x.dtype).rsplit(".", 1)[-1] in ("float16", "float32")
+
+
+def _numpy_decide32(rule: _Rule, x: np.ndarray, norms, tile_bytes, lift=None):
     """NumPy twin of ``argmax_tiled`` for float32 rows ``x``: float32 scores, a running top
     two over class tiles, float64 re-scoring of the rows too close to call.
 
     Each row's margin (best − second) is compared with twice the bound
     ``(P+4)·u·‖h‖·max_c‖v_c‖ + 2u·(|k|_max + |score|)`` (u = 2⁻²⁴, Cauchy–Schwarz on the dot
     products); a row within it (ties, NaN and inf included) is decided by ``argmax_tiled``.
+
+    ``lift`` turns the float64 rows to re-score into arrays of the rule's library (torch on
+    the CPU); ``None`` for NumPy.
 
     Returns
     -------
@@ -274,7 +287,9 @@ def _numpy_decide32(rule: _Rule, x: np.ndarray, norms, tile_bytes):
         unsure = np.flatnonzero(~(margin > 2.0 * bound))  # NaN margins are unsure too
     if unsure.size:
         x64 = x[unsure].astype(np.float64)
-        best[unsure] = argmax_tiled(rule, x64, tile_classes(tile_bytes, unsure.size))
+        edge = tile_classes(tile_bytes, unsure.size)
+        best[unsure] = (argmax_tiled(rule, x64, edge) if lift is None
+                        else to_numpy(argmax_tiled(rule, lift(x64), edge)))
     return best, int(unsure.size)
 
 

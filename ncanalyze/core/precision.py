@@ -54,6 +54,31 @@ def precision_name(dtype) -> str:
     return text if text in UNIT_ROUNDOFF else "float64"
 
 
+def values_precision(array) -> str:
+    """The coarsest precision whose numbers hold every value of a host array exactly: the
+    dtype's name, or coarser when the values are (float64 holding float32 values: features
+    computed in float32 and stored as float64; float32 holding bfloat16 or float16 values).
+    Arrays not in host memory (GPU) give their dtype's name."""
+    from ..backend import host_view
+
+    name = precision_name(array.dtype)
+    host = host_view(array)
+    if host is None or host.size == 0 or name in ("float16", "bfloat16"):
+        return name
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "float64":
+            single = host.astype(np.float32)
+            if not np.array_equal(single, host, equal_nan=True):
+                return name
+            host, name = single, "float32"
+        bits = np.ascontiguousarray(host, dtype=np.float32).view(np.uint32)
+        if not np.any(bits & np.uint32(0xFFFF)):
+            return "bfloat16"  # the low 16 bits of every float32 are 0
+        if np.array_equal(host.astype(np.float16).astype(np.float32), host, equal_nan=True):
+            return "float16"
+    return name
+
+
 def unit_roundoff(name: str) -> float:
     """u of a precision name (:data:`UNIT_ROUNDOFF`); raises ValueError for other names."""
     try:

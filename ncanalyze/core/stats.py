@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from ..backend import detach, to_numpy, to_numpy_many
-from .precision import coarser, precision_name
+from ..backend import detach, native_segment_sum, to_numpy, to_numpy_many
+from .precision import coarser, precision_name, values_precision
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -55,6 +55,10 @@ def segment_sum(values, labels, num_classes: int):
         # Sparse one-hot: O(rows × cols) instead of the dense one-hot product's O(rows × C × cols).
         return xp.asarray(_numpy_segment_sum(np.asarray(values), np.asarray(labels),
                                               num_classes))
+    if num_classes > 16:
+        native = native_segment_sum(values, labels, num_classes)  # torch: index_add_
+        if native is not None:
+            return native
     classes = xp.arange(num_classes, device=device(labels))
     onehot = xp.astype(labels[:, None] == classes[None, :], values.dtype)
     if vector:
@@ -249,8 +253,9 @@ class StatsAccumulator:
         self._scatter = xp.zeros((num_features, num_features), dtype=f64, device=device)
         self._pending: list[tuple[Any, Any, np.ndarray]] = []
         self._pending_rows = 0
-        #: Coarsest dtype of the chunks (ClassStats.precision). The compute dtype does not
-        #: enter: float32 products round the centred z = h − ref, not h (see above).
+        #: Coarsest dtype of the chunks (ClassStats.precision; the callers holding the host
+        #: rows refine it with :func:`~ncanalyze.core.precision.values_precision`). The
+        #: compute dtype does not enter: float32 products round z = h − ref, not h.
         self.precision = "float64"
         self._buffer: np.ndarray | None = None
         # ‖z‖² → ‖h − ref‖ bound: z = fl(h − ref) has relative error ≤ u per entry (≤ 2u for
@@ -550,4 +555,6 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
         acc.update(features[start:stop, ...], lab[start:stop], labels_host[start:stop])
-    return acc.finalize()
+    stats = acc.finalize()
+    stats.precision = coarser(stats.precision, values_precision(features))
+    return stats

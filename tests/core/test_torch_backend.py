@@ -232,6 +232,11 @@ def test_two_host_transfers_per_epoch_whatever_the_chunking(tmp_path, monkeypatc
     feats = [collapsing_features(y, means, s, rng) for s in (0.5, 0.1)]
     path = write_run(tmp_path / "r.h5", y, feats, [rng.normal(size=(5, 8)) for _ in feats],
                      [rng.normal(size=5) for _ in feats])
+    # As on a GPU: no zero-copy host views (on the CPU the decision pass deliberately scores
+    # float32 rows through a NumPy view of the tensor, docs/PERFORMANCE.md).
+    import ncanalyze.core.decisions as decisions
+
+    monkeypatch.setattr(decisions, "host_view", lambda a: None)
     calls: list[str] = []
     for name in ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
         original = getattr(torch.Tensor, name)
