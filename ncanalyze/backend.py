@@ -162,6 +162,49 @@ def detach(array: Any) -> Any:
     return array
 
 
+def scatter_add_rows(values, labels, num_classes: int):
+    """Per-label row sums by the library's scatter-add (PyTorch ``index_add``, CuPy
+    ``scatter_add``), shape ``(num_classes,) + values.shape[1:]``; ``None`` for other arrays.
+
+    O(rows × cols) work and memory, where the array-API one-hot product costs rows × C.
+    """
+    module = type(values).__module__
+    if module.startswith("torch"):
+        out = values.new_zeros((num_classes,) + tuple(values.shape[1:]))
+        return out.index_add_(0, labels.long(), values)
+    if module.startswith("cupy"):
+        import cupy
+        import cupyx
+
+        out = cupy.zeros((num_classes,) + tuple(values.shape[1:]), dtype=values.dtype)
+        cupyx.scatter_add(out, labels, values)
+        return out
+    return None
+
+
+def set_rows(target, rows: np.ndarray, values):
+    """``target`` with rows ``rows`` (host int64, distinct) replaced by ``values``, in place
+    where the library allows it (NumPy, PyTorch, CuPy); otherwise a new array is returned.
+
+    In place, no array of ``target``'s size is created (``where`` over the whole of a
+    (C, P) array would make several)."""
+    from array_api_compat import array_namespace, device
+
+    xp = array_namespace(target)
+    module = type(target).__module__
+    if isinstance(target, np.ndarray) or module.startswith(("torch", "cupy")):
+        idx = rows if isinstance(target, np.ndarray) else xp.asarray(rows, device=device(target))
+        target[idx] = values
+        return target
+    lookup = np.zeros(int(target.shape[0]), dtype=np.int64)
+    lookup[rows] = np.arange(rows.size)
+    mask = np.zeros(int(target.shape[0]), dtype=bool)
+    mask[rows] = True
+    dev = device(target)
+    spread = xp.take(values, xp.asarray(lookup, device=dev), axis=0)
+    return xp.where(xp.asarray(mask, device=dev)[:, None], spread, target)
+
+
 # ---------------------------------------------------------------------- linear algebra
 
 

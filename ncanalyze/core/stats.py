@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from ..backend import detach, to_numpy, to_numpy_many
+from ..backend import detach, scatter_add_rows, set_rows, to_numpy, to_numpy_many
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -54,6 +54,10 @@ def segment_sum(values, labels, num_classes: int):
         # Sparse one-hot: O(rows × cols) instead of the dense one-hot product's O(rows × C × cols).
         return xp.asarray(_numpy_segment_sum(np.asarray(values), np.asarray(labels),
                                               num_classes))
+    if num_classes > 16:
+        scattered = scatter_add_rows(values, labels, num_classes)  # O(rows·cols), not rows·C
+        if scattered is not None:
+            return scattered
     classes = xp.arange(num_classes, device=device(labels))
     onehot = xp.astype(labels[:, None] == classes[None, :], values.dtype)
     if vector:
@@ -233,9 +237,11 @@ class StatsAccumulator:
         self.block_rows = block_rows(num_features)
         self._numpy = is_numpy_namespace(xp)
         f64 = xp.float64
-        self._ref = xp.zeros((num_classes, num_features), dtype=f64, device=device)
+        # The reference points are stored once, in the compute dtype: with float32 products
+        # they are float32 numbers (exactly representable), so the float64 view is derived.
         self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype,
                                device=device)
+        self._ref_norms: np.ndarray | None = None
         self._has_ref = np.zeros(num_classes, dtype=bool)
         self._counts = np.zeros(num_classes, dtype=np.int64)
         self._zsum = xp.zeros((num_classes, num_features), dtype=f64, device=device)
@@ -312,38 +318,14 @@ class StatsAccumulator:
         counts = np.bincount(labels_host, minlength=self.num_classes)
         new = (counts > 0) & ~self._has_ref
         if new.any():
-            # The reference only has to lie near μ_c (any value gives exact statistics), so the
-            # block means are summed in the features' own precision when it is float32/64.
-            # Only the first REF_ROWS rows of the block are averaged when every new class is
-            # among them (a mean of ~REF_ROWS/C rows is as good a reference as any).
-            head = min(int(features.shape[0]), REF_ROWS)
-            head_counts = np.bincount(labels_host[:head], minlength=self.num_classes)
-            if np.all(head_counts[new] > 0):
-                xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
-            else:
-                xs, ys, counts_ref = features, labels, counts
-            if cdt == f64:
-                # float64 products (the default, and the retry after a float32 overflow): sum
-                # in float64 too, so features near the float32 limit do not overflow here.
-                xs = xp.astype(xs, f64, copy=False)
-            elif xs.dtype not in (xp.float32, f64):
-                xs = xp.astype(xs, xp.float32)
-            sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
-            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
-            chunk_means = sums / safe[:, None]
-            if cdt != f64:
-                # The reference is exactly a compute-dtype number, so ref_c and ref agree.
-                chunk_means = xp.astype(xp.astype(chunk_means, cdt), f64)
-            mask = xp.asarray(new, device=self.device)[:, None]
-            self._ref = xp.where(mask, chunk_means, self._ref)
-            self._ref_c = xp.astype(self._ref, cdt)
-            self._has_ref |= new
+            self._new_references(features, labels_host, counts, np.flatnonzero(new))
         if self._numpy:
             self._numpy_block(np.asarray(features), labels_host)
         else:
             if cdt == f64 or features.dtype == f64:
                 # float64 centring; rounded to the compute dtype afterwards (once) if needed.
-                z = xp.astype(features, f64, copy=False) - xp.take(self._ref, labels, axis=0)
+                z = xp.astype(features, f64, copy=False) - xp.astype(
+                    xp.take(self._ref_c, labels, axis=0), f64)
                 if cdt != f64:
                     z = xp.astype(z, cdt)
             else:  # float16/float32 features, float32 products: centre in float32 (see above)
@@ -353,6 +335,53 @@ class StatsAccumulator:
             self._zsq = self._zsq + segment_sum(z64sq, labels, self.num_classes)
             self._scatter = self._scatter + xp.astype(xp.matmul(z.T, z), f64)
         self._counts += counts
+
+    def _new_references(self, features, labels_host: np.ndarray, counts: np.ndarray,
+                        new: np.ndarray) -> None:
+        """Set the reference points of the classes ``new`` (first seen in this block).
+
+        The reference only has to lie near μ_c (any value gives exact statistics), so the
+        block means are summed in the features' own precision when it is float32/64. Only
+        the first REF_ROWS rows of the block are averaged when every new class is among them
+        (a mean of ~REF_ROWS/C rows is as good a reference as any). Only the rows and
+        classes concerned are touched: nothing of size C × P is created.
+        """
+        xp, cdt, f64 = self.xp, self.compute_dtype, self.xp.float64
+        head = min(int(features.shape[0]), REF_ROWS)
+        head_counts = np.bincount(labels_host[:head], minlength=self.num_classes)
+        if np.all(head_counts[new] > 0):
+            xs, ys, counts_ref = features[:head, ...], labels_host[:head], head_counts
+        else:
+            xs, ys, counts_ref = features, labels_host, counts
+        lookup = np.full(self.num_classes, -1, dtype=np.int64)
+        lookup[new] = np.arange(new.size)
+        rows = np.flatnonzero(lookup[ys] >= 0)
+        if rows.size < ys.size:
+            xs = xp.take(xs, xp.asarray(rows, device=self.device), axis=0)
+        if cdt == f64:
+            # float64 products (the default, and the retry after a float32 overflow): sum
+            # in float64 too, so features near the float32 limit do not overflow here.
+            xs = xp.astype(xs, f64, copy=False)
+        elif xs.dtype not in (xp.float32, f64):
+            xs = xp.astype(xs, xp.float32)
+        compact = xp.asarray(lookup[ys[rows]], device=self.device)
+        sums = xp.astype(segment_sum(xs, compact, int(new.size)), f64)
+        n = xp.asarray(counts_ref[new].astype(np.float64), device=self.device)
+        # With float32 products the reference is exactly a float32 number (ref_c == ref).
+        self._ref_c = set_rows(self._ref_c, new, xp.astype(sums / n[:, None], cdt))
+        self._has_ref[new] = True
+        if self._norms is not None:
+            if self._ref_norms is None:
+                self._ref_norms = np.zeros(self.num_classes)
+            ref64 = np.asarray(self._ref_c[new], dtype=np.float64)
+            self._ref_norms[new] = np.sqrt(np.einsum("ij,ij->i", ref64, ref64)) * (1.0 + 1e-12)
+
+    @property
+    def _ref(self):
+        """The reference points in float64, shape (n_classes, n_features)."""
+        xp = self.xp
+        return self._ref_c if self._ref_c.dtype == xp.float64 else xp.astype(self._ref_c,
+                                                                              xp.float64)
 
     def _numpy_block(self, x: np.ndarray, labels: np.ndarray) -> None:
         """The NumPy block: one symmetric product gives Σ zzᵀ and, for few classes, Σ_c z.
@@ -364,8 +393,7 @@ class StatsAccumulator:
         """
         c, p = self.num_classes, self.num_features
         cdt = np.dtype(np.asarray(self._ref_c).dtype)
-        ref = np.asarray(self._ref_c) if (cdt == np.float64 or x.dtype != np.float64) \
-            else np.asarray(self._ref)
+        ref = np.asarray(self._ref_c)
         fused = c * 16 <= p
         n = x.shape[0]
         shape = (self.block_rows, p + (c if fused else 0))
@@ -376,7 +404,7 @@ class StatsAccumulator:
         z = a[:, :p]
         if fused:
             a[:, p:] = labels[:, None] == np.arange(c)[None, :]
-        if ref.dtype == cdt:
+        if x.dtype != np.float64 or cdt == np.float64:
             if fused:
                 # onehot @ ref gathers the references exactly (one non-zero term per row) and,
                 # unlike np.take, writes fast into the strided view z.
@@ -385,7 +413,7 @@ class StatsAccumulator:
                 np.take(ref, labels, axis=0, out=z)
             np.subtract(x, z, out=z, dtype=cdt, casting="unsafe")
         else:  # float64 features, float32 products: centre in float64, round once
-            z[...] = x - ref[labels]
+            z[...] = x - ref[labels].astype(np.float64)
         gram = a.T @ a
         np.add(self._scatter, gram[:p, :p], out=self._scatter)
         if fused:
@@ -396,8 +424,7 @@ class StatsAccumulator:
         self._zsq += np.bincount(labels, weights=sq, minlength=c)
         if self._norms is not None:
             # ‖h‖ ≤ ‖h − ref_y‖ + ‖ref_y‖ (the reference points never change once set).
-            ref64 = np.asarray(self._ref)
-            ref_norms = np.sqrt(np.einsum("ij,ij->i", ref64, ref64)) * (1.0 + 1e-12)
+            ref_norms = self._ref_norms
             bound = np.sqrt((sq.astype(np.float64) + self._sq_floor) * self._sq_factor)
             bound *= self._z_factor
             bound += ref_norms[labels]
