@@ -45,3 +45,43 @@ def write_run(path, y, features, weights=None, biases=None, epochs=None, dtype=n
                         None if weights is None else weights[k],
                         None if biases is None else biases[k])
     return path
+
+
+def tiny_lm(vocab: int = 11, width: int = 6, dtype=None, seed: int = 0):
+    """A torch next-token model: embedding → tanh(linear) → ``head`` (linear, with bias).
+
+    ``model(ids)`` with ids (B, T) gives logits (B, T, vocab); the head's input is the
+    features (B, T, width).
+    """
+    import torch
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocab, width)
+            self.body = torch.nn.Linear(width, width)
+            self.head = torch.nn.Linear(width, vocab)
+
+        def forward(self, ids):
+            return self.head(torch.tanh(self.body(self.embed(ids))))
+
+    torch.manual_seed(seed)
+    model = TinyLM()
+    return model if dtype is None else model.to(dtype)
+
+
+def token_batches(vocab: int = 11, batches: int = 3, size: int = 4, length: int = 9,
+                  seed: int = 1, ignore: float = 0.2):
+    """``(ids, labels)`` batches for :func:`tiny_lm`: labels (B, T) are the next tokens, the
+    last position and a fraction ``ignore`` of the others labelled -100."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(batches):
+        ids = torch.randint(0, vocab, (size, length + 1), generator=g)
+        labels = ids[:, 1:].clone()
+        labels[torch.rand(labels.shape, generator=g) < ignore] = -100
+        labels[:, -1] = -100
+        out.append((ids[:, :-1], labels))
+    return out
