@@ -27,7 +27,6 @@ counts are summed. Every rank returns the same result; one rank writes it.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -416,20 +415,28 @@ def _sum_counts(parts: list[DecisionCounts]) -> DecisionCounts:
     return total
 
 
-def record_statistics_epoch(writer, epoch: int, model, loader: Iterable, classifier=None,
+def record_statistics_epoch(writer, epoch: int, model, loader: Iterable, classifier=None, *,
+                            scalars: Mapping[str, float] | None = None,
                             **options) -> RecordedStatistics:
     """:func:`record_statistics` and, where ``writer`` is not ``None``, append the epoch.
 
-    Under ``torch.distributed`` call it on every rank, with the writer on one rank (rank 0)
-    and ``None`` elsewhere. Keyword arguments of :func:`record_statistics` are passed on;
-    the others are per-epoch scalars (``train_loss=…``). Nothing is written unless both
-    passes succeeded.
+    Parameters
+    ----------
+    writer : RunWriter or None
+        A statistics writer (``RunWriter(path, num_classes=C, statistics=True)``). Under
+        ``torch.distributed`` call this on every rank, with the writer on one rank (rank 0)
+        and ``None`` elsewhere.
+    epoch : int
+    model, loader, classifier, **options
+        As :func:`record_statistics`.
+    scalars : mapping of str to float, optional
+        Per-epoch scalars (``{"train_loss": …}``).
+
+    Nothing is written unless both passes succeeded.
     """
-    names = set(inspect.signature(record_statistics).parameters)
-    scalars = {k: options.pop(k) for k in list(options) if k not in names}
     rec = record_statistics(model, loader, classifier, **options)
     if writer is not None:
         writer.add_statistics(epoch, rec.stats, rec.decisions, rec.weight, rec.bias,
                               layers=rec.layers or None, splits=rec.splits or None,
-                              feature_dtype=rec.feature_dtype, **scalars)
+                              feature_dtype=rec.feature_dtype, **dict(scalars or {}))
     return rec

@@ -123,3 +123,45 @@ def write_statistics_run(path, y, features, weights=None, biases=None, epochs=No
                              feature_dtype=feature_dtype,
                              **{n: v[k] for n, v in scalars.items()})
     return path
+
+
+def pydoc_token_ids(vocab_size: int = 512, chars: int = 40_000, model: str = "wordlevel"):
+    """English text shipped with Python (``pydoc_data.topics``) tokenised by a tokenizer
+    trained here, in memory: ``(ids (n,) int64 ndarray, tokenizer)``.
+
+    ``model``: "wordlevel" (fast, for tests) or "bpe" (what examples/train_tiny_lm.py uses).
+    """
+    from pydoc_data.topics import topics
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    text = "\n".join(topics[k] for k in sorted(topics))[:chars]
+    if model == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"])
+    else:
+        tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(text.splitlines(), trainer=trainer)
+    return np.asarray(tok.encode(text).ids, dtype=np.int64), tok
+
+
+def tiny_gpt2(vocab_size: int, width: int = 32, layers: int = 2, context: int = 64,
+              seed: int = 0):
+    """A GPT-2 language model from a config (no download): ``layers`` blocks of ``width``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=context, n_embd=width,
+                        n_layer=layers, n_head=2, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(config)
+
+
+def lm_examples(ids: np.ndarray, length: int = 32) -> list[dict]:
+    """Hugging Face causal-LM examples: blocks of ``length`` tokens, labels = input_ids."""
+    import torch
+
+    n = ids.size // length
+    blocks = torch.as_tensor(ids[:n * length]).reshape(n, length)
+    return [{"input_ids": b, "labels": b.clone()} for b in blocks]

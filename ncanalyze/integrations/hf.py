@@ -13,8 +13,8 @@ output head (``model.get_output_embeddings()``, e.g. GPT-2's ``lm_head``) with t
 weight and bias, the batches' ``labels`` shifted to next-token labels (``-100`` skipped).
 Without a loader it records over the trainer's training loader. Under data-parallel training
 every rank records its shard and rank 0 writes. The slot number in the file is the epoch
-(``epochs=``) or the optimizer step (``steps=``); the scalars ``step``, ``epoch`` and the last
-logged ``train_loss`` go along.
+(``epochs=``) or the optimizer step (``steps=``); the scalars ``global_step``,
+``train_epoch`` and the last logged ``train_loss`` go along.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class NCRecorderCallback(TrainerCallback):
         self._loss = None
 
     def _record(self, model, slot, state, loader) -> None:
-        self.recording.record(model, slot, loader, step=state.global_step,
-                              epoch=state.epoch or 0.0, train_loss=self._loss)
+        self.recording.record(model, slot, loader, global_step=state.global_step,
+                              train_epoch=state.epoch or 0.0, train_loss=self._loss)
 
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kw):
         if self.recording.due_epoch(0):

@@ -47,7 +47,8 @@ class NCRecorder(Callback):
     def _record(self, trainer, pl_module, slot) -> None:
         loss = trainer.callback_metrics.get("train_loss", trainer.callback_metrics.get("loss"))
         self.recording.record(pl_module, slot, trainer.train_dataloader,
-                              step=trainer.global_step, epoch=trainer.current_epoch,
+                              global_step=trainer.global_step,
+                              train_epoch=trainer.current_epoch,
                               train_loss=None if loss is None else float(loss))
 
     def on_train_start(self, trainer, pl_module):

@@ -13,12 +13,14 @@ MODES = ("statistics", "features")
 
 
 def output_head(model):
-    """The output head of a Hugging Face-style model (``get_output_embeddings()``) or of the
-    first submodule that has one (a Lightning module wrapping a transformers model)."""
+    """``(owner, head)``: the first of ``model`` and its submodules with an output head
+    (``get_output_embeddings()``, a Hugging Face model) and that head. The owner is what the
+    batches are fed to (a LightningModule wrapping a transformers model need not accept
+    them)."""
     for _, mod in model.named_modules():
         get = getattr(mod, "get_output_embeddings", None)
         if callable(get) and get() is not None:
-            return get()
+            return mod, get()
     raise UsageError("the model has no get_output_embeddings(): give classifier= (the output "
                      "layer, a module or its dotted name)")
 
@@ -47,7 +49,8 @@ class Recording:
         A statistics run (memory and file size independent of the number of tokens) or a
         features run (every row; small runs only).
     classifier : module or str, optional
-        Default: the model's output head (``get_output_embeddings()``).
+        Default: the output head (``get_output_embeddings()``) of the model or of its first
+        submodule that has one; the batches are then fed to that (sub)model.
     module : module or str, optional
         Where the features are (its input; its output with ``output=True``); default: the
         classifier's input.
@@ -97,8 +100,13 @@ class Recording:
             raise UsageError("no loader to record from: pass loader=")
         if self.recorded and slot <= self.recorded[-1]:
             return  # already recorded (an epoch end that is also a chosen step)
-        classifier = self.classifier if self.classifier is not None else output_head(model)
-        scalars = {k: float(v) for k, v in scalars.items() if v is not None}
+        if self.classifier is None:
+            model, classifier = output_head(model)
+        else:
+            classifier = self.classifier
+        # Every slot carries the same scalars (NaN where a value is not known yet, e.g. the
+        # training loss before the first step).
+        scalars = {k: float("nan") if v is None else float(v) for k, v in scalars.items()}
         if self.mode == "statistics":
             self._statistics(model, slot, loader, classifier, scalars)
         else:
@@ -108,15 +116,12 @@ class Recording:
     def _statistics(self, model, slot, loader, classifier, scalars) -> None:
         writing = is_writing_rank()
         if writing and self.writer is None:
-            weight = getattr(classifier if not isinstance(classifier, str) else
-                             dict(model.named_modules())[classifier], "weight", None)
-            c = self.num_classes or (None if weight is None else int(weight.shape[0]))
-            self.writer = RunWriter(self.path, num_classes=c, statistics=True,
-                                    **self.writer_options)
+            self.writer = RunWriter(self.path, num_classes=self._classes(model, classifier),
+                                    statistics=True, **self.writer_options)
         record_statistics_epoch(self.writer if writing else None, slot, model, loader,
                                 classifier, module=self.module, output=self.output,
                                 num_classes=self.num_classes, shift_labels=self.shift_labels,
-                                **self.options, **scalars)
+                                scalars=scalars, **self.options)
 
     def _features(self, model, slot, loader, classifier, scalars) -> None:
         from ..capture import record_epoch
@@ -125,10 +130,20 @@ class Recording:
         if self.writer is None:
             _, labels = penultimate_features(model, pairs, classifier)
             if is_writing_rank():
-                self.writer = RunWriter(self.path, labels, num_classes=self.num_classes,
+                self.writer = RunWriter(self.path, labels,
+                                        num_classes=self._classes(model, classifier),
                                         **self.writer_options)
         if self.writer is not None:
             record_epoch(self.writer, slot, model, pairs, classifier, **scalars)
+
+    def _classes(self, model, classifier) -> int | None:
+        """C: ``num_classes``, else the classifier's rows."""
+        if self.num_classes is not None:
+            return self.num_classes
+        if isinstance(classifier, str):
+            classifier = dict(model.named_modules()).get(classifier)
+        weight = getattr(classifier, "weight", None)
+        return None if weight is None else int(weight.shape[0])
 
     def close(self) -> None:
         if self.writer is not None:

@@ -184,3 +184,29 @@ def test_two_ranks_merge_exactly_and_fail_together(tmp_path):
                                        td.mismatch]
         assert g["error"] is not None and g["error"].startswith("rank 1: ")
         assert "label 11 outside [0, 11)" in g["error"]
+
+
+def test_recorded_epochs_read_back_and_bad_input_leaves_the_file_intact(tmp_path):
+    from ncanalyze.io import RunWriter, open_run
+
+    model, batches = tiny_lm(vocab=VOCAB), token_batches(vocab=VOCAB)
+    path = tmp_path / "lm.h5"
+    bad = token_batches(vocab=VOCAB)
+    bad[2][1][0, 0] = VOCAB
+    with RunWriter(path, num_classes=VOCAB, statistics=True) as w:
+        rec = record_statistics_epoch(w, 0, model, batches, model.head,
+                                      scalars={"train_loss": 2.5})
+        with pytest.raises(InputError, match="outside"):
+            record_statistics_epoch(w, 1, model, bad, model.head)
+        record_statistics_epoch(w, 2, model, batches, model.head,
+                                scalars={"train_loss": 1.5})
+    with open_run(path) as run:
+        assert run.kind == "statistics" and run.info.epochs.tolist() == [0, 2]
+        got = run.statistics(2)
+        assert got.feature_dtype == "float32"
+        ids = rec.stats.class_ids
+        np.testing.assert_array_equal(got.counts[ids], rec.stats.counts)
+        np.testing.assert_array_equal(got.means[ids], rec.stats.means)
+        np.testing.assert_array_equal(got.within_scatter, rec.stats.within_scatter)
+        assert got.decisions["total"] == rec.decisions.total
+        np.testing.assert_array_equal(run.weight(2), model.head.weight.detach().numpy())
