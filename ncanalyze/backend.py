@@ -205,6 +205,44 @@ def set_rows(target, rows: np.ndarray, values):
     return xp.where(xp.asarray(mask, device=dev)[:, None], spread, target)
 
 
+def add_rows(target, rows: np.ndarray, values):
+    """``target`` with ``values`` added to its rows ``rows`` (host int64, distinct): in place
+    for NumPy, PyTorch and CuPy arrays (no array of ``target``'s size is made), else a new
+    array."""
+    module = type(target).__module__
+    if isinstance(target, np.ndarray):
+        target[rows] += values
+        return target
+    if module.startswith(("torch", "cupy")):
+        from array_api_compat import array_namespace, device
+
+        target[array_namespace(target).asarray(rows, device=device(target))] += values
+        return target
+    from array_api_compat import array_namespace, device
+
+    xp = array_namespace(target)
+    old = xp.take(target, xp.asarray(rows, device=device(target)), axis=0)
+    return set_rows(target, rows, old + values)
+
+
+def keep_rows(target, rows: np.ndarray, tile: int = 4096):
+    """The rows ``rows`` (host int64, increasing) of ``target``: compacted in place, tile by
+    tile, for NumPy, PyTorch and CuPy arrays (the result is a view of the first rows; no
+    second array of ``target``'s size is made), else a new array (``take``)."""
+    from array_api_compat import array_namespace, device
+
+    xp = array_namespace(target)
+    module = type(target).__module__
+    if not (isinstance(target, np.ndarray) or module.startswith(("torch", "cupy"))):
+        return xp.take(target, xp.asarray(rows, device=device(target)), axis=0)
+    # rows[i] >= i: row i is written after every read of it (rows increase).
+    for i0 in range(0, rows.size, tile):
+        src = rows[i0:i0 + tile]
+        idx = src if isinstance(target, np.ndarray) else xp.asarray(src, device=device(target))
+        target[i0:i0 + src.size] = target[idx]
+    return target[:rows.size]
+
+
 # ---------------------------------------------------------------------- linear algebra
 
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+import time
+
 import numpy as np
 
 from .backend import to_numpy
@@ -60,6 +62,9 @@ class RecordedStatistics:
     layers : dict of str to ClassStats
     splits : dict of str to (ClassStats, DecisionCounts)
         Each split's statistics and its decisions with the *training* means.
+    seconds : dict of str to float
+        Wall time of the ``"statistics"`` and ``"decisions"`` passes over the training
+        loader (the decision pass includes the splits).
     """
 
     stats: ClassStats
@@ -69,6 +74,7 @@ class RecordedStatistics:
     feature_dtype: str
     layers: dict[str, ClassStats] = field(default_factory=dict)
     splits: dict[str, tuple[ClassStats, DecisionCounts]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class _Stop(Exception):
@@ -351,6 +357,7 @@ def record_statistics(model, loader: Iterable, classifier=None, *, module=None,
 def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
     import torch
 
+    clock = time.perf_counter()
     error, stats = None, None
     rec.width = None if weight is None else int(weight.shape[1])
     try:
@@ -362,17 +369,21 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
         parts = gather(stats)
         stats = {name: merge_class_stats([part[name] for part in parts]) for name in stats}
     train = stats.pop(_FEATURES)
+    seconds = {"statistics": time.perf_counter() - clock}
+    clock = time.perf_counter()
 
-    # Device copies for the decision pass (float64, as the features path does).
+    # The decision pass scores in float64 (a float32 classifier is widened a class tile at
+    # a time, not copied); bfloat16/float16 weights are widened to float32 once.
     def dev(a):
         if a is None:
             return None
-        if rec.on_numpy:
-            return to_numpy(a.detach().to(torch.float64) if hasattr(a, "detach") else a)
-        t = torch.as_tensor(a).to(rec.device, dtype=torch.float64)
-        return t
+        if hasattr(a, "detach"):
+            a = a.detach()
+            if a.dtype not in (torch.float32, torch.float64):
+                a = a.to(torch.float32)
+        return to_numpy(a) if rec.on_numpy else torch.as_tensor(a).to(rec.device)
 
-    means, w64, b64 = dev(train.means), dev(weight), dev(bias)
+    means, w64, b64 = train.means if rec.on_numpy else dev(train.means), dev(weight), dev(bias)
     error, decisions, split_out = None, None, {}
     try:
         decisions, again = rec.decisions(loader, "the loader (decision pass)", means, w64, b64,
@@ -404,8 +415,9 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
         a = a.detach()
         return to_numpy(a.to(torch.promote_types(a.dtype, torch.float32))).copy()
 
+    seconds["decisions"] = time.perf_counter() - clock
     return RecordedStatistics(train, decisions, host(weight), host(bias), rec.feature_dtype,
-                              layers=stats, splits=split_out)
+                              layers=stats, splits=split_out, seconds=seconds)
 
 
 def _sum_counts(parts: list[DecisionCounts]) -> DecisionCounts:
