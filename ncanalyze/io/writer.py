@@ -99,6 +99,8 @@ class RunWriter(StatisticsWriting):
     compression : str, optional
         HDF5 filter for the features (``"gzip"``, ``"lzf"``); default none.
     overwrite : bool, default False
+    steps_per_epoch : int, optional
+        Optimiser steps per epoch, for the SNR dynamics' time axis (docs/FORMAT.md).
     statistics : bool, default False
         Write a statistics run (format 2, docs/FORMAT.md "Statistics runs") with
         :meth:`add_statistics` instead of features with :meth:`add_epoch`.
@@ -123,7 +125,7 @@ class RunWriter(StatisticsWriting):
                  weight_decay: float | None = None, loss: str | None = None,
                  splits: Mapping[str, Any] | Sequence[str] | None = None,
                  compression: str | None = None, overwrite: bool = False,
-                 statistics: bool = False):
+                 statistics: bool = False, steps_per_epoch: int | None = None):
         self.path = os.fspath(path)
         self.statistics = bool(statistics)
         if labels is None and not self.statistics:
@@ -152,6 +154,11 @@ class RunWriter(StatisticsWriting):
             self.splits[name] = split_labels
         if weight_decay is not None:
             weight_decay = _check(check_weight_decay, weight_decay)
+        if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or
+                                            int(steps_per_epoch) != steps_per_epoch
+                                            or steps_per_epoch < 1):
+            raise UsageError(f"steps_per_epoch={steps_per_epoch!r} must be an integer ≥ 1")
+        self.steps_per_epoch = steps_per_epoch
         self.compression = compression
         # Symlinks are followed: the file written (and locked) is the link's target.
         self._target, _ = resolve_output(self.path, regular=True)
@@ -183,6 +190,8 @@ class RunWriter(StatisticsWriting):
             self._attrs["loss"] = str(loss)
         if weight_decay is not None:
             self._attrs["weight_decay"] = weight_decay
+        if self.steps_per_epoch is not None:
+            self._attrs["steps_per_epoch"] = int(self.steps_per_epoch)
         self._file: h5py.File | None = None
         self._closed = False
         self._count = 0
