@@ -28,8 +28,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import UsageError
 from .backend import to_numpy
+from .errors import UsageError
 
 __all__ = ["capture_features", "penultimate_features", "record_epoch", "sample_rows",
            "IGNORE_INDEX"]

@@ -27,10 +27,10 @@ counts are summed. Every rank returns the same result; one rank writes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
-
 import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -142,11 +142,10 @@ def _batches(loader: Iterable, model, device, shift_labels: bool, ignore_index: 
             if "labels" not in batch:
                 raise UsageError("a mapping batch must hold the labels under 'labels'")
             labels = batch["labels"]
-            inputs = {k: move(v) for k, v in batch.items() if k != "labels"}
-            forward = (lambda kw: lambda: model(**kw))(inputs)
+            forward = partial(model, **{k: move(v) for k, v in batch.items() if k != "labels"})
         elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
             labels = batch[1]
-            forward = (lambda x: lambda: model(x))(move(batch[0]))
+            forward = partial(model, move(batch[0]))
         else:
             raise UsageError("loader must yield (inputs, labels) pairs or mappings with 'labels'")
         labels = torch.as_tensor(labels)

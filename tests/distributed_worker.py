@@ -11,7 +11,6 @@ import json
 import sys
 
 import numpy as np
-import torch
 import torch.distributed as dist
 
 from ncanalyze.errors import InputError

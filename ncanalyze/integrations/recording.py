@@ -57,17 +57,19 @@ class Recording:
     shift_labels : bool, default True
         The batches' labels are the tokens (Hugging Face causal-LM convention); the label of
         position t is the token at t + 1.
-    num_classes, weight_decay, loss, overwrite, compression :
+    num_classes, weight_decay, loss, overwrite, compression, steps_per_epoch :
         Passed to :class:`~ncanalyze.io.writer.RunWriter`.
     **options :
-        Passed to :func:`~ncanalyze.recorder.record_statistics` (``layers``, ``dtype``, …).
+        Passed to :func:`~ncanalyze.recorder.record_statistics` (``splits`` — a mapping of
+        split names to loaders, ``layers``, ``dtype``, …).
     """
 
     def __init__(self, path, loader: Iterable | None = None, *, epochs=None, steps=None,
                  mode: str = "statistics", classifier=None, module=None, output: bool = False,
                  shift_labels: bool = True, num_classes: int | None = None,
                  weight_decay: float | None = None, loss: str | None = None,
-                 overwrite: bool = False, compression: str | None = None, **options: Any):
+                 overwrite: bool = False, compression: str | None = None,
+                 steps_per_epoch: int | None = None, **options: Any):
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode == "features" and (module is not None or options):
@@ -80,7 +82,8 @@ class Recording:
         self.classifier, self.module, self.output = classifier, module, output
         self.shift_labels, self.num_classes = shift_labels, num_classes
         self.writer_options = {"weight_decay": weight_decay, "loss": loss,
-                               "overwrite": overwrite, "compression": compression}
+                               "overwrite": overwrite, "compression": compression,
+                               "steps_per_epoch": steps_per_epoch}
         self.options = options
         self.writer: RunWriter | None = None
         self.recorded: list[int] = []
@@ -117,7 +120,9 @@ class Recording:
         writing = is_writing_rank()
         if writing and self.writer is None:
             self.writer = RunWriter(self.path, num_classes=self._classes(model, classifier),
-                                    statistics=True, **self.writer_options)
+                                    statistics=True,
+                                    splits=list(self.options.get("splits") or {}) or None,
+                                    **self.writer_options)
         record_statistics_epoch(self.writer if writing else None, slot, model, loader,
                                 classifier, module=self.module, output=self.output,
                                 num_classes=self.num_classes, shift_labels=self.shift_labels,
