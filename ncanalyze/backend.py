@@ -163,84 +163,18 @@ def detach(array: Any) -> Any:
 
 
 def scatter_add_rows(values, labels, num_classes: int):
-    """Per-label row sums by the library's scatter-add (PyTorch ``index_add``, CuPy
-    ``scatter_add``), shape ``(num_classes,) + values.shape[1:]``; ``None`` for other arrays.
-
-    O(rows × cols) work and memory, where the array-API one-hot product costs rows × C.
-    """
-    module = type(values).__module__
-    if module.startswith("torch"):
-        out = values.new_zeros((num_classes,) + tuple(values.shape[1:]))
-        return out.index_add_(0, labels.long(), values)
-    if module.startswith("cupy"):
+    """Per-label row sums by torch ``index_add``/CuPy ``scatter_add`` (O(rows·cols)), else None."""
+    shape = (num_classes,) + tuple(values.shape[1:])
+    if type(values).__module__.startswith("torch"):
+        return values.new_zeros(shape).index_add_(0, labels.long(), values)
+    if type(values).__module__.startswith("cupy"):
         import cupy
         import cupyx
 
-        out = cupy.zeros((num_classes,) + tuple(values.shape[1:]), dtype=values.dtype)
+        out = cupy.zeros(shape, dtype=values.dtype)
         cupyx.scatter_add(out, labels, values)
         return out
     return None
-
-
-def set_rows(target, rows: np.ndarray, values):
-    """``target`` with rows ``rows`` (host int64, distinct) replaced by ``values``, in place
-    where the library allows it (NumPy, PyTorch, CuPy); otherwise a new array is returned.
-
-    In place, no array of ``target``'s size is created (``where`` over the whole of a
-    (C, P) array would make several)."""
-    from array_api_compat import array_namespace, device
-
-    xp = array_namespace(target)
-    module = type(target).__module__
-    if isinstance(target, np.ndarray) or module.startswith(("torch", "cupy")):
-        idx = rows if isinstance(target, np.ndarray) else xp.asarray(rows, device=device(target))
-        target[idx] = values
-        return target
-    lookup = np.zeros(int(target.shape[0]), dtype=np.int64)
-    lookup[rows] = np.arange(rows.size)
-    mask = np.zeros(int(target.shape[0]), dtype=bool)
-    mask[rows] = True
-    dev = device(target)
-    spread = xp.take(values, xp.asarray(lookup, device=dev), axis=0)
-    return xp.where(xp.asarray(mask, device=dev)[:, None], spread, target)
-
-
-def add_rows(target, rows: np.ndarray, values):
-    """``target`` with ``values`` added to its rows ``rows`` (host int64, distinct): in place
-    for NumPy, PyTorch and CuPy arrays (no array of ``target``'s size is made), else a new
-    array."""
-    module = type(target).__module__
-    if isinstance(target, np.ndarray):
-        target[rows] += values
-        return target
-    if module.startswith(("torch", "cupy")):
-        from array_api_compat import array_namespace, device
-
-        target[array_namespace(target).asarray(rows, device=device(target))] += values
-        return target
-    from array_api_compat import array_namespace, device
-
-    xp = array_namespace(target)
-    old = xp.take(target, xp.asarray(rows, device=device(target)), axis=0)
-    return set_rows(target, rows, old + values)
-
-
-def keep_rows(target, rows: np.ndarray, tile: int = 4096):
-    """The rows ``rows`` (host int64, increasing) of ``target``: compacted in place, tile by
-    tile, for NumPy, PyTorch and CuPy arrays (the result is a view of the first rows; no
-    second array of ``target``'s size is made), else a new array (``take``)."""
-    from array_api_compat import array_namespace, device
-
-    xp = array_namespace(target)
-    module = type(target).__module__
-    if not (isinstance(target, np.ndarray) or module.startswith(("torch", "cupy"))):
-        return xp.take(target, xp.asarray(rows, device=device(target)), axis=0)
-    # rows[i] >= i: row i is written after every read of it (rows increase).
-    for i0 in range(0, rows.size, tile):
-        src = rows[i0:i0 + tile]
-        idx = src if isinstance(target, np.ndarray) else xp.asarray(src, device=device(target))
-        target[i0:i0 + src.size] = target[idx]
-    return target[:rows.size]
 
 
 # ---------------------------------------------------------------------- linear algebra

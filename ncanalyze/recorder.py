@@ -27,12 +27,14 @@ counts are summed. Every rank returns the same result; one rank writes it.
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, reduce
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from array_api_compat import array_namespace, device
 
 from .backend import to_numpy
 from .capture import IGNORE_INDEX, _resolve, sample_rows
@@ -200,8 +202,8 @@ class _Recorder:
                     raise UsageError(f"the features have {p} columns but the classifier "
                                      f"has {self.width} inputs")
                 for name, x in out.items():
-                    accs[name] = StatsAccumulator(self.c, int(x.shape[1]), self._xp(x),
-                                                  self.dtype, device=self._dev(x))
+                    accs[name] = StatsAccumulator(self.c, int(x.shape[1]), array_namespace(x),
+                                                  self.dtype, device=device(x))
                 if means is not None:
                     pred = PredictionAccumulator(means, weight, bias, ncc_classes=ncc_classes)
             for name, x in out.items():
@@ -222,18 +224,6 @@ class _Recorder:
             pred.update(out[_FEATURES], y)
             counts += np.bincount(yh, minlength=self.c)
         return pred.counts(), counts
-
-    @staticmethod
-    def _xp(x):
-        from array_api_compat import array_namespace
-
-        return array_namespace(x)
-
-    @staticmethod
-    def _dev(x):
-        from array_api_compat import device
-
-        return device(x)
 
 
 def _collective():
@@ -420,10 +410,7 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
 
 
 def _sum_counts(parts: list[DecisionCounts]) -> DecisionCounts:
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    return total
+    return reduce(operator.add, parts)
 
 
 def record_statistics_epoch(writer, epoch: int, model, loader: Iterable, classifier=None, *,

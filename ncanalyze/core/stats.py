@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from ..backend import (add_rows, detach, keep_rows, scatter_add_rows, set_rows, to_numpy,
-                       to_numpy_many)
+from ..backend import detach, scatter_add_rows, to_numpy, to_numpy_many
+from .rows import add_rows, keep_rows, set_rows
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -204,6 +204,12 @@ class StatsAccumulator:
     (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
     carries float32 rounding of a centred, small quantity, which keeps every metric
     within ~1e-7 relative of the float64 computation (tests/test_precision.py).
+
+    Memory (vocabulary-sized C): the state is the float64 per-class sums and the reference
+    points — float64 only for float64 features with float64 products, float32 otherwise
+    (``h − ref`` of two float32 numbers is exact in float64) — so at most 2·C·P·8 bytes plus
+    P² and one block; per-block class sums are formed over the classes present in the block,
+    and :meth:`finalize` works in place.
 
     Parameters
     ----------
