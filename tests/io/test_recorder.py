@@ -210,3 +210,23 @@ def test_recorded_epochs_read_back_and_bad_input_leaves_the_file_intact(tmp_path
         np.testing.assert_array_equal(got.within_scatter, rec.stats.within_scatter)
         assert got.decisions["total"] == rec.decisions.total
         np.testing.assert_array_equal(run.weight(2), model.head.weight.detach().numpy())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_many_classes_few_per_block(backend, monkeypatch):
+    """C = 300 with ~100 tokens: the per-block sums over the classes present, the scatter-add
+    segment sums (torch) and the in-place compaction of absent classes in finalize."""
+    import ncanalyze.core.stats as stats_module
+
+    monkeypatch.setattr(stats_module, "block_rows", lambda p: 32)  # several blocks
+    model, batches = tiny_lm(vocab=300), token_batches(vocab=300, batches=4)
+    rec = record_statistics(model, batches, model.head, backend=backend)
+    feats, y = penultimate_features(model, batches, model.head, dtype=np.float64)
+    ref = class_stats(feats, y, 300)
+    assert rec.stats.num_classes < 150 and rec.stats.num_classes_total == 300
+    np.testing.assert_array_equal(rec.stats.class_ids, ref.class_ids)
+    np.testing.assert_allclose(rec.stats.means, ref.means, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(rec.stats.within_scatter, ref.within_scatter, rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(rec.stats.class_scatter, ref.class_scatter, rtol=1e-10,
+                               atol=1e-13)
