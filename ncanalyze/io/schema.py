@@ -275,6 +275,9 @@ class _Validator:
             from .statistics import validate_statistics  # a statistics run (format 2)
 
             return validate_statistics(self, version, declared)
+        if version == FORMAT_VERSION and self._resolve("/labels") is None and \
+                self._resolve("/features") is None:
+            self._read_epochs(False)  # a statistics writer's header: "no complete epoch yet"
 
         labels = self._read_labels("/labels", declared)
         num_samples = labels.shape[0]
