@@ -71,6 +71,7 @@ class _Outcome:
     epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     stopped_by: str = ""  # follow: "closed", "timeout", "gate", "interrupt"
+    unfinished: str = ""  # follow: why the run is incomplete when --timeout ended it
     live_verdicts: list = dataclasses.field(default_factory=list)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # run-level results
 
@@ -191,6 +192,9 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
     if outcome.stopped_by == "interrupt":
         return code or EXIT_INTERRUPTED
+    if outcome.unfinished:  # a dead (or slow) writer must not pass a CI gate silently
+        err_console.print(f"ncanalyze: error: {escape(outcome.unfinished)}", markup=False)
+        return code or InputError.exit_code
     return code
 
 
@@ -246,7 +250,7 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
         else:
             outcome.stopped_by = follower.stop_reason
             if follower.stop_reason == "timeout":
-                warn(f"stopped following {escape(file)} after --timeout {timeout:g} s")
+                outcome.unfinished = _unfinished(file, timeout, outcome.epochs)
     except KeyboardInterrupt:
         outcome.stopped_by = "interrupt"
         err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
@@ -256,6 +260,27 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
                                                 dask=None)) as analysis:
             outcome.extra = _run_results(command, analysis, outcome.epochs, time)
     return outcome
+
+
+def _unfinished(file: Path, timeout: float | None, epochs: list[dict]) -> str:
+    """Why a run that ``--timeout`` stopped following is incomplete ('' when it was closed)."""
+    from ..follow import writer_active
+    from ..lock import writer_lock_state
+
+    if not writer_active(file):
+        return ""
+    last = f"epoch {epochs[-1]['epoch']}" if epochs else "no epoch"
+    state, pid = writer_lock_state(file)
+    who = f" (process {pid})" if pid else ""
+    if state == "held":
+        writer = f"its writer{who} is still running; the last epoch written is {last}"
+    elif state == "stale":
+        writer = (f"its writer{who} is gone without closing it (killed or crashed): it "
+                  f"stopped at {last}")
+    else:
+        writer = f"no writer lock tells whether its writer is alive; the last epoch is {last}"
+    return (f"{file}: the run was never closed — following stopped after --timeout "
+            f"{timeout:g} s; {writer}")
 
 
 def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[str, Any],
