@@ -55,9 +55,18 @@ def _run_results(command: str, analysis: Analysis, epochs: list[dict], time: str
     return {"dynamics": snr_dynamics(analysis, epochs, time)}
 
 
-def _verdict_lines(extra: dict[str, Any]) -> list[str]:
+#: The ``loss`` attribute values of a cross-entropy run.
+CE_LOSSES = ("ce", "cross_entropy", "cross-entropy", "crossentropy")
+
+
+def _verdict_lines(extra: dict[str, Any], loss: str | None) -> list[str]:
+    """The dynamics verdict for people: one short line (the fit's details are in ``-f json``);
+    none for a cross-entropy run, where the MSE law of Han et al. does not apply."""
     dynamics = extra.get("dynamics")
-    return [dynamics["verdict"]] if dynamics else []
+    if not dynamics or (loss or "").lower() in CE_LOSSES:
+        return []
+    more = "; the fit: -f json" if dynamics.get("fitted") else ""
+    return [dynamics.get("summary", dynamics["verdict"]) + more]
 
 
 @dataclasses.dataclass
@@ -161,7 +170,8 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         extra = outcome.extra
         verdicts = outcome.live_verdicts or (
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
-        notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
+        notes = ([f"warning: {w}" for w in outcome.run_warnings]
+                 + _verdict_lines(extra, outcome.loss))
         if outcome.header is None:  # --follow ended before the first complete epoch
             raise InputError(f"no complete epoch was written before following stopped "
                              f"({'Ctrl-C' if outcome.stopped_by == 'interrupt' else '--timeout'})",
@@ -174,18 +184,19 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         elif fmt == "markdown":
             out.write(render.markdown_text(outcome.header, command, outcome.epochs, verdicts,
                                            loss=outcome.loss))
-            for line in _verdict_lines(extra):
+            for line in _verdict_lines(extra, outcome.loss):
                 out.write(f"\n{line}\n")
         elif fmt == "table":
             render_view(console, command=command, header=outcome.header, epochs=outcome.epochs,
-                        keys=keys, show_all=show_all, notes=notes)
+                        keys=keys, show_all=show_all, notes=notes, warnings=outcome.warnings)
     if fmt in ("csv", "jsonl") and not quiet:
-        for line in _verdict_lines(extra):  # no place for it in the file: say it on stderr
+        # No place for it in the file: say it on stderr.
+        for line in _verdict_lines(extra, outcome.loss):
             err_console.print(f"ncanalyze: {escape(line)}", markup=False)
     code = 0
     for v in verdicts:
         if v.holds or not quiet:  # a gate that holds is said even with --quiet
-            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
+            err_console.print(f"ncanalyze: {escape(v.describe())}", markup=False)
         if v.holds:
             code = 1
     if plot is not None and outcome.epochs:
@@ -241,7 +252,8 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
         for result in follower:
             _take(outcome, result, fmt, out)
             if fmt == "table":
-                stream_line(console, command, flatten(result.values), outcome.classes, keys)
+                stream_line(console, command, flatten(result.values), outcome.classes, keys,
+                            (outcome.header or {}).get("features"))
             held = [v for v in evaluate_gates(gates, [result.values], "last") if v.holds]
             if held:
                 outcome.live_verdicts = held

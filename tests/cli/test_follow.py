@@ -123,7 +123,7 @@ def test_stops_at_the_first_gate_that_holds(live_run):
     code, lines, err = f.finish(timeout=90)
     assert code == 1, err
     assert [json.loads(line)["epoch"] for line in lines] == [1]
-    assert "fail-if FAILED: nc1>=0 (epoch 1" in err
+    assert "gate FAILED: nc1>=0 holds at epoch 1 (" in err
     assert writer.p.poll() is None  # stopped while the run is still being written
 
 
