@@ -65,7 +65,7 @@ def _verdict_lines(extra: dict[str, Any], loss: str | None) -> list[str]:
     dynamics = extra.get("dynamics")
     if not dynamics or (loss or "").lower() in CE_LOSSES:
         return []
-    more = "; the fit: -f json" if dynamics.get("fitted") else ""
+    more = "; the fit: -f\u00a0json" if dynamics.get("fitted") else ""  # not split by wrapping
     return [dynamics.get("summary", dynamics["verdict"]) + more]
 
 

@@ -104,3 +104,18 @@ def test_gate_lines_say_whether_the_gate_fails():
     assert r.exit_code == 1
     assert "gate passes: nc1>0.01 does not hold at epoch 600 (nc1 = " in r.stderr
     assert "gate FAILED: nc1>1e-4 holds at epoch 600 (nc1 = " in r.stderr
+
+
+def test_readme_language_model_example_is_the_real_output(tmp_path, monkeypatch):
+    """The README's synthetic language-model run and its table, verbatim."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Language models", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    pasted = section.split("$ ncanalyze metrics lm.h5\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    real = run_cli("metrics", "lm.h5", env={"COLUMNS": "80"}).stdout
+    table = pasted[pasted.index("ncanalyze metrics ·"):]
+    assert table.split("\nshown:")[0] == real.split("\nshown:")[0]
