@@ -180,6 +180,13 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         "| key | first | last | best (epoch) | trend |",
         "|---|---:|---:|---:|:---:|",
     ]
+    if len(flats) == 1:  # nothing to compare: the values, and why there is no trend
+        lines[-2:] = [f"One epoch selected ({flats[0]['epoch']}): its values, without "
+                      "first/best/trend (select more epochs with `--epochs` for a trend).",
+                      "", "| key | value |", "|---|---:|"]
+        lines += [f"| `{escape(c).replace('|', chr(92) + '|')}` | {fmt(flats[0].get(c))} |"
+                  for c in cols]
+        cols = []
     for c in cols:
         series = [(f["epoch"], f.get(c)) for f in flats]
         valid = [(e, v) for e, v in series if isinstance(v, (int, float)) and v is not None]

@@ -119,3 +119,12 @@ def test_readme_language_model_example_is_the_real_output(tmp_path, monkeypatch)
     real = run_cli("metrics", "lm.h5", env={"COLUMNS": "80"}).stdout
     table = pasted[pasted.index("ncanalyze metrics ·"):]
     assert table.split("\nshown:")[0] == real.split("\nshown:")[0]
+
+
+def test_markdown_of_one_epoch_says_there_is_no_trend():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.h5"
+    md = run_cli("report", example, "--epochs", "last", "-f", "markdown").stdout
+    assert "One epoch selected (600)" in md and "| `nc1` | 5.981e-04 |" in md
+    assert "trend" not in md.split("One epoch selected")[1].split("\n", 1)[1]
