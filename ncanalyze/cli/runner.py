@@ -304,3 +304,7 @@ def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[
     elif command == "snr":
         plot_snr(plot, epochs, extra.get("dynamics"), classes,
                  title=f"SNR dynamics: {file.name}", xscale=xscale)
+    else:
+        return
+    if not flags().quiet:  # as `plot` does
+        err_console.print(f"ncanalyze: wrote {escape(plot)}", markup=False)

@@ -72,7 +72,7 @@ def test_report_table_shows_every_quantity_and_the_verdict(run_file):
         assert key in res.stdout
     tail = " ".join(line.strip() for line in res.stdout.split("\n\n")[-1].splitlines())
     assert tail.startswith("dynamics: the SNR follows Han et al.'s central-path law"), tail
-    assert tail.endswith("(min R² 1.000); the fit: -f json"), tail  # one short verdict
+    assert tail.replace("\u00a0", " ").endswith("(min R² 1.000); the fit: -f json"), tail
 
 
 def test_report_json_agrees_with_array_api_and_has_dynamics(run_file):
