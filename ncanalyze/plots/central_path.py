@@ -80,6 +80,10 @@ def epoch_axis(ax, scale: str, right: float, label: bool = True, left: float | N
         ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
         ax.set_xlim(0, right * 1.3)
         scale = "symlog"
+    else:  # epochs are whole numbers: no 1.25 ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if label:
         ax.set_xlabel({"linear": "epoch", "log": "epoch (log scale)",
                        "symlog": "epoch (log scale above 1, linear from 0 to 1)"}[scale],
