@@ -98,6 +98,39 @@ class WriterLock:
         self.release()
 
 
+def writer_lock_state(path) -> tuple[str, int | None]:
+    """Whether a live :class:`WriterLock` guards the run at ``path``; nothing is modified.
+
+    Returns
+    -------
+    state : {"held", "stale", "none"}
+        ``held``: a live process holds the lock (a writer is running); ``stale``: the lock file
+        is there but unlocked (its writer died without closing the run); ``none``: no lock
+        file (closed cleanly, or written by something other than RunWriter).
+    pid : int or None
+        The process recorded in the lock file.
+    """
+    name = lock_name(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return "none", None
+    try:
+        pid = None
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(os.pread(fd, 32, 0).decode().strip())
+        try:  # a shared lock is refused while a writer holds its exclusive one
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "held", pid
+        except OSError:
+            return "none", pid
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return "stale", pid
+    finally:
+        os.close(fd)
+
+
 def _same_file(fd: int, path: str) -> bool:
     st = os.fstat(fd)
     return file_identity(path) == (st.st_dev, st.st_ino)
