@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from .h5 import (H5_ERRORS, MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
                  MAX_SAMPLES, gib)
-from .trust import Refused, Resolved, check_dataset, resolve
+from .trust import Refused, Resolved, check_dataset, note_link, resolve
 
 FORMAT_VERSION = 1
 #: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
@@ -148,11 +148,15 @@ class Validated:
         Every dataset the reader will read, opened and checked, by HDF5 path.
     labels : dict of str to ndarray
         The int64 labels of the training split and of every extra split, by HDF5 path.
+    reads : set of str
+        With ``allow_external``: the files outside this one that the reads may open (real
+        paths; see :func:`~ncanalyze.io.trust.check_dataset`).
     """
 
     info: RunInfo
     datasets: dict[str, h5py.Dataset]
     labels: dict[str, np.ndarray]
+    reads: set[str]
 
 
 def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Validated:
@@ -179,7 +183,7 @@ def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Valida
         raise
     except H5_ERRORS as exc:
         raise v._error(f"is damaged or malformed: {type(exc).__name__}: {exc}") from exc
-    return Validated(info, v.datasets, v.labels)
+    return Validated(info, v.datasets, v.labels, v.reads)
 
 
 class _Validator:
@@ -189,6 +193,7 @@ class _Validator:
         self.allow_external = allow_external
         self.datasets: dict[str, h5py.Dataset] = {}
         self.labels: dict[str, np.ndarray] = {}
+        self.reads: set[str] = set()
 
     def _error(self, message, dataset=None, epoch=None) -> InputError:
         return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
@@ -229,7 +234,10 @@ class _Validator:
 
     def _resolve(self, name: str) -> Resolved | None:
         try:
-            return resolve(self._file, name, allow_external=self.allow_external)
+            where = resolve(self._file, name, allow_external=self.allow_external)
+            if where is not None:
+                note_link(self._file, where, self.reads)
+            return where
         except Refused as exc:
             raise self._refused(exc, name) from None
         except H5_ERRORS as exc:
@@ -243,7 +251,8 @@ class _Validator:
                 raise self._error("required dataset is missing", name)
             return None
         try:
-            obj = check_dataset(self._file, where, allow_external=self.allow_external)
+            obj = check_dataset(self._file, where, allow_external=self.allow_external,
+                                reads=self.reads)
         except Refused as exc:
             raise self._refused(exc, name) from None
         except TypeError as exc:
