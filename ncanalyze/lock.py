@@ -22,17 +22,27 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import stat
 
-from .atomic import output_error
+from .atomic import bounded_name, output_error
 from .errors import OutputError
 
 
 def lock_name(path) -> str:
-    """The lock file of a run written at ``path``: ``.NAME.lock`` beside its real target."""
+    """The lock file of a run written at ``path``: ``.NAME.lock`` beside its real target.
+
+    When that name would exceed the file system's limit (``NAME`` of 250 bytes and more),
+    ``NAME`` is shortened and a digest of the whole name keeps it unique to ``path``.
+    """
     target = os.path.realpath(os.fspath(path))
-    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+    folder, base = os.path.split(target)
+    name = f".{base}.lock"
+    if bounded_name(folder, name, "") != name:
+        digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:16]
+        name = bounded_name(folder, "." + base, f".{digest}.lock")
+    return os.path.join(folder, name)
 
 
 class WriterLock:
