@@ -125,7 +125,8 @@ class Analysis:
                                 features=info.num_features, samples=info.num_samples,
                                 chunk_bytes=chunk,
                                 cache_bytes=min(CACHE_BYTES, info.num_samples * (
-                                    info.num_features * itemsize + 8)))
+                                    info.num_features * itemsize + 8)),
+                                decode_bytes=self.run.decode_bytes)
         return memory.plan(parts, self.settings.memory_limit,
                            what=f"{info.path}: one epoch (C = {info.num_classes}, "
                                 f"P = {info.num_features}, N = {info.num_samples})")

@@ -45,6 +45,8 @@ class Run:
         self._datasets = checked.datasets
         self._labels = checked.labels
         self._reads = checked.reads
+        #: Bytes the chunk caches of the datasets read may hold, in all.
+        self.decode_bytes: int = checked.decode_bytes
 
     def close(self) -> None:
         """Close the file."""

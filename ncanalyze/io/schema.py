@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import InputError
 from .h5 import (H5_ERRORS, MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
                  MAX_SAMPLES, gib)
-from .trust import Refused, Resolved, check_dataset, note_link, resolve
+from .trust import (MAX_DECODE_BYTES, Refused, Resolved, check_dataset, chunk_cache_bytes,
+                    note_link, resolve)
 
 FORMAT_VERSION = 1
 #: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
@@ -151,12 +152,16 @@ class Validated:
     reads : set of str
         With ``allow_external``: the files outside this one that the reads may open (real
         paths; see :func:`~ncanalyze.io.trust.check_dataset`).
+    decode_bytes : int
+        The chunk caches of ``datasets``, in all (at most
+        :data:`~ncanalyze.io.trust.MAX_DECODE_BYTES`).
     """
 
     info: RunInfo
     datasets: dict[str, h5py.Dataset]
     labels: dict[str, np.ndarray]
     reads: set[str]
+    decode_bytes: int = 0
 
 
 def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Validated:
@@ -183,7 +188,7 @@ def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Valida
         raise
     except H5_ERRORS as exc:
         raise v._error(f"is damaged or malformed: {type(exc).__name__}: {exc}") from exc
-    return Validated(info, v.datasets, v.labels, v.reads)
+    return Validated(info, v.datasets, v.labels, v.reads, v.decode_bytes)
 
 
 class _Validator:
@@ -194,6 +199,7 @@ class _Validator:
         self.datasets: dict[str, h5py.Dataset] = {}
         self.labels: dict[str, np.ndarray] = {}
         self.reads: set[str] = set()
+        self.decode_bytes = 0
 
     def _error(self, message, dataset=None, epoch=None) -> InputError:
         return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
@@ -259,6 +265,12 @@ class _Validator:
             raise self._error(str(exc), name) from None
         except H5_ERRORS as exc:
             raise self._error(f"cannot be opened: {exc}", name) from exc
+        self.decode_bytes += chunk_cache_bytes(obj) or 0
+        if self.decode_bytes > MAX_DECODE_BYTES:
+            raise self._refused(Refused(
+                f"has compressed chunks: with the datasets read before it, decoding needs "
+                f"{gib(self.decode_bytes)} of chunk cache in all (limit "
+                f"{gib(MAX_DECODE_BYTES)}; re-chunk with h5repack -l)", external=False), name)
         self.datasets[name] = obj
         return obj
 

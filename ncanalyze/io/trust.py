@@ -34,6 +34,9 @@ MAX_SOFT_LINKS = 40
 MAX_VIRTUAL_DEPTH = 32
 #: Virtual-dataset mappings examined for one dataset (all levels together).
 MAX_VIRTUAL_MAPPINGS = 100_000
+#: Chunk caches of one file's datasets, in all: every compressed dataset read gets one as
+#: large as a row of its chunks (:func:`chunk_cache_bytes`), held while the file is open.
+MAX_DECODE_BYTES = 4 * MAX_FILTERED_CHUNK_BYTES
 #: Chunk-cache hash slots (HDF5 advises a prime about 100 × the chunks held).
 _CACHE_SLOTS = 12_007
 
