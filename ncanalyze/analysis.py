@@ -137,7 +137,8 @@ class Analysis:
             samples = chunk = cache = 0
         parts = memory.estimate(classes=info.num_classes, present=present,
                                 features=info.num_features, samples=samples,
-                                chunk_bytes=chunk, cache_bytes=cache)
+                                chunk_bytes=chunk, cache_bytes=cache,
+                                decode_bytes=self.run.decode_bytes)
         return memory.plan(parts, self.settings.memory_limit,
                            what=f"{info.path}: one epoch (C = {info.num_classes}, "
                                 f"P = {info.num_features}, N = {info.num_samples})")

@@ -9,9 +9,12 @@ input error; anything else is a bug (exit :data:`EXIT_INTERNAL`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import signal
 import sys
+import threading
 import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +29,44 @@ from ..errors import InputError, NcanalyzeError, escape
 EXIT_INTERNAL = 70
 #: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+
+#: Signals that end a command like Ctrl-C does (every output's temporary file removed), with
+#: exit code 128 + the signal number, as shells report it (SIGTERM 143, SIGHUP 129).
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                            if hasattr(signal, name))
+
+
+class Terminated(BaseException):
+    """A terminating signal arrived; raised in the main thread so that everything unwinds."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminating_signals():
+    """Turn :data:`TERMINATING_SIGNALS` into :class:`Terminated` while the block runs (only
+    where their handler is the default one, and in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        for sig in installed:  # a second signal must not interrupt the clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    installed = {}
+    for sig in TERMINATING_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            installed[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in installed.items():
+            signal.signal(sig, old)
+
 
 #: Warnings, errors, progress and gate verdicts: never on stdout.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -95,12 +136,17 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
         root = flags()
         token = _flags.set(Flags(quiet=quiet or root.quiet, debug=debug or root.debug))
         try:
-            code = fn(*args, **kwargs)
+            with terminating_signals():
+                code = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
             err_console.print("ncanalyze: interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated as exc:
+            err_console.print(f"ncanalyze: terminated ({signal.Signals(exc.signum).name})",
+                              markup=False)
+            raise typer.Exit(128 + exc.signum) from None
         except BaseException as exc:  # noqa: BLE001 - the one boundary
             raise typer.Exit(report_error(exc, flags().debug)) from None
         finally:

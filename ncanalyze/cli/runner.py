@@ -144,12 +144,14 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     check_xscale(xscale)
     if plot is not None:
         plot_format(plot)
-    check_outputs({"--output": output_path, "--plot": plot}, [file])
+    outputs = {"--output": output_path, "--plot": plot}
+    check_outputs(outputs, [file])
     settings = make_settings(command, **options)
     quiet = flags().quiet
 
     def prepare(analysis: Analysis) -> None:
         """Checks that need the file, before any epoch is computed."""
+        check_outputs(outputs, analysis.run.inputs)  # every file the reads may open
         catalogue = producible_keys(settings, analysis.run.info)
         validate_gates(gates, catalogue)
         if keys and fmt == "table":

@@ -47,6 +47,9 @@ class Run:
         self.info: RunInfo = checked.info
         self._datasets = checked.datasets
         self._labels = checked.labels
+        self._reads = checked.reads
+        #: Bytes the chunk caches of the datasets read may hold, in all.
+        self.decode_bytes: int = checked.decode_bytes
         self._counts = checked.counts
 
     def close(self) -> None:
@@ -62,6 +65,13 @@ class Run:
 
     def _error(self, message, dataset=None, epoch=None) -> InputError:
         return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every file a read of this run may open: the run file, then (with
+        ``allow_external``) the external-link targets, external raw-storage files and
+        virtual-source files its datasets lead to. No output may replace any of them."""
+        return (self.path, *sorted(self._reads))
 
     # ------------------------------------------------------------------ access
     @property

@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from ..atomic import check_overwrite, file_identity, file_mode, output_errors, resolve_output
+from ..atomic import (check_overwrite, file_identity, file_mode, output_errors, resolve_output,
+                      temp_beside)
 from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
@@ -214,11 +214,7 @@ class RunWriter(StatisticsWriting):
             raise
 
     def _temp_name(self) -> str:
-        folder = os.path.dirname(self._target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self._target)}.",
-                                   suffix=".partial", dir=folder)
-        os.close(fd)
-        return tmp
+        return temp_beside(self._target, ".partial")
 
     def _check_still_ours(self) -> None:
         """Stop if the file at our path is no longer the one this writer published."""
