@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from ..errors import InputError, NcanalyzeError, escape
+from .parsing import strict_numbers
 
 #: Exit code of an unexpected internal error (a bug: please report it).
 EXIT_INTERNAL = 70
@@ -107,7 +108,8 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
             _flags.reset(token)
         raise typer.Exit(code or 0)
 
-    params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    params = strict_numbers(list(inspect.signature(fn, eval_str=True).parameters.values()))
     wrapper.__signature__ = inspect.Signature(params + list(_EXTRA))  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**fn.__annotations__, "quiet": QuietOpt, "debug": DebugOpt}
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "quiet": QuietOpt,
+                               "debug": DebugOpt}
     return wrapper
