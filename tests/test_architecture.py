@@ -31,10 +31,13 @@ ONLY_IN = {
 # Internal prefixes each layer may import (besides itself and ncanalyze.errors).
 MAY_IMPORT = {
     "ncanalyze.backend": (),
-    "ncanalyze.core": ("ncanalyze.backend",),
+    # limits: the size limits of a run (constants, imports nothing), shared by the reader,
+    # the writers and the API's checks of in-memory labels.
+    "ncanalyze.limits": (),
+    "ncanalyze.core": ("ncanalyze.backend", "ncanalyze.limits"),
     # atomic and lock are the file-system rules every writer shares (output paths, the
     # writer lock); they import only errors.
-    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock"),
+    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock", "ncanalyze.limits"),
     "ncanalyze.atomic": (),
     "ncanalyze.lock": ("ncanalyze.atomic",),
     "ncanalyze._version": (),
