@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
-from .lock import WriterLock
 from .errors import InputError, UsageError
+from .lock import WriterLock
+from .memory import DEFAULT_FRACTION, available_memory
 
 SUFFIXES = (".npz", ".pt", ".pth")
 KEYS = ("features", "labels", "weight", "bias")
@@ -84,76 +85,181 @@ def find_dumps(folder) -> list[tuple[int, Path]]:
     return sorted(by_epoch.items())
 
 
-#: Largest array a dump may declare (bytes); a larger one is refused before it is allocated.
-MAX_ARRAY_BYTES = 2**34
+#: Largest total of the members one dump may load (bytes), whatever the memory available.
+MAX_DUMP_BYTES = 2**34
+#: Zip compression methods ``zipfile`` decodes (stored, deflate); others are refused.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+#: How an .npz (a zip archive) starts: a local file header, or an empty archive's end record.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}
+def dump_budget() -> int:
+    """Bytes the members of one dump may take once loaded: half the available memory, at
+    most :data:`MAX_DUMP_BYTES`. One budget for all the members used (the arrays and
+    scalars); members not used are never loaded."""
+    avail = available_memory()
+    return MAX_DUMP_BYTES if avail is None else min(MAX_DUMP_BYTES,
+                                                     int(avail * DEFAULT_FRACTION))
 
 
-def _check_npz_members(path: Path) -> None:
-    """Check every array of the .npz against what its zip entry holds, before any allocation.
+def _used(key: str, shape: tuple, kind: str) -> bool:
+    """Whether convert uses a member: one of :data:`KEYS`, or one real number (a scalar)."""
+    return key in KEYS or (math.prod(shape) == 1 and kind in "biuf")
 
-    ``np.load`` allocates an array of the shape its ``.npy`` header declares and only then
-    reads: a few bytes declaring 384 GiB would raise ``MemoryError`` (or page in gigabytes).
-    The declared size must match the entry's uncompressed size and stay within
-    :data:`MAX_ARRAY_BYTES`; a corrupt or truncated archive fails here too.
+
+def _describe_header(shape: tuple, dtype) -> str:
+    return f"array {dtype} {'×'.join(map(str, shape)) or 'scalar'}"
+
+
+class _Budget:
+    """The bytes the used members of one dump take, against :func:`dump_budget`."""
+
+    def __init__(self, path: Path):
+        self.path, self.left, self.total = path, dump_budget(), 0
+
+    def take(self, key: str, nbytes: int) -> None:
+        self.total += nbytes
+        if self.total > self.left:
+            raise InputError(f"member {key!r} brings the arrays used to {self.total / 2**30:.3g} "
+                             f"GiB, above the budget of {self.left / 2**30:.3g} GiB for one dump "
+                             "(half the available memory, at most "
+                             f"{MAX_DUMP_BYTES / 2**30:g} GiB)", file=str(self.path))
+
+
+def _npz_header(member) -> tuple[tuple, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version in ((2, 0), (3, 0)):  # 3.0 differs from 2.0 only in utf-8 field names
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:  # pragma: no cover - read_magic accepts only known versions
+        raise ValueError(f"unknown .npy format version {version}")
+    return shape, dtype
+
+
+def _load_npz(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The members convert uses (checked against their zip entries before any allocation)
+    and a description of the others, which are never loaded.
+
+    ``np.load`` is not used: it allocates an array of the shape a ``.npy`` header declares
+    before reading (a few bytes can declare 384 GiB), loads members on access only after
+    sniffing the file's first bytes (a ``.npy`` with a zip appended is returned as one
+    array), and gives no control over which members are read.
     """
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            # Every member: the extra ones are read too (numeric scalars go to /scalars).
-            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read_header = _HEADER_READERS.get(version)
-                if read_header is None:  # format 3.0 (utf-8 field names): np.load checks it
-                    continue
-                shape, _, dtype = read_header(member)
-                header = member.tell()
-            nbytes = math.prod(shape) * dtype.itemsize
-            what = f"array {key!r} declares shape {shape} of {dtype} ({nbytes / 2**30:.3g} GiB)"
-            if nbytes > MAX_ARRAY_BYTES:
-                raise InputError(f"{what}, above the {MAX_ARRAY_BYTES / 2**30:g} GiB limit",
-                                 file=str(path))
-            if dtype.hasobject:
-                raise InputError(f"cannot be read without unpickling (array {key!r} holds "
-                                 "Python objects)", file=str(path))
-            if info.file_size != header + nbytes:
-                raise InputError(f"{what} but its entry holds {info.file_size - header} bytes "
-                                 "(damaged or truncated)", file=str(path))
-
-
-def _load_npz(path: Path) -> dict[str, Any]:
     try:
-        _check_npz_members(path)
-        with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k]) for k in data.files}
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic not in _ZIP_MAGIC:
+            raise InputError(f"is not an .npz archive (a zip file): it starts with {magic!r}",
+                             file=str(path))
+        used: dict[str, Any] = {}
+        ignored: dict[str, str] = {}
+        budget = _Budget(path)
+        with zipfile.ZipFile(path) as archive:
+            names = [info.filename for info in archive.infolist()]
+            if len(set(names)) != len(names):
+                raise InputError("holds two zip entries with the same name", file=str(path))
+            for info in archive.infolist():
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if info.flag_bits & 0x1:
+                    raise InputError(f"entry {key!r} is encrypted", file=str(path))
+                if info.compress_type not in _ZIP_METHODS:
+                    raise InputError(f"entry {key!r} uses zip compression method "
+                                     f"{info.compress_type}; only stored and deflate are "
+                                     "read (np.savez writes those)", file=str(path))
+                with archive.open(info) as member:
+                    shape, dtype = _npz_header(member)
+                    header = member.tell()
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    what = (f"array {key!r} declares shape {shape} of {dtype} "
+                            f"({nbytes / 2**30:.3g} GiB)")
+                    if dtype.hasobject:
+                        raise InputError(f"cannot be read without unpickling (array {key!r} "
+                                         "holds Python objects)", file=str(path))
+                    if info.file_size != header + nbytes:
+                        raise InputError(f"{what} but its entry holds {info.file_size - header}"
+                                         " bytes (damaged or truncated)", file=str(path))
+                    if not _used(key, shape, dtype.kind):
+                        ignored[key] = _describe_header(shape, dtype)
+                        continue
+                    budget.take(key, nbytes)
+                    member.seek(0)
+                    used[key] = np.lib.format.read_array(member, allow_pickle=False)
+        return used, ignored
     except InputError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as exc:
-        text = str(exc) if len(str(exc)) <= 120 else str(exc)[:117] + "…"
-        raise InputError(f"is not a readable .npz file ({type(exc).__name__}: {text})",
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError,
+            RuntimeError, NotImplementedError) as exc:
+        raise InputError(f"is not a readable .npz file ({type(exc).__name__}: {_short(exc)})",
                          file=str(path)) from exc
 
 
-def _load_pt(path: Path) -> dict[str, Any]:
+def _short(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's text, at most ``limit`` characters."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _torch_error(exc: BaseException) -> str:
+    """torch.load's problem in one line; its advice to retry with ``weights_only=False``
+    (which would run code from the file) is never passed on."""
+    text = str(exc)
+    if "weights_only" in text.lower() or "unpickl" in text.lower():
+        return ("holds objects that torch.load(weights_only=True) refuses to unpickle (code or "
+                "classes beyond tensors, numbers and containers); ncanalyze never loads those "
+                "— save a dict of tensors")
+    return f"cannot be read by torch.load(weights_only=True) ({type(exc).__name__}: " \
+           f"{_short(exc)})"
+
+
+def _load_pt(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The entries convert uses (as NumPy) and a description of the others.
+
+    Zip-format files (torch ≥ 1.6) are memory-mapped (``mmap=True``): an entry not used is
+    never read, and the used ones are materialised within one budget. Legacy files are read
+    whole, so their size counts against the budget first.
+    """
     try:
         import torch
     except ImportError:
         raise UsageError(f"{path}: reading .pt dumps needs torch (pip install torch)") from None
+    from .backend import to_numpy
+
+    budget = _Budget(path)
+    mapped = zipfile.is_zipfile(path)
+    if not mapped:
+        budget.take("(whole file, legacy format)", path.stat().st_size)
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as exc:  # torch raises many types for bad or unsafe files
-        raise InputError(f"cannot be read by torch.load(weights_only=True): {exc}",
-                         file=str(path)) from exc
+        raise InputError(_torch_error(exc), file=str(path)) from exc
     if not isinstance(obj, dict):
         raise InputError(f"holds a {type(obj).__name__}, expected a dict of tensors "
                          f"with keys {', '.join(KEYS)}", file=str(path))
-    out: dict[str, Any] = {}
+    used: dict[str, Any] = {}
+    ignored: dict[str, str] = {}
     for k, v in obj.items():
-        out[str(k)] = v.detach().cpu().numpy() if hasattr(v, "detach") else v
-    return out
+        key = str(k)
+        if not isinstance(v, torch.Tensor):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and key not in KEYS:
+                used[key] = v
+            elif key in KEYS:
+                raise InputError(f"entry {key!r} is a {type(v).__name__}, not a tensor",
+                                 file=str(path))
+            else:
+                ignored[key] = type(v).__name__
+            continue
+        kind = "f" if v.is_floating_point() else ("c" if v.is_complex() else "i")
+        if not _used(key, tuple(v.shape), kind):
+            ignored[key] = f"tensor {v.dtype} {'×'.join(map(str, v.shape)) or 'scalar'}"
+            continue
+        budget.take(key, v.numel() * max(4, v.element_size()))
+        try:
+            used[key] = to_numpy(v)
+        except UsageError as exc:
+            raise InputError(f"entry {key!r}: {exc.reason}", file=str(path)) from None
+    return used, ignored
 
 
 def _scalar(value: Any) -> float | None:
@@ -170,7 +276,7 @@ def _scalar(value: Any) -> float | None:
 
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
-        return f"array {value.dtype} {'×'.join(map(str, value.shape)) or 'scalar'}"
+        return _describe_header(value.shape, value.dtype)
     return type(value).__name__
 
 
@@ -186,14 +292,13 @@ def load_dump(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float], dict
     ignored : dict of str to str
         Every other entry, with what it is.
     """
-    data = _load_npz(path) if path.suffix == ".npz" else _load_pt(path)
+    data, ignored = _load_npz(path) if path.suffix == ".npz" else _load_pt(path)
     for k in ("features", "labels"):
         if k not in data:
             raise InputError(f"has no array {k!r} (has: {', '.join(sorted(data)) or 'none'})",
                              file=str(path))
     arrays = {k: np.asarray(data[k]) for k in KEYS if k in data}
     scalars: dict[str, float] = {}
-    ignored: dict[str, str] = {}
     for k, v in data.items():
         if k in KEYS:
             continue
@@ -266,13 +371,18 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     OutputError
         Another writer holds ``out``, or it cannot be written.
     """
-    from .io.schema import check_weight_decay
+    from .io.schema import check_num_classes, check_weight_decay
 
     if weight_decay is not None:  # the reader's rule; an option, so a usage error
         try:
             weight_decay = check_weight_decay(weight_decay)
         except ValueError as exc:
             raise UsageError(f"--weight-decay: {exc}") from None
+    if num_classes is not None:  # an option, so a usage error (the writer's rule)
+        try:
+            check_num_classes(num_classes)
+        except ValueError as exc:
+            raise UsageError(f"--num-classes: {exc}") from None
     out = os.fspath(out)
     resolve_output(out, regular=True)
     with WriterLock(out):
@@ -303,9 +413,6 @@ def _convert(dumps, out: str, num_classes, weight_decay, loss) -> dict:
                     if not np.issubdtype(labels.dtype, np.integer):
                         raise InputError(f"labels must be integers, got {labels.dtype}",
                                          file=str(path), dataset="labels", epoch=epoch)
-                    if labels.min() < 0:
-                        raise InputError("labels must be non-negative", file=str(path),
-                                         dataset="labels", epoch=epoch)
                     try:
                         writer = RunWriter(tmp, labels, num_classes=num_classes,
                                            weight_decay=weight_decay, loss=loss)

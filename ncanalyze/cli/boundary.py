@@ -13,6 +13,7 @@ import functools
 import inspect
 import sys
 import traceback
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Callable
@@ -75,6 +76,10 @@ def report_error(exc: BaseException, debug: bool) -> int:
     return EXIT_INTERNAL
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    warn(f"{category.__name__}: {message}")
+
+
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or progress on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
@@ -96,7 +101,12 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
         root = flags()
         token = _flags.set(Flags(quiet=quiet or root.quiet, debug=debug or root.debug))
         try:
-            code = fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                # Python warnings (NumPy's RuntimeWarnings, …) are ncanalyze warnings: one
+                # line each, none under --quiet.
+                warnings.simplefilter("ignore" if flags().quiet else "default")
+                warnings.showwarning = _show_warning
+                code = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:

@@ -72,3 +72,28 @@ def test_a_numeric_class_count_attribute_still_reads(tmp_path):
         path = write_h5(tmp_path / "run.h5", valid_members(),
                         {"ncanalyze_format": 1, "num_classes": value})
         assert run_cli("metrics", path, "-f", "json").exit_code == 0, value
+
+
+def test_python_warnings_are_one_warning_line_and_silent_under_quiet():
+    """Issue 16 item 15: a RuntimeWarning raised inside a command is one ``ncanalyze:
+    warning:`` line, and nothing under --quiet."""
+    import warnings
+
+    import typer
+    from typer.testing import CliRunner
+
+    from ncanalyze.cli.boundary import command
+
+    def noisy() -> int:
+        warnings.warn("overflow encountered in multiply\nsecond line", RuntimeWarning)
+        return 0
+
+    app = typer.Typer()
+    app.command("noisy")(command(noisy))
+    app.command("other")(command(lambda: 0))
+    loud = CliRunner().invoke(app, ["noisy"])
+    assert loud.exit_code == 0
+    assert loud.stderr.splitlines() == [
+        "ncanalyze: warning: RuntimeWarning: overflow encountered in multiply\\nsecond line"]
+    quiet = CliRunner().invoke(app, ["noisy", "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
