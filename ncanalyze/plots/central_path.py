@@ -16,6 +16,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..core.dynamics import fitted_curves
 from ..errors import UsageError
+from .text import literal
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -212,12 +213,13 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         if ep:
             ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)
     verdict = (dynamics or {}).get("verdict")
-    heading = title or "SNR dynamics"
+    heading = literal(title or "SNR dynamics")
     if verdict:
         import textwrap
 
         # The verdict names its cause and can run to ~300 characters: wrap it to the figure.
-        heading += "\n" + "\n".join(textwrap.wrap(verdict.replace("dynamics: ", ""), 150))
+        heading += "\n" + "\n".join(textwrap.wrap(literal(verdict.replace("dynamics: ", "")),
+                                                   150))
     fig.suptitle(heading, fontsize=9.5)
     _save(fig, path)
 
@@ -266,5 +268,5 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
         ax.set_xlabel("epoch")
     ax.set_ylabel("loss term (log scale)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title or "MSE decomposition (Han et al. Thm. 1–2)", fontsize=10)
+    ax.set_title(literal(title or "MSE decomposition (Han et al. Thm. 1–2)"), fontsize=10)
     _save(fig, path)
