@@ -7,7 +7,8 @@ limit to in-memory labels. Constants, not options: a run beyond them is split or
 This module imports nothing.
 """
 
-#: Largest P accepted: Σ_W is P×P float64 (4 GiB at this limit).
+#: Largest P accepted: Σ_W is P×P float64 (3.94 GiB at this limit). An analysis plans ten such
+#: matrices (ncanalyze/memory.py): at this limit it needs a machine with ~80 GiB available.
 MAX_FEATURES = 23_000
 #: Largest C accepted (memory is O(C·P): bounded by MAX_CLASSES_X_FEATURES and the analysis'
 #: memory plan; this bounds the per-class vectors of length C).
