@@ -30,11 +30,11 @@ from .core.values import LAYER_KEYS
 from .core.stats import (ClassStats, StatsAccumulator, block_rows,
                          compact_labels, merge_class_stats)
 from . import memory
-from .errors import InputError, UsageError
+from .errors import InputError
 from .io.reader import Run, open_run
 from .io.schema import Source, check_classes_present
 from .parallel import ordered_map, prefetch
-from .settings import EpochResult, Settings, select_epochs
+from .settings import EpochResult, Settings, resolve_splits, select_epochs
 
 #: Keep one epoch's chunks in memory for the second (per-sample) pass up to this many bytes;
 #: above it the epoch is read again, so memory stays bounded whatever N is.
@@ -77,11 +77,10 @@ class Analysis:
             raise
 
     def _prepare(self) -> None:
-        s, run, info = self.settings, self.run, self.run.info
-        for name in s.splits:
-            if name not in info.splits:
-                have = ", ".join(info.splits) or "none"
-                raise UsageError(f"--split {name}: the file has no /splits/{name} (splits: {have})")
+        run, info = self.run, self.run.info
+        self.settings = replace(self.settings,
+                                splits=resolve_splits(self.settings.splits, info.splits))
+        s = self.settings
         self.run_warnings: list[str] = []
         if s.layers and not info.layers:
             self.run_warnings.append("--layers: the file has no /layers group")

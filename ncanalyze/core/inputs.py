@@ -1,10 +1,13 @@
-"""Checks of the in-memory arrays the Python API takes (docs/RELIABILITY.md §1).
+"""Checks of the arrays given to the in-memory Python API (``nc_metrics``, ``decompose``,
+``snr``, ``least_squares_classifier``, ``class_stats``), before any arithmetic.
 
-``nc_metrics``, ``snr``, ``decompose``, ``least_squares_classifier`` and ``class_stats`` go
-through :func:`checked_labels` and :func:`check_features` before anything C-sized is
-allocated, and refuse what they would otherwise mangle silently: float labels that are not
-integers (they were truncated), complex features (the imaginary part was dropped), and a class
-count beyond the limit the CLI applies to files (one label of 2³¹−1 asked for 2³¹ classes).
+One function, :func:`check_inputs`, so that every public function and every array library
+(NumPy, CuPy, torch, any array-API namespace) refuses the same mistakes with the same
+:class:`~ncanalyze.errors.UsageError`, naming the argument and both shapes, instead of a
+library's own error ("mat1 and mat2 shapes cannot be multiplied", ``IndexError``); and
+:func:`checked_labels` for the label values, before anything C-sized is allocated: float
+labels that are not integers (they were truncated), and a class count beyond the limit the
+CLI applies to files (one label of 2³¹−1 asked for 2³¹ classes).
 """
 
 from __future__ import annotations
@@ -16,37 +19,84 @@ from ..errors import UsageError
 from ..limits import MAX_CLASSES
 
 
-def check_features(features) -> None:
-    """``features`` is 2-D and real (bool, integer or floating).
+def shape_of(array) -> tuple[int, ...]:
+    """The shape of any array-like (NumPy, CuPy, torch, array API, nested lists)."""
+    shape = getattr(array, "shape", None)
+    if shape is None:
+        shape = np.shape(array)
+    return tuple(int(d) for d in shape)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_real(name: str, array) -> None:
+    """Refuse complex, boolean and non-numeric dtypes (by name: every library spells them so)."""
+    dtype = getattr(array, "dtype", None)
+    if dtype is None:
+        return
+    kind = str(dtype).rsplit(".", 1)[-1].lower()
+    if "complex" in kind or kind in ("bool", "object") or kind.startswith(("str", "<u", "|s")):
+        raise UsageError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
+def check_inputs(features, labels, weight=None, bias=None, *,
+                 num_classes: int | None = None) -> None:
+    """Refuse arrays whose shapes do not fit together.
+
+    Parameters
+    ----------
+    features : array, shape (n_samples, n_features)
+    labels : array, shape (n_samples,)
+    weight : array, shape (n_classes, n_features), optional
+    bias : array, shape (n_classes,), optional
+    num_classes : int, optional
+        C as given by the caller; ``weight`` must then have C rows (else at least
+        ``max(labels) + 1``).
 
     Raises
     ------
     UsageError
+        Naming the argument and the shapes involved: ``features`` not 2-D or without rows,
+        ``labels`` not 1-D or of another length, ``weight`` not 2-D, with another number of
+        columns than ``features`` or fewer rows than classes, ``bias`` not 1-D or of another
+        length than ``weight`` has rows, a complex or non-numeric array.
     """
-    shape = tuple(features.shape)
-    if len(shape) != 2:
-        raise UsageError(f"features must be 2-D (n_samples, n_features), got shape {shape}")
-    kind = _kind(features.dtype)
-    if kind == "c":
-        raise UsageError(f"features must be real, got complex dtype {features.dtype} (the "
-                         "imaginary part would be lost; pass .real or abs() explicitly)")
-    if kind not in "biuf":
-        raise UsageError(f"features must hold real numbers, got dtype {features.dtype}")
-
-
-def _kind(dtype) -> str:
-    """NumPy's dtype kind letter of any array library's dtype."""
-    try:
-        return np.dtype(dtype).kind
-    except TypeError:
-        name = str(dtype).rsplit(".", 1)[-1]  # torch.complex64, torch.bfloat16, …
-        if name.startswith("complex"):
-            return "c"
-        if name.startswith(("float", "bfloat")):
-            return "f"
-        if name.startswith(("int", "uint")):
-            return "i"
-        return "b" if name == "bool" else "O"
+    fs = shape_of(features)
+    if len(fs) != 2:
+        raise UsageError(f"features must be 2-D (n_samples, n_features), got shape {_shape(fs)}")
+    if fs[0] == 0:
+        raise UsageError(f"features has no rows (shape {_shape(fs)})")
+    _check_real("features", features)
+    ls = shape_of(labels)
+    if len(ls) != 1 or ls[0] != fs[0]:
+        raise UsageError(f"labels must have shape ({fs[0]},), one per row of features; got "
+                         f"labels {_shape(ls)} and features {_shape(fs)}")
+    _, classes = checked_labels(labels, fs[0], num_classes)  # values, before any use
+    if weight is None:
+        if bias is not None:
+            raise UsageError("bias was given without weight")
+        return
+    ws = shape_of(weight)
+    if len(ws) != 2 or ws[1] != fs[1]:
+        raise UsageError(f"weight must have shape (n_classes, {fs[1]}), one column per feature; "
+                         f"got weight {_shape(ws)} and features {_shape(fs)}")
+    _check_real("weight", weight)
+    if num_classes is not None and ws[0] != num_classes:
+        raise UsageError(f"weight must have num_classes = {num_classes} rows; got weight "
+                         f"{_shape(ws)}")
+    classes_seen = classes if num_classes is None else None
+    if classes_seen is not None and ws[0] < classes_seen:
+        raise UsageError(f"weight has {ws[0]} rows but the labels name {classes_seen} classes "
+                         f"(largest label {classes_seen - 1}); got weight {_shape(ws)} and "
+                         f"labels {_shape(ls)}")
+    if bias is not None:
+        bs = shape_of(bias)
+        if bs != (ws[0],):
+            raise UsageError(f"bias must have shape ({ws[0]},), one per row of weight; got bias "
+                             f"{_shape(bs)} and weight {_shape(ws)}")
+        _check_real("bias", bias)
 
 
 def checked_labels(labels, num_samples: int, num_classes: int | None) -> tuple[np.ndarray, int]:

@@ -519,10 +519,10 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     Tensors that require grad are detached (no copy); the statistics are computed on the
     device of ``features`` (labels anywhere: they are copied there).
     """
-    from .inputs import check_features, checked_labels
+    from .inputs import check_inputs, checked_labels
 
+    check_inputs(features, labels)
     features = detach(features)
-    check_features(features)
     xp = array_namespace(features)
     dev = device(features)
     labels_host, c = checked_labels(labels, int(features.shape[0]), num_classes)
