@@ -33,8 +33,9 @@ def check_values(name: str, arr: np.ndarray) -> None:
         return
     # One pass in float64 finds any NaN/Inf (a sum of finite float16/32 values cannot
     # overflow it); only then are the bad rows counted, a block of rows at a time.
-    if np.isfinite(arr.sum(dtype=np.float64)):
-        return
+    with np.errstate(invalid="ignore", over="ignore"):  # inf − inf is the NaN looked for
+        if np.isfinite(arr.sum(dtype=np.float64)):
+            return
     rows = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
     bad = np.concatenate([~np.isfinite(rows[i:i + _ROWS]).all(axis=1)
                           for i in range(0, rows.shape[0], _ROWS)])

@@ -97,3 +97,19 @@ def test_python_warnings_are_one_warning_line_and_silent_under_quiet():
         "ncanalyze: warning: RuntimeWarning: overflow encountered in multiply\\nsecond line"]
     quiet = CliRunner().invoke(app, ["noisy", "-q"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_runtime_warnings_of_a_real_run_are_silent_under_quiet(tmp_path):
+    """Features of scale 1e-300 and weights of 1e300 make NumPy warn (overflow, 0/0) inside
+    metrics: nothing on stderr under -q, and only ``ncanalyze: warning:`` lines without."""
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    with RunWriter(tmp_path / "extreme.h5", y) as w:
+        for e in (1, 2):
+            w.add_epoch(e, rng.normal(size=(60, 5)) * 1e-300, rng.normal(size=(3, 5)) * 1e300,
+                        np.zeros(3))
+    quiet = run_cli("metrics", tmp_path / "extreme.h5", "-f", "json", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    loud = run_cli("metrics", tmp_path / "extreme.h5", "-f", "json")
+    assert loud.exit_code == 0
+    assert all(line.startswith("ncanalyze: warning: ") for line in loud.stderr.splitlines())
