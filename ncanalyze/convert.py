@@ -213,6 +213,23 @@ def _torch_error(exc: BaseException) -> str:
            f"{_short(exc)})"
 
 
+def _check_pt_archive(path: Path) -> None:
+    """torch.save writes its zip entries stored and unencrypted; anything else is refused
+    (a deflated entry cannot be memory-mapped, and would be inflated whole)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_STORED:
+                    how = "encrypted" if info.flag_bits & 0x1 else (
+                        f"compressed (zip method {info.compress_type})")
+                    raise InputError(f"entry {info.filename!r} is {how}; torch.save writes "
+                                     "its entries uncompressed, so this is not a torch file "
+                                     "ncanalyze reads", file=str(path))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(f"is not a readable .pt archive ({type(exc).__name__}: "
+                         f"{_short(exc)})", file=str(path)) from exc
+
+
 def _load_pt(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The entries convert uses (as NumPy) and a description of the others.
 
@@ -230,6 +247,8 @@ def _load_pt(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     mapped = zipfile.is_zipfile(path)
     if not mapped:
         budget.take("(whole file, legacy format)", path.stat().st_size)
+    else:
+        _check_pt_archive(path)
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as exc:  # torch raises many types for bad or unsafe files

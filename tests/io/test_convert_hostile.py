@@ -201,3 +201,33 @@ def test_pt_errors_are_one_line_without_torch_advice(tmp_path):
         load_dump(bad / "epoch_1.pt")
     text = info.value.one_line()
     assert "\n" not in text and "weights_only=False" not in text and "unpickl" in text
+
+
+def test_pt_with_compressed_or_encrypted_entries_is_refused(tmp_path):
+    path = _pt(tmp_path / "d", _tensors(torch.tensor(F)))
+    packed = tmp_path / "d" / "epoch_2.pt"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(packed, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(InputError, match="compressed"):
+        load_dump(packed)
+    _patch_zip(path, flag=0x1)
+    with pytest.raises(InputError, match="encrypted"):
+        load_dump(path)
+
+
+def test_ignored_pt_tensor_is_not_read(tmp_path):
+    """A 256 MiB tensor convert does not use is memory-mapped, never read (item 9); measured
+    in a fresh process, whose peak resident memory is not that of earlier tests."""
+    import subprocess
+    import sys
+
+    path = _pt(tmp_path / "d", _tensors(torch.tensor(F)) | {"big": torch.ones(2**26)})
+    code = ("import resource, sys, torch; from pathlib import Path; "
+            "from ncanalyze.convert import load_dump; "
+            "b = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "a, _, i = load_dump(Path(sys.argv[1])); assert 'big' in i, i; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - b)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True)
+    assert int(out.stdout) < 64 * 1024, out.stdout  # KiB: far below the 256 MiB tensor
