@@ -119,13 +119,7 @@ def to_numpy(array: Any) -> np.ndarray:
 
 def _torch_to_numpy(array) -> np.ndarray:
     """A dense tensor on the host; float types NumPy lacks (bfloat16, float8) become float32.
-
-    Raises
-    ------
-    UsageError
-        For a sparse or other non-strided tensor, a meta tensor (no data), or a dtype with no
-        NumPy equivalent.
-    """
+    ``UsageError`` for a sparse or meta tensor, or another dtype NumPy lacks."""
     t = array.detach()
     if str(t.layout) != "torch.strided":
         raise UsageError(f"a {t.layout} tensor is not a dense array; pass tensor.to_dense()")

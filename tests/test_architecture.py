@@ -20,9 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ncanalyze"
 ONLY_IN = {
     "h5py": ("ncanalyze.io",),
     "cupy": ("ncanalyze.backend",),
-    # capture hooks a torch model and convert reads .pt dumps: torch as the *training
-    # framework*, not as a compute backend.
-    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.convert"),
+    # capture hooks a torch model and convert reads .pt dumps (dumps, one file): torch as the
+    # *training framework*, not as a compute backend.
+    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.convert", "ncanalyze.dumps"),
     "typer": ("ncanalyze.cli",),
     "rich": ("ncanalyze.cli",),
     "matplotlib": ("ncanalyze.plots",),

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from ncanalyze.convert import convert, load_dump
+from ncanalyze.dumps import load_dump
 from ncanalyze.errors import InputError
 from tests.conftest import run_cli
 
@@ -182,7 +182,7 @@ def test_members_not_used_are_not_loaded(tmp_path, monkeypatch):
 
 
 def test_used_members_share_one_budget(tmp_path, monkeypatch):
-    import ncanalyze.convert as conv
+    import ncanalyze.dumps as conv
 
     path = _npz(tmp_path / "d", weight=np.zeros((C, P)), bias=np.zeros(C))
     monkeypatch.setattr(conv, "dump_budget", lambda: F.nbytes + Y.nbytes)  # no room for W, b
@@ -224,10 +224,16 @@ def test_ignored_pt_tensor_is_not_read(tmp_path):
 
     path = _pt(tmp_path / "d", _tensors(torch.tensor(F)) | {"big": torch.ones(2**26)})
     code = ("import resource, sys, torch; from pathlib import Path; "
-            "from ncanalyze.convert import load_dump; "
+            "from ncanalyze.dumps import load_dump; "
             "b = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "a, _, i = load_dump(Path(sys.argv[1])); assert 'big' in i, i; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - b)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                          text=True, check=True)
     assert int(out.stdout) < 64 * 1024, out.stdout  # KiB: far below the 256 MiB tensor
+
+
+def test_epoch_numbers_in_file_names_are_ascii_digits():
+    from ncanalyze.convert import epoch_of
+
+    assert epoch_of("epoch_\u0663.npz") is None and epoch_of("epoch_3.npz") == 3
