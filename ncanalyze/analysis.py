@@ -29,7 +29,7 @@ from .core.metrics import feature_metrics, nc_metrics_from_stats
 from .core.values import LAYER_KEYS
 from .core.stats import (ClassStats, StatsAccumulator, block_rows,
                          compact_labels, merge_class_stats)
-from . import memory
+from . import memory, stored
 from .errors import InputError
 from .io.reader import Run, open_run
 from .io.schema import Source, check_classes_present
@@ -106,11 +106,12 @@ class Analysis:
         for source in [run.train] + [info.splits[name] for name in s.splits]:
             note = absent_classes(self._source_labels(source).classes, info.num_classes,
                                   require_all=s.require_all_classes, file=info.path,
-                                  dataset=source.labels_path)
+                                  dataset=source.labels_path or f"{source.path}/counts")
             if note:
                 self.run_warnings.append(note)
         self.tile_bytes = self._plan_memory()
         self._split: tuple[str, Settings, int] | None = None
+        self._last_stored: tuple = (None, None)
 
     def _plan_memory(self) -> int:
         """Tile bytes from the memory plan of one epoch (:mod:`ncanalyze.memory`)."""
@@ -156,7 +157,11 @@ class Analysis:
 
     # ------------------------------------------------------------------ passes
     def _source_labels(self, source: Source) -> "_SourceLabels":
-        key = source.labels_path
+        key = source.labels_path or source.path
+        if key not in self._labels and self.run.kind == "statistics":
+            # A statistics run: only which classes have samples is needed (no per-row pass).
+            classes = np.flatnonzero(self.run.class_counts(source)).astype(np.int64)
+            self._labels[key] = _SourceLabels(None, None, None, classes)
         if key not in self._labels:
             host = self.run.labels(source)
             classes, compact = compact_labels(host, self.run.info.num_classes)
@@ -273,8 +278,19 @@ class Analysis:
         rows = -(-rows // block) * block
         return [(r0, min(n, r0 + rows)) for r0 in range(0, n, rows)]
 
+    def _stored(self, epoch: int, source: Source):
+        """A statistics run's stored epoch of ``source`` (the last one is kept: its statistics
+        and its decisions are asked for separately)."""
+        key = (epoch, source.path)
+        if self._last_stored[0] != key:
+            self._last_stored = (key, self.run.statistics(epoch, source))
+        return self._last_stored[1]
+
     def _epoch_stats(self, epoch: int, source: Source, keep: bool):
-        """:meth:`_stats`, or its row-split form on workers (partial statistics merged)."""
+        """:meth:`_stats`, or its row-split form on workers (partial statistics merged); in
+        a statistics run, the stored statistics."""
+        if self.run.kind == "statistics":
+            return stored.class_stats(self._stored(epoch, source)), None
         if self._split is None:
             return self._stats(epoch, source, keep)
         path, settings, workers = self._split
@@ -284,7 +300,10 @@ class Analysis:
         return merge_class_stats(parts), None
 
     def _epoch_predictions(self, epoch, source, cache, train, means_dev, w_dev, b_dev):
-        """:meth:`_predictions`, or its row-split form on workers (counts added)."""
+        """:meth:`_predictions`, or its row-split form on workers (counts added); in a
+        statistics run, the stored counts (made with the epoch's training means)."""
+        if self.run.kind == "statistics":
+            return stored.decision_counts(self._stored(epoch, source))
         if self._split is None:
             return self._predictions(epoch, source, cache, means_dev, train.class_ids, w_dev,
                                      b_dev)
@@ -365,7 +384,8 @@ class Analysis:
 
     def __iter__(self) -> Iterator[EpochResult]:
         s = self.settings
-        split = len(self._row_ranges(self.run.train)) > 1
+        # A statistics run has no rows to split: its epochs are read, not accumulated.
+        split = self.run.kind == "features" and len(self._row_ranges(self.run.train)) > 1
         workers = local_workers(self, len(self._row_ranges(self.run.train)) if split else None)
         if s.dask is None and workers <= 1:
             for epoch in self.epochs:
@@ -404,7 +424,7 @@ def local_workers(analysis: Analysis, tasks: int | None = None) -> int:
     n_epochs = len(analysis.epochs) if tasks is None else tasks
     if s.workers is not None:
         return max(1, min(cap_workers(s.workers)[0], n_epochs))
-    if n_epochs < 2 or analysis.backend.name != "numpy":
+    if n_epochs < 2 or analysis.backend.name != "numpy" or analysis.run.kind == "statistics":
         return 1
     info = analysis.run.info
     per_epoch = info.num_samples * info.num_features * info.features_dtype.itemsize

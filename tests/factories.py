@@ -45,3 +45,41 @@ def write_run(path, y, features, weights=None, biases=None, epochs=None, dtype=n
                         None if weights is None else weights[k],
                         None if biases is None else biases[k])
     return path
+
+
+def statistics_of(features, labels, num_classes, weight=None, bias=None, ncc=None):
+    """The statistics and decision counts the recorder writes for one source (float64).
+
+    ``ncc``: the ClassStats whose means the NCC rule uses (default: these statistics).
+    """
+    from ncanalyze.core.decisions import PredictionAccumulator
+    from ncanalyze.core.stats import class_stats
+
+    stats = class_stats(np.asarray(features, dtype=np.float64), labels, num_classes)
+    ncc = ncc or stats
+    acc = PredictionAccumulator(ncc.means, weight, bias, ncc_classes=ncc.class_ids)
+    acc.update(np.asarray(features, dtype=np.float64), np.asarray(labels))
+    return stats, acc.counts()
+
+
+def write_statistics_run(path, y, features, weights=None, biases=None, epochs=None, *,
+                         num_classes=None, store_labels=True, layers=None, splits=None,
+                         feature_dtype="float32", **scalars):
+    """A statistics run of per-epoch feature matrices (list); ``layers``: {name: [per-epoch
+    matrices]}, ``splits``: {name: (labels, [per-epoch matrices])}; ``scalars``: {name: list}."""
+    c = num_classes or int(np.max(y)) + 1
+    epochs = epochs or list(range(1, len(features) + 1))
+    split_labels = {n: (lab if store_labels else None) for n, (lab, _) in (splits or {}).items()}
+    with RunWriter(path, y if store_labels else None, num_classes=c, overwrite=True,
+                   statistics=True, splits=split_labels or None) as w:
+        for k, e in enumerate(epochs):
+            wt = None if weights is None else np.asarray(weights[k], dtype=np.float64)
+            bs = None if biases is None else np.asarray(biases[k], dtype=np.float64)
+            stats, dec = statistics_of(features[k], y, c, wt, bs)
+            lay = {n: statistics_of(m[k], y, c)[0] for n, m in (layers or {}).items()}
+            spl = {n: statistics_of(m[k], lab, c, wt, bs, ncc=stats)
+                   for n, (lab, m) in (splits or {}).items()}
+            w.add_statistics(e, stats, dec, wt, bs, layers=lay, splits=spl,
+                             feature_dtype=feature_dtype,
+                             **{n: v[k] for n, v in scalars.items()})
+    return path
