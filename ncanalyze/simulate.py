@@ -121,7 +121,9 @@ class UFMConfig:
                 (self.dim, MAX_FEATURES, "--dim"),
                 (self.dim1 or 0, MAX_FEATURES, "--dim1"),
                 (k * self.dim, MAX_CLASSES_X_FEATURES, f"--classes × --dim = {k * self.dim}"),
-                (self.saves, MAX_EPOCHS, "--saves")):
+                (self.saves, MAX_EPOCHS, "--saves"),
+                # steps are epoch numbers, log-spaced in float64: exact up to 2⁵³
+                (self.epochs, 2**53, "--epochs")):
             if value > limit:
                 raise UsageError(f"{what} is above the limit {limit} "
                                  "(docs/RELIABILITY.md, size limits)")

@@ -159,6 +159,7 @@ def test_cli_simulate_prints_prediction(tmp_path):
     (["--dim1", "30000", "--model", "extended", "--bias", "none"], "--dim1"),
     (["--saves", "100000000"], "--saves"),
     (["--per-class", "1e8"], "--per-class"),
+    (["--epochs", "99999999999999999999999"], "--epochs"),
 ])
 def test_options_beyond_the_limits_are_refused_before_allocating(tmp_path, args, named):
     """Issue 16 item 14: exit 2 naming the option, at once (nothing allocated, no file)."""
