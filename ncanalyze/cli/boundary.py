@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Callable
@@ -24,6 +25,7 @@ import typer
 from rich.console import Console
 
 from ..errors import InputError, NcanalyzeError, escape
+from .parsing import strict_numbers
 
 #: Exit code of an unexpected internal error (a bug: please report it).
 EXIT_INTERNAL = 70
@@ -115,6 +117,10 @@ def report_error(exc: BaseException, debug: bool) -> int:
     return EXIT_INTERNAL
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    warn(f"{category.__name__}: {message}")
+
+
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or progress on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
@@ -136,7 +142,11 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
         root = flags()
         token = _flags.set(Flags(quiet=quiet or root.quiet, debug=debug or root.debug))
         try:
-            with terminating_signals():
+            with terminating_signals(), warnings.catch_warnings():
+                # Python warnings (NumPy's RuntimeWarnings, …) are ncanalyze warnings: one
+                # line each, none under --quiet.
+                warnings.simplefilter("ignore" if flags().quiet else "default")
+                warnings.showwarning = _show_warning
                 code = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -153,7 +163,8 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
             _flags.reset(token)
         raise typer.Exit(code or 0)
 
-    params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    params = strict_numbers(list(inspect.signature(fn, eval_str=True).parameters.values()))
     wrapper.__signature__ = inspect.Signature(params + list(_EXTRA))  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**fn.__annotations__, "quiet": QuietOpt, "debug": DebugOpt}
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "quiet": QuietOpt,
+                               "debug": DebugOpt}
     return wrapper

@@ -57,6 +57,15 @@ class Run:
         self._datasets.clear()
         self._file.close()
 
+    def identity(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of the file this run has open (not of whatever ``path`` names
+        now), or None when HDF5's file driver gives no descriptor."""
+        try:
+            st = os.fstat(self._file.id.get_vfd_handle())
+        except (AttributeError, TypeError, ValueError, OSError, RuntimeError):
+            return None
+        return st.st_dev, st.st_ino
+
     def __enter__(self) -> "Run":
         return self
 

@@ -12,6 +12,7 @@ validation of a file's layout.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import h5py
@@ -31,6 +32,8 @@ from .trust import (MAX_DECODE_BYTES, Refused, Resolved, check_dataset, chunk_ca
 FORMAT_VERSION = 2
 #: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
 EPOCH_FILL = np.iinfo(np.int64).min
+#: An integer attribute stored as a string: ASCII digits, optional sign.
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def _is_float(dtype: np.dtype) -> bool:
@@ -129,7 +132,9 @@ class _Validator:
         value = self._attr(name)
         if value is None:
             return None
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str)) or (
+                isinstance(value, str) and not _DECIMAL.fullmatch(value)):
+            # a string must be plain ASCII digits: float() would take "1e3", "1_0" and "١"
             raise self._error(f"attribute {name}={value!r} is not an integer", "/")
         try:
             number = float(value)
