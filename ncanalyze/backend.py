@@ -86,14 +86,7 @@ def to_numpy(array: Any) -> np.ndarray:
         return array
     module = type(array).__module__
     if module.startswith("torch"):
-        t = array.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.is_conj():
-            t = t.resolve_conj()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
-            t = t.float()
-        return t.numpy()
+        return _torch_to_numpy(array)
     if module.startswith("cupy"):
         return array.get()
     if module.startswith("array_api_strict"):
@@ -122,6 +115,26 @@ def to_numpy(array: Any) -> np.ndarray:
     if arr is not None and arr.dtype != object:
         return arr
     raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
+
+
+def _torch_to_numpy(array) -> np.ndarray:
+    """A dense tensor on the host; float types NumPy lacks (bfloat16, float8) become float32.
+    ``UsageError`` for a sparse or meta tensor, or another dtype NumPy lacks."""
+    t = array.detach()
+    if str(t.layout) != "torch.strided":
+        raise UsageError(f"a {t.layout} tensor is not a dense array; pass tensor.to_dense()")
+    if t.device.type == "meta":
+        raise UsageError("a tensor on the meta device holds no data")
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.is_conj():
+        t = t.resolve_conj()
+    try:
+        return t.numpy()
+    except TypeError:  # no NumPy dtype: bfloat16, float8_*, …
+        if t.is_floating_point():
+            return t.float().numpy()
+        raise UsageError(f"a tensor of dtype {t.dtype} has no NumPy equivalent") from None
 
 
 def to_numpy_many(*arrays) -> list[np.ndarray]:
@@ -173,6 +186,21 @@ def detach(array: Any) -> Any:
     return array
 
 
+def scatter_add_rows(values, labels, num_classes: int):
+    """Per-label row sums by torch ``index_add``/CuPy ``scatter_add`` (O(rows·cols)), else None."""
+    shape = (num_classes,) + tuple(values.shape[1:])
+    if type(values).__module__.startswith("torch"):
+        return values.new_zeros(shape).index_add_(0, labels.long(), values)
+    if type(values).__module__.startswith("cupy"):
+        import cupy
+        import cupyx
+
+        out = cupy.zeros(shape, dtype=values.dtype)
+        cupyx.scatter_add(out, labels, values)
+        return out
+    return None
+
+
 # ---------------------------------------------------------------------- linear algebra
 
 
@@ -199,26 +227,6 @@ def cholesky(a):
         return xp.linalg.cholesky(a)
     except ValueError:
         return None
-
-
-def native_segment_sum(values, labels, num_classes: int):
-    """Per-label sums of the rows of ``values`` with the library's scatter-add
-    (``torch.Tensor.index_add_``), or ``None`` when the library has none here (the caller
-    then uses the array-API one-hot product, O(rows·C·cols) instead of O(rows·cols)).
-
-    Parameters
-    ----------
-    values : array, shape (n_rows,) or (n_rows, n_cols)
-    labels : integer array, shape (n_rows,), values in ``0..num_classes-1``
-    """
-    from array_api_compat import array_namespace, is_torch_namespace
-
-    if not is_torch_namespace(array_namespace(values)):
-        return None
-    torch = sys.modules["torch"]
-    out = torch.zeros((num_classes,) + tuple(values.shape[1:]), dtype=values.dtype,
-                      device=values.device)
-    return out.index_add_(0, labels.to(torch.int64), values)
 
 
 #: Below this size the generic :func:`solve_lower` hands the triangular system to

@@ -216,8 +216,7 @@ def feature_metrics(stats: ClassStats, *, global_mean: str = "samples",
     if "of_distance_means" in keys:
         out.set("of_distance_means", of.result(), "all class means are zero")
     if c - 1 > p and any(k in keys for k in ("etf_distance_means", "maxangle_means")):
-        out.warnings.append(f"C − 1 = {c - 1} > P = {p}: an exact simplex ETF is impossible "
-                            "(Zhou et al., d < K−1); ETF distances cannot reach 0")
+        out.warnings.append(etf_impossible_note(c, p))
     return out
 
 
@@ -230,6 +229,16 @@ def coincident_note(stats: ClassStats, count: int, examples) -> str:
     return (f"{count} pair(s) of classes have identical means (classes {named}{more}): cdnv "
             "and gnc2 are undefined for them (in a language model: tokens only ever seen after "
             "the same contexts get the same features, see docs/METRICS.md)")
+
+
+#: The words of :func:`etf_impossible_note` (a run-level fact: said once per run by the CLI).
+ETF_IMPOSSIBLE = "an exact simplex ETF is impossible"
+
+
+def etf_impossible_note(classes: int, features: int) -> str:
+    """Why the ETF distances cannot reach 0 when C − 1 > P."""
+    return (f"C − 1 = {classes - 1} > P = {features}: {ETF_IMPOSSIBLE} (Zhou et al., d < K−1); "
+            "ETF distances cannot reach 0")
 
 
 def present_rows(stats: ClassStats, a):
