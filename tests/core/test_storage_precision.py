@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 from ncanalyze.analysis import analyze
 from ncanalyze.core.decomposition import decompose
 from ncanalyze.core.metrics import nc_metrics
-from ncanalyze.core.precision import UNIT_ROUNDOFF, precision_name
+from ncanalyze.core.precision import UNIT_ROUNDOFF, precision_name, values_precision
 from ncanalyze.core.snr import snr
 from ncanalyze.core.stats import class_stats, merge_class_stats
 from ncanalyze.settings import Settings
@@ -145,3 +145,20 @@ def test_precision_names_and_their_propagation():
     assert (s16.precision, s64.precision, s16.on_host().precision) == ("float16", "float64",
                                                                          "float16")
     assert merge_class_stats([s64, s16]).precision == "float16"  # the coarsest part wins
+
+
+def test_values_precision_sees_features_computed_in_a_coarser_format():
+    """float64 features that are float32 numbers were computed in float32 (a float64 dump of
+    a float32 model); float32 features that are bfloat16/float16 numbers likewise."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(50, 7))
+    assert values_precision(h) == "float64"
+    assert values_precision(h.astype(np.float32).astype(np.float64)) == "float32"
+    assert values_precision(h.astype(np.float16).astype(np.float32)) == "float16"
+    as_bf16 = torch.tensor(h, dtype=torch.bfloat16).float()
+    assert values_precision(as_bf16.numpy()) == "bfloat16"
+    assert values_precision(as_bf16) == "bfloat16"  # a CPU tensor, seen without a copy
+    assert values_precision(h.astype(np.float16)) == "float16"
+    assert class_stats(h.astype(np.float32).astype(np.float64), np.arange(50) % 3).precision \
+        == "float32"
