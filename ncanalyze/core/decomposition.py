@@ -73,7 +73,7 @@ class _Problem:
         self.sigma_w = stats.sigma_w
         self.weight_decay = float(weight_decay)
         lam = self.weight_decay
-        self.restrict = None
+        self.restrict = None  # Q of the resolved directions (:meth:`_restrict_to_resolved`)
         if with_bias and is_numpy_namespace(xp):
             self._numpy_init_bias(stats, lam)
             self._restrict_to_resolved(stats)
@@ -110,21 +110,13 @@ class _Problem:
         self._restrict_to_resolved(stats)
 
     def _restrict_to_resolved(self, stats: ClassStats) -> None:
-        """With a bias and λ = 0, solve in the feature directions the stored features resolve
-        (docs/METRICS.md, "Rank from the data's precision"): a direction with only rounding
-        noise (the one a final LayerNorm removes) would otherwise be fitted as signal. The
-        normal matrix is diag(Σ_T, 1) there, so the restriction is Q = diag(basis, 1)."""
-        if self.shift is None or self.weight_decay > 0:
-            return
-        basis = resolved_basis(stats)
-        if basis is None:
-            return
-        xp, dev = self.xp, self.device
-        p, k = int(basis.shape[0]), int(basis.shape[1])
-        self.restrict = xp.concat([
-            xp.concat([basis, xp.zeros((p, 1), dtype=basis.dtype, device=dev)], axis=1),
-            xp.concat([xp.zeros((1, k), dtype=basis.dtype, device=dev),
-                       xp.ones((1, 1), dtype=basis.dtype, device=dev)], axis=1)], axis=0)
+        """λ = 0 with a bias: solve in the resolved directions, Q = diag(basis, 1)."""
+        basis = resolved_basis(stats) if self.shift is not None and not self.weight_decay else None
+        if basis is not None:
+            xp, k = self.xp, int(basis.shape[1])
+            last = xp.eye(int(basis.shape[0]) + 1, dtype=basis.dtype, device=self.device)[:, -1:]
+            self.restrict = xp.concat([xp.concat([basis, xp.zeros(
+                (1, k), dtype=basis.dtype, device=self.device)], axis=0), last], axis=1)
 
     def _numpy_init_bias(self, stats: ClassStats, lam: float) -> None:
         """The with-bias problem on NumPy, built in place (same matrices as the generic code,
@@ -181,35 +173,27 @@ class _Problem:
         """
         xp = self.xp
         dim = int(self.normal.shape[0])
-        if self.restrict is not None:
-            q = self.restrict
-            v, rank = self._solve(xp.matmul(q.T, xp.matmul(self.normal, q)),
-                                  xp.matmul(self.targets, q))
-            return xp.matmul(v, q.T), rank, dim
-        v, rank = self._solve(self.normal, self.targets)
-        return v, rank, dim
-
-    def _solve(self, normal, targets) -> tuple[Any, int]:
-        """``targets · normal⁺`` and the numerical rank of ``normal`` (n, n)."""
-        xp = self.xp
-        dim = int(normal.shape[0])
+        normal, targets, q = self.normal, self.targets, self.restrict
+        if q is not None:  # docs/METRICS.md, "Rank from the data's precision"
+            normal, targets = xp.matmul(q.T, xp.matmul(normal, q)), xp.matmul(targets, q)
+        back = (lambda v: v) if q is None else (lambda v: xp.matmul(v, q.T))
         lower, _ = checked_cholesky(normal)
         if lower is not None:
-            return cholesky_solve(lower, targets.T).T, dim
+            return back(cholesky_solve(lower, targets.T).T), int(normal.shape[0]), dim
         # Singular (λ = 0 and rank-deficient features): least squares restricted to the
         # numerical rank. Every key is the same for every least-squares solution (they differ
         # by directions that no h̃_i sees), so the choice does not change the results.
         evals, evecs = xp.linalg.eigh(normal)
         ev = np.asarray(to_numpy(evals), dtype=np.float64)
         top = float(ev.max()) if ev.size else 0.0
-        keep = ev > dim * float(np.finfo(np.float64).eps) * top
+        keep = ev > int(normal.shape[0]) * float(np.finfo(np.float64).eps) * top
         rank = int(keep.sum())
         if rank == 0:
-            return xp.zeros(targets.shape, dtype=targets.dtype, device=self.device), 0
+            return xp.zeros_like(self.targets), 0, dim
         idx = xp.asarray(np.flatnonzero(keep), device=self.device)
         u = xp.take(evecs, idx, axis=1)
         inv = 1.0 / xp.take(evals, idx)
-        return xp.matmul(xp.matmul(targets, u) * inv[None, :], u.T), rank
+        return back(xp.matmul(xp.matmul(targets, u) * inv[None, :], u.T)), rank, dim
 
     # ------------------------------------------------------------------ loss terms
     def within(self, weight) -> float:
