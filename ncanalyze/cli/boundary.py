@@ -74,8 +74,10 @@ def report_error(exc: BaseException, debug: bool) -> int:
     return EXIT_INTERNAL
 
 
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or progress on stderr.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="",
+                                        help="No warnings or progress on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="",
+                                        help="Show the full traceback on errors.")]
 
 _EXTRA = (inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
                             annotation=QuietOpt),
