@@ -33,3 +33,17 @@ def test_report_help_is_grouped_and_short():
     assert len(text.splitlines()) < 110
     for panel in ("What to compute", "Computing", "Output", "Gates and live runs"):
         assert panel in text
+
+
+def test_inspect_fits_80_columns_without_cutting_cells():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.h5"
+    text = run_cli("inspect", example, env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    table = [line for line in text.splitlines() if line.startswith(" /")]
+    assert table and not any("…" in line for line in table)
+    assert any("18×1347×32" in line and "float16" in line and "1.5 MiB" in line
+               for line in table)
+    wide = run_cli("inspect", example, env={"COLUMNS": "120"}).stdout
+    assert "chunks" in wide and "1×1347×32" in wide
