@@ -136,11 +136,14 @@ class Analysis:
         present = max(self._source_labels(src).classes.size for src in sources)
         rows = min(self.settings.chunk_rows or block_rows(info.num_features), info.num_samples)
         chunk = rows * info.num_features * max(itemsize, 4)
+        cache = min(CACHE_BYTES, info.num_samples * (info.num_features * itemsize + 8))
+        samples = info.num_samples
+        if self.run.kind == "statistics":  # no rows are read: N costs no memory
+            samples = chunk = cache = 0
         parts = memory.estimate(classes=info.num_classes, present=present,
-                                features=info.num_features, samples=info.num_samples,
-                                chunk_bytes=chunk,
-                                cache_bytes=min(CACHE_BYTES, info.num_samples * (
-                                    info.num_features * itemsize + 8)))
+                                features=info.num_features, samples=samples,
+                                chunk_bytes=chunk, cache_bytes=cache,
+                                decode_bytes=self.run.decode_bytes)
         return memory.plan(parts, self.settings.memory_limit,
                            what=f"{info.path}: one epoch (C = {info.num_classes}, "
                                 f"P = {info.num_features}, N = {info.num_samples})")

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, get_origin
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperCommand, TyperOption
 
 from .. import __version__
 from .boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, DebugOpt, QuietOpt, command, set_root_flags
+from .parsing import OneLineGroup
 from .commands import convert, decompose, inspect, metrics, plot, report, simulate, snr
 
-class _Group(TyperGroup):
-    """The root: ``--help`` without a ``<bool>`` placeholder."""
+
+class _Group(OneLineGroup):
+    """The root: parse errors in one line, ``--help`` without a ``<bool>`` placeholder."""
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)

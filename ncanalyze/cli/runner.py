@@ -144,12 +144,14 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     check_xscale(xscale)
     if plot is not None:
         plot_format(plot)
-    check_outputs({"--output": output_path, "--plot": plot}, [file])
+    outputs = {"--output": output_path, "--plot": plot}
+    check_outputs(outputs, [file])
     settings = make_settings(command, **options)
     quiet = flags().quiet
 
     def prepare(analysis: Analysis) -> None:
         """Checks that need the file, before any epoch is computed."""
+        check_outputs(outputs, analysis.run.inputs)  # every file the reads may open
         catalogue = producible_keys(settings, analysis.run.info)
         validate_gates(gates, catalogue)
         if keys and fmt == "table":
@@ -173,9 +175,8 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         notes = ([f"warning: {w}" for w in outcome.run_warnings]
                  + _verdict_lines(extra, outcome.loss))
         if outcome.header is None:  # --follow ended before the first complete epoch
-            raise InputError(f"no complete epoch was written before following stopped "
-                             f"({'Ctrl-C' if outcome.stopped_by == 'interrupt' else '--timeout'})",
-                             file=file)
+            raise InputError("no complete epoch was written before following stopped "
+                             "(--timeout)", file=file)
         if fmt == "json":
             out.write(render.json_document(outcome.header, command, outcome.epochs,
                                            outcome.warnings, extra))
@@ -265,6 +266,8 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
             if follower.stop_reason == "timeout":
                 outcome.unfinished = _unfinished(file, timeout, outcome.epochs)
     except KeyboardInterrupt:
+        if outcome.header is None:  # nothing to finish: one line and exit 130 (boundary)
+            raise
         outcome.stopped_by = "interrupt"
         err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
     if command in WITH_DYNAMICS and outcome.epochs:

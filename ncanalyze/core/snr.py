@@ -146,6 +146,8 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     out = MetricValues()
     xp = stats.xp
     c, p, n = stats.num_classes, stats.num_features, stats.num_samples
+    if c < 2:  # M̄ has no direction to whiten, ω_{C−2} does not exist
+        return _null(out, "fewer than two classes have samples")
     sigma = stats.sigma_w
     mbar = stats.centred_means(global_mean).T  # (P, C)
     dropped = 0

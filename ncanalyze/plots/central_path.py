@@ -16,6 +16,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..core.dynamics import fitted_curves
 from ..errors import UsageError
+from .text import literal
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -244,10 +245,10 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                       ncols=min(5, max(1, len(ax.get_legend_handles_labels()[1]))),
                       frameon=False)
-    heading = title or "SNR dynamics"
+    heading = literal(title or "SNR dynamics")
     if dynamics and not accepted:  # one line: what the verdict says, no curve it rejects
         line = dynamics.get("summary") or dynamics.get("verdict", "")
-        heading += "\n" + line.replace("dynamics: ", "no fitted law drawn: ")
+        heading += "\n" + literal(line.replace("dynamics: ", "no fitted law drawn: "))
     fig.suptitle(heading, fontsize=9.5)
     _save(fig, path)
 
@@ -298,5 +299,5 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
         ax.set_xlabel("epoch")
     ax.set_ylabel("loss term (log scale)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title or "MSE decomposition (Han et al. Thm. 1–2)", fontsize=10)
+    ax.set_title(literal(title or "MSE decomposition (Han et al. Thm. 1–2)"), fontsize=10)
     _save(fig, path)
