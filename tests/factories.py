@@ -45,3 +45,75 @@ def write_run(path, y, features, weights=None, biases=None, epochs=None, dtype=n
                         None if weights is None else weights[k],
                         None if biases is None else biases[k])
     return path
+
+
+class ArrayRun:
+    """A run held in NumPy arrays: a second implementation of
+    :class:`ncanalyze.io.protocol.RunReader` (features, labels, W, b per epoch; no file).
+
+    ``statistics``: optional ``statistics(epoch) -> EpochStatistics`` for the training
+    source, making it a statistics run (its rows are then never read).
+    """
+
+    def __init__(self, y, features, weights=None, biases=None, epochs=None, *, num_classes=None,
+                 weight_decay=None, statistics=None, path="<arrays>"):
+        from ncanalyze.io.schema import RunInfo, Source
+
+        self.path = path
+        self._y = np.asarray(y, np.int64)
+        self._h = [np.asarray(h) for h in features]
+        self._w, self._b = weights, biases
+        n, p = self._h[0].shape
+        c = num_classes or int(self._y.max()) + 1
+        self._epochs = np.asarray(epochs or list(range(1, len(features) + 1)), np.int64)
+        self._source = Source("train", "train", "/features", "/labels", n, p)
+        self._statistics = statistics
+        self.info = RunInfo(path=path, num_classes=c, num_samples=n, num_features=p,
+                            epochs=self._epochs, features_dtype=self._h[0].dtype,
+                            has_weight=weights is not None, has_bias=biases is not None,
+                            weight_decay=weight_decay, loss=None, format_version=1)
+        self.closed = False
+
+    @property
+    def train(self):
+        return self._source
+
+    def _slot(self, epoch):
+        return int(np.flatnonzero(self._epochs == epoch)[0])
+
+    def labels(self, source=None):
+        return self._y
+
+    def weight(self, epoch):
+        return None if self._w is None else np.asarray(self._w[self._slot(epoch)])
+
+    def bias(self, epoch):
+        return None if self._b is None else np.asarray(self._b[self._slot(epoch)])
+
+    def scalars(self, epoch):
+        return {}
+
+    def chunk_rows(self, source=None, chunk_bytes=2**20):
+        return max(1, chunk_bytes // (self._source.num_features * 8))
+
+    def iter_chunks(self, epoch, source=None, *, rows=None, check_finite=True, start=0,
+                    stop=None):
+        assert self._statistics is None, "a statistics run has no rows to read"
+        h = self._h[self._slot(epoch)]
+        stop = h.shape[0] if stop is None else stop
+        rows = rows or self.chunk_rows()
+        for lo in range(start, stop, rows):
+            hi = min(stop, lo + rows)
+            yield h[lo:hi], self._y[lo:hi]
+
+    def epoch_statistics(self, epoch, source):
+        return None if self._statistics is None else self._statistics(epoch)
+
+    def close(self):
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -20,7 +20,8 @@ from .schema import RunInfo, Source, validate
 
 
 class Run:
-    """A run file opened read-only.
+    """A run file opened read-only: the HDF5 implementation of
+    :class:`~ncanalyze.io.protocol.RunReader`.
 
     Use :func:`open_run`. The object is a context manager; reads are lazy.
 
@@ -172,6 +173,10 @@ class Run:
             if check_finite and not np.isfinite(chunk).all():
                 raise self._nonfinite_error(epoch, source, lo, rows)
             yield chunk, labels[lo:hi]
+
+    def epoch_statistics(self, epoch: int, source: Source) -> None:
+        """None: this run stores feature rows (see :class:`~ncanalyze.io.protocol.RunReader`)."""
+        return None
 
     def _nonfinite_error(self, epoch: int, source: Source, start: int, rows: int) -> InputError:
         """Count the rows with NaN/Inf from ``start`` to the end of the epoch (chunk by chunk)."""
