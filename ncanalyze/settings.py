@@ -45,7 +45,7 @@ class Settings:
     #: the available memory (see :mod:`ncanalyze.memory`).
     memory_limit: int | None = None
     #: With workers or dask: rows of one epoch per task (the epoch's rows are split over the
-    #: workers and the partial statistics merged). None: epochs above ``TASK_BYTES`` of
+    #: workers and the partial statistics merged). None: epochs above ``tasks.TASK_BYTES`` of
     #: features are split into tasks of about that size, smaller ones are one task each.
     task_rows: int | None = None
 

@@ -62,7 +62,7 @@ def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
 
 def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
     """Every class ``0..C-1`` has a sample: the rule of ``--require-all-classes`` (applied by
-    :func:`ncanalyze.analysis.absent_classes`; files with absent classes are valid)."""
+    :func:`ncanalyze.run_checks.absent_classes`; files with absent classes are valid)."""
     counts = np.bincount(labels, minlength=num_classes)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
@@ -373,7 +373,7 @@ class _Validator:
             raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
                               "are 0)", "/labels")
         # Classes without samples are valid (vocabulary-sized C); the analysis applies the
-        # rule (ncanalyze.analysis.absent_classes, --require-all-classes).
+        # rule (ncanalyze.run_checks.absent_classes, --require-all-classes).
         self.labels["/labels"] = labels
 
         has_features = self._resolve("/features") is not None

@@ -37,17 +37,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
-from ..atomic import check_overwrite, file_identity, file_mode, output_errors, resolve_output
-from ..lock import WriterLock
+from ..atomic import file_identity, output_errors
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from .h5 import DEFAULT_CHUNK_BYTES
+from .publish import RunPublisher
 from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
                      check_member_name, check_num_classes, check_weight_decay)
 
@@ -58,16 +57,6 @@ def _check(rule, *args, what: str = ""):
         return rule(*args)
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
-
-
-def _publish(tmp: str, path: str) -> tuple[int, int]:
-    """Rename ``tmp`` onto ``path`` with the permissions :func:`~ncanalyze.atomic.file_mode`
-    gives (``mkstemp`` creates files readable by their owner only); return the published
-    file's (device, inode)."""
-    os.chmod(tmp, file_mode(path))
-    st = os.stat(tmp)
-    os.replace(tmp, path)
-    return st.st_dev, st.st_ino
 
 
 def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
@@ -144,14 +133,14 @@ class RunWriter:
         if weight_decay is not None:
             weight_decay = _check(check_weight_decay, weight_decay)
         self.compression = compression
-        # Symlinks are followed: the file written (and locked) is the link's target.
-        self._target, _ = resolve_output(self.path, regular=True)
-        self._lock = WriterLock(self._target)
+        # Lock, overwrite rule, temporary names, publish: io/publish.py. Symlinks are
+        # followed: the file written (and locked) is the link's target.
+        self._publisher = RunPublisher(self.path, overwrite=overwrite)
+        self._target = self._publisher.target
         try:
-            check_overwrite(self.path, overwrite)
             self._create_header(loss, weight_decay)
         except BaseException:
-            self._lock.release()
+            self._publisher.release()
             raise
 
     def _create_header(self, loss, weight_decay) -> None:
@@ -167,24 +156,15 @@ class RunWriter:
         self._layout: dict[str, tuple] | None = None
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
-        with output_errors(self.path):
-            tmp = self._temp_name()
+        tmp = self._publisher.temp_name()
         try:
             with output_errors(self.path), h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            with output_errors(self.path):
-                self._identity = _publish(tmp, self._target)
+            self._identity = self._publisher.publish(tmp)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-
-    def _temp_name(self) -> str:
-        folder = os.path.dirname(self._target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self._target)}.",
-                                   suffix=".partial", dir=folder)
-        os.close(fd)
-        return tmp
 
     def _check_still_ours(self) -> None:
         """Stop if the file at our path is no longer the one this writer published."""
@@ -212,7 +192,7 @@ class RunWriter:
 
     def _start(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
         """Create the full layout in a new temporary file and switch it to SWMR mode."""
-        self._tmp = self._temp_name()
+        self._tmp = self._publisher.temp_name()
         self._file = f = h5py.File(self._tmp, "w", libver="latest")
         self._write_header(f)
         layout = {}
@@ -281,7 +261,7 @@ class RunWriter:
                     self._append(epoch, arrays, scalar_values)
                     # The run appears at its path only with one complete epoch in SWMR mode.
                     self._check_still_ours()
-                    self._identity = _publish(self._tmp, self._target)
+                    self._identity = self._publisher.publish(self._tmp)
             except BaseException:
                 self._abandon()
                 raise
@@ -359,7 +339,7 @@ class RunWriter:
             if self._file is not None and self._file.id.valid:
                 self._file.close()
         finally:
-            self._lock.release()
+            self._publisher.release()
 
     def __enter__(self) -> "RunWriter":
         return self
