@@ -14,6 +14,7 @@ the two passes over one source in :mod:`ncanalyze.passes`, the run-level dynamic
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -27,7 +28,7 @@ from . import memory
 from .parallel import ordered_map
 from .passes import CACHE_BYTES, EpochPasses
 from .run_checks import class_warnings, option_warnings
-from .settings import EpochResult, Settings, select_epochs
+from .settings import EpochResult, Settings, resolve_splits, select_epochs
 from .tasks import RowSplit, compute_epochs, local_job, local_workers, row_ranges
 
 
@@ -63,7 +64,10 @@ class Analysis:
             raise
 
     def _prepare(self) -> None:
-        s, run, info = self.settings, self.run, self.run.info
+        run, info = self.run, self.run.info
+        self.settings = replace(self.settings,
+                                splits=resolve_splits(self.settings.splits, info.splits))
+        s = self.settings
         self.run_warnings: list[str] = option_warnings(run, s)
         self.epochs = select_epochs(s.epochs, info.epochs)
         check_chunk_rows(s.chunk_rows, [run.train,

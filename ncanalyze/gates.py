@@ -88,6 +88,23 @@ class KeyCatalogue:
 
     numbers: frozenset
     lists: dict = field(default_factory=dict)
+    #: Key prefix -> why no key under it is produced (e.g. a split not selected by --split);
+    #: the first matching prefix counts, None: produced.
+    missing: dict = field(default_factory=dict)
+
+    def why_missing(self, key: str) -> str | None:
+        """Why ``key`` (a key or a ``--keys`` pattern) is not produced, when that is known."""
+        for prefix, why in self.missing.items():
+            if key.startswith(prefix):
+                return why
+        return None
+
+    def expanded(self) -> list[str]:
+        """Every key, list elements as ``KEY_0 … KEY_{n-1}`` (for matching ``--keys``)."""
+        out = sorted(self.numbers - {"epoch"})
+        for k, n in self.lists.items():
+            out.extend(f"{k}_{j}" for j in range(n))
+        return out
 
     def names(self) -> list[str]:
         """Every gateable name, list elements as ``KEY_0…KEY_{n-1}`` (sorted, no ``epoch``)."""
@@ -101,8 +118,36 @@ def producible_keys(settings, info) -> KeyCatalogue:
     header is ``info`` (a :class:`~ncanalyze.io.run.RunInfo`); no data is read.
 
     The classifier keys need ``/weight``; ``layers.NAME.*`` need ``--layers``, ``splits.NAME.*``
-    ``--split NAME`` (both with the metrics); ``scalars.NAME`` are the file's scalars.
+    the metrics and a split that is computed (every split of the file unless ``--split``
+    chooses); ``scalars.NAME`` are the file's scalars.
     """
+    from .settings import NO_SPLITS
+
+    if settings.splits is None:
+        splits = tuple(info.splits)
+    else:
+        splits = tuple(n for n in settings.splits if n in info.splits)
+    missing: dict[str, str | None] = {}
+    for name in info.splits:
+        if name in splits and "metrics" in settings.quantities:
+            missing[f"splits.{name}."] = None  # computed: an unknown key there gets the list
+        else:
+            missing[f"splits.{name}."] = (
+                f"split {name!r} is not computed"
+                + (" (its keys come with the metrics: use metrics or report)"
+                   if "metrics" not in settings.quantities else
+                   f"; add --split {name}" if settings.splits != (NO_SPLITS,) else
+                   f"; drop --split none or add --split {name}"))
+    if not info.splits:
+        missing["splits."] = "the file has no /splits"
+    elif not splits or "metrics" not in settings.quantities:
+        missing["splits."] = (f"no split is computed (the file has {', '.join(info.splits)}; "
+                              "metrics and report compute them all unless --split chooses)")
+    else:
+        missing["splits."] = f"the file has no such split (splits: {', '.join(info.splits)})"
+    if not settings.layers:
+        missing["layers."] = ("layer keys need --layers" if info.layers else
+                              "the file has no /layers")
     quantities = settings.quantities
     metric_keys = METRIC_KEYS if info.has_weight else FEATURE_KEYS
     numbers: set[str] = {"epoch"}
@@ -112,7 +157,7 @@ def producible_keys(settings, info) -> KeyCatalogue:
         if settings.layers:
             for name in info.layers:
                 numbers.update(f"layers.{name}.{k}" for k in LAYER_KEYS)
-        for name in settings.splits:
+        for name in splits:
             numbers.update(f"splits.{name}.{k}" for k in metric_keys)
     if "decompose" in quantities and info.has_weight:
         numbers.update(DECOMPOSE_KEYS)
@@ -123,10 +168,13 @@ def producible_keys(settings, info) -> KeyCatalogue:
             else:
                 numbers.add(key)
     numbers.update(f"scalars.{name}" for name in info.scalars)
-    return KeyCatalogue(frozenset(numbers), lists)
+    return KeyCatalogue(frozenset(numbers), lists, missing)
 
 
 def _unknown(gate: Gate, catalogue: KeyCatalogue) -> str:
+    why = catalogue.why_missing(gate.key)
+    if why:
+        return f"--fail-if {gate.text!r}: unknown key {gate.key!r}: {why}"
     names = catalogue.names()
     prefixed = sorted(k for k in catalogue.numbers if k.startswith(gate.key + "_"))
     prefixed += [f"{k}_0…{k}_{n - 1}" for k, n in catalogue.lists.items()

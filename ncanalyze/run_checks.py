@@ -1,9 +1,8 @@
 """Run-level checks, done once per run before any epoch is computed: options against what the
 run holds, the absent-class rule, and the warnings said once per run (not once per epoch).
 
-:func:`option_warnings` and :func:`class_warnings` raise for what cannot be computed (a
-``--split`` the run lacks, ``decompose`` alone without a classifier, an absent class under
-``--require-all-classes``) and return the run-level warnings, which
+:func:`class_warnings` raises for what cannot be computed (``decompose`` alone without a
+classifier, an absent class under ``--require-all-classes``); both functions and return the run-level warnings, which
 :class:`~ncanalyze.analysis.Analysis` collects in ``run_warnings``.
 """
 
@@ -14,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .caps import cap_workers
-from .errors import InputError, UsageError
+from .errors import InputError
 from .io.protocol import RunReader
 from .io.schema import Source, check_classes_present
 from .settings import Settings
@@ -33,18 +32,9 @@ CE_NAMES = ("ce", "cross_entropy", "cross-entropy", "crossentropy")
 
 
 def option_warnings(reader: RunReader, settings: Settings) -> list[str]:
-    """Check the options against what the run holds; the run-level warnings about them.
-
-    Raises
-    ------
-    UsageError
-        A ``--split`` the run does not have.
-    """
+    """The run-level warnings about options the run cannot honour (``settings.splits``
+    already resolved by :func:`~ncanalyze.settings.resolve_splits`)."""
     s, info = settings, reader.info
-    for name in s.splits:
-        if name not in info.splits:
-            have = ", ".join(info.splits) or "none"
-            raise UsageError(f"--split {name}: the file has no /splits/{name} (splits: {have})")
     warnings: list[str] = []
     if s.layers and not info.layers:
         warnings.append("--layers: the file has no /layers group")

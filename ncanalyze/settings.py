@@ -30,7 +30,9 @@ class Settings:
     weight_decay: float | None = None
     ridge: float | None = None
     rtol: float | None = None
-    splits: tuple[str, ...] = ()
+    #: The ``/splits/<name>`` whose metrics are computed: None (the default) every split the
+    #: file holds, ``()`` none; see :func:`resolve_splits`.
+    splits: tuple[str, ...] | None = None
     layers: bool = False
     chunk_rows: int | None = None
     allow_external: bool = False
@@ -71,8 +73,32 @@ class Settings:
         """The settings as they appear in JSON output."""
         d = asdict(self)
         d["quantities"] = list(self.quantities)
-        d["splits"] = list(self.splits)
+        d["splits"] = None if self.splits is None else list(self.splits)
         return d
+
+
+#: ``--split none``: compute no split.
+NO_SPLITS = "none"
+
+
+def resolve_splits(splits: tuple[str, ...] | None, available) -> tuple[str, ...]:
+    """The split names to compute: every one of ``available`` when ``splits`` is None, none
+    for ``("none",)``, else ``splits`` (each must be in ``available``).
+
+    Raises
+    ------
+    UsageError
+        A name the file has no split of.
+    """
+    if splits is None:
+        return tuple(available)
+    if tuple(splits) == (NO_SPLITS,) and NO_SPLITS not in available:
+        return ()
+    for name in splits:
+        if name not in available:
+            have = ", ".join(available) or "none"
+            raise UsageError(f"--split {name}: the file has no /splits/{name} (splits: {have})")
+    return tuple(dict.fromkeys(splits))
 
 
 @dataclass

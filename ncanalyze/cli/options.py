@@ -65,7 +65,8 @@ AllowExternalOpt = Annotated[bool, typer.Option(
     "--allow-external", help="Follow external links/storage and virtual datasets (refused by "
                              "default: untrusted files).")]
 SplitsOpt = Annotated[Optional[list[str]], typer.Option(
-    "--split", help="Also compute the metrics of /splits/NAME (repeatable).")]
+    "--split", metavar="NAME", help="Splits whose metrics are computed (repeatable; default: "
+                                    "every /splits/NAME of the file; 'none': no split).")]
 LayersOpt = Annotated[bool, typer.Option(
     "--layers", help="Also compute depth-wise NC1/NC2 of every /layers/NAME.")]
 WeightDecayOpt = Annotated[Optional[float], typer.Option(

@@ -26,7 +26,7 @@ from ..results import flatten
 from . import render
 from .boundary import EXIT_INTERRUPTED, err_console, flags, warn
 from .progress import EpochProgress, progress_console
-from .terminal import render_view, stream_line
+from .terminal import check_key_patterns, render_view, stream_line
 
 #: What each command computes (the ``quantities`` of its Settings).
 QUANTITIES = {"metrics": ("metrics",), "decompose": ("decompose",), "snr": ("snr",),
@@ -42,8 +42,8 @@ def make_settings(command: str, **options: Any) -> Settings:
     unknown = sorted(set(options) - _SETTINGS_FIELDS)
     if unknown:  # a programming error: a command passed an option nobody consumes
         raise TypeError(f"{command}: options {unknown} are not Settings fields")
-    if "splits" in options:
-        options["splits"] = tuple(options["splits"] or ())
+    if "splits" in options:  # not given: every split of the file
+        options["splits"] = tuple(options["splits"]) if options["splits"] else None
     return Settings(quantities=QUANTITIES[command], **options)
 
 
@@ -140,7 +140,10 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
 
     def prepare(analysis: Analysis) -> None:
         """Checks that need the file, before any epoch is computed."""
-        validate_gates(gates, producible_keys(settings, analysis.run.info))
+        catalogue = producible_keys(settings, analysis.run.info)
+        validate_gates(gates, catalogue)
+        if keys and fmt == "table":
+            check_key_patterns(keys, catalogue)
         if command in WITH_DYNAMICS:
             resolve_time_axis(analysis.run, time)  # a clock the file lacks: exit 2 before work
     sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)

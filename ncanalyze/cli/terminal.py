@@ -76,6 +76,28 @@ def _matches(key: str, patterns: Sequence[str]) -> bool:
     return any(key == p or fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
+def key_patterns(keys: Sequence[str]) -> list[str]:
+    """The ``--keys`` patterns (comma lists and repeated options)."""
+    return [p.strip() for k in keys for p in k.split(",") if p.strip()]
+
+
+def check_key_patterns(keys: Sequence[str], catalogue) -> None:
+    """Refuse, before anything is computed, a ``--keys`` pattern that matches no key the
+    command produces (``catalogue``: :func:`ncanalyze.gates.producible_keys`).
+
+    Raises
+    ------
+    UsageError
+        Naming the pattern and why it matches nothing (e.g. the option that computes a split).
+    """
+    names = catalogue.expanded()
+    for p in key_patterns(keys):
+        if not any(_matches(k, [p]) for k in names):
+            why = catalogue.why_missing(p)
+            raise UsageError(f"--keys {p!r} matches no key: " + (why or (
+                f"keys include {', '.join(names[:12])}, …")))
+
+
 def choose_keys(all_keys: Sequence[str], command: str, keys: Sequence[str] | None,
                 show_all: bool, classes: int) -> list[str]:
     """The keys the view shows, in output order.
@@ -88,7 +110,7 @@ def choose_keys(all_keys: Sequence[str], command: str, keys: Sequence[str] | Non
     if show_all:
         return list(all_keys)
     if keys:
-        patterns = [p.strip() for k in keys for p in k.split(",") if p.strip()]
+        patterns = key_patterns(keys)
         for p in patterns:
             if not any(_matches(k, [p]) for k in all_keys):
                 known = ", ".join(all_keys[:12])
@@ -146,6 +168,7 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
         for k in f:
             if k != "epoch" and k not in all_keys:
                 all_keys.append(k)
+    shown = choose_keys(all_keys, command, keys, show_all, header["classes"]) if all_keys else []
     title = (f"ncanalyze {command} · C={header['classes']} · N={header['samples']} · "
              f"P={header['features']} · {len(epochs)} epoch(s)")
     _print_wrapped(console, title, width, style="bold")
@@ -153,7 +176,6 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
     if not all_keys:
         console.print("no values", markup=False)
         return
-    shown = choose_keys(all_keys, command, keys, show_all, header["classes"])
     key_w, col_w, slots = _layout(shown or all_keys, flats, width)
     if show_all:
         blocks = [list(range(i, min(i + slots, len(flats)))) for i in range(0, len(flats), slots)]

@@ -31,8 +31,9 @@ import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
 from ..backend import detach, to_numpy
-
+from ..errors import UsageError
 from .decisions import tile_classes
+from .inputs import check_inputs
 from .linalg import checked_cholesky, cholesky_solve
 from .pairs import Total
 from .metrics import as_float64
@@ -388,6 +389,9 @@ def decompose(features, labels, weight, bias=None, *, weight_decay: float = 0.0,
     >>> abs(out["loss_ls_perp"]) < 1e-12
     True
     """
+    if weight is None:
+        raise UsageError("decompose needs weight, shape (n_classes, n_features)")
+    check_inputs(features, labels, weight, bias, num_classes=num_classes)
     features = detach(features)
     xp, dev = array_namespace(features), device(features)
     stats = class_stats(features, labels, num_classes)

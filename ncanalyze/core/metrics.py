@@ -442,8 +442,10 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     >>> round(nc_metrics(h, y)["ncc_accuracy"], 3)
     1.0
     """
+    from .inputs import check_inputs
     from .stats import class_stats
 
+    check_inputs(features, labels, weight, bias, num_classes=num_classes)
     features = detach(features)
     xp = array_namespace(features)
     dev = device(features)

@@ -519,6 +519,9 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     Tensors that require grad are detached (no copy); the statistics are computed on the
     device of ``features`` (labels anywhere: they are copied there).
     """
+    from .inputs import check_inputs
+
+    check_inputs(features, labels)
     features = detach(features)
     xp = array_namespace(features)
     dev = device(features)

@@ -32,7 +32,7 @@ def read_series(path: Path, settings: Settings, label: str | None = None):
 
     analysis = Analysis(path, settings)
     test = [name for name in TEST_SPLITS if name in analysis.run.info.splits][:1]
-    if test and test[0] not in settings.splits:
+    if test and settings.splits is not None and test[0] not in settings.splits:
         analysis.close()
         analysis = Analysis(path, dataclasses.replace(settings,
                                                       splits=(*settings.splits, *test)))
