@@ -2,8 +2,8 @@
 run holds, the absent-class rule, and the warnings said once per run (not once per epoch).
 
 :func:`class_warnings` raises for what cannot be computed (``decompose`` alone without a
-classifier, an absent class under ``--require-all-classes``); both functions and return the run-level warnings, which
-:class:`~ncanalyze.analysis.Analysis` collects in ``run_warnings``.
+classifier, an absent class under ``--require-all-classes``); both functions return the
+run-level warnings, which :class:`~ncanalyze.analysis.Analysis` collects in ``run_warnings``.
 """
 
 from __future__ import annotations
