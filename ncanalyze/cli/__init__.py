@@ -14,7 +14,8 @@ import typer
 
 from .. import __version__
 from .boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, DebugOpt, QuietOpt, command, set_root_flags
-from .commands import convert, decompose, inspect, metrics, plot, report, simulate, snr
+from .commands import (convert, decompose, inspect, keys, metrics, plot, report, simulate,
+                       snr)
 
 app = typer.Typer(
     name="ncanalyze",
@@ -45,7 +46,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 #: Command modules in the order ``ncanalyze --help`` lists them; each holds a function named
 #: after the command (returning its exit code) and the ``EPILOG`` example of its ``--help``.
-COMMANDS = (inspect, metrics, decompose, snr, report, plot, simulate, convert)
+COMMANDS = (inspect, metrics, decompose, snr, report, keys, plot, simulate, convert)
 
 for _module in COMMANDS:
     _name = _module.__name__.rsplit(".", 1)[-1]

@@ -16,6 +16,7 @@ from ..plots.central_path import XSCALES
 from .render import FORMATS
 
 INSPECT_FORMATS = ("table", "json")
+KEYS_FORMATS = ("table", "json", "markdown")
 GATES = ("last", "all")
 DTYPES = ("float64", "float32")
 GLOBAL_MEANS = ("samples", "classes")
@@ -46,6 +47,8 @@ FormatOpt = Annotated[str, typer.Option(
          "jsonl streams one line per epoch; markdown is a summary for CI.")]
 InspectFormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="FORMAT", help=f"Output: {_listed(INSPECT_FORMATS)}.")]
+KeysFormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", metavar="FORMAT", help=f"Output: {_listed(KEYS_FORMATS)}.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Write the output to FILE (atomically) instead of stdout.")]
 FailIfOpt = Annotated[Optional[list[str]], typer.Option(

@@ -7,24 +7,19 @@ import csv
 import io
 import json
 import math
-import re
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..core.keys import row_of, target_value
 from ..errors import escape
 from ..gates import Verdict
 from ..results import clean_number, flatten
 
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
-#: Keys where a larger value means more collapse / a better model (markdown "best").
-HIGHER_IS_BETTER = {"accuracy", "ncc_accuracy", "snr_min", "snr_max", "snr_singular_values",
-                    "nc1_rank"}
-#: Keys shown but not ranked.
-UNRANKED = {"epoch", "nc1_rank", "loss_ls_predicted"}
 
 
 def _clean(obj: Any) -> Any:
@@ -147,26 +142,14 @@ def _trend(first: Any, last: Any) -> str:
     return "↑" if last > first else "↓"
 
 
-def _target(leaf: str, loss: str | None, classes: int) -> float | None:
-    """The value a key tends to at collapse when that is not its minimum.
-
-    ``bias_collapse`` = ‖Wμ_G + b‖: with the MSE loss on one-hot targets and a free bias, the
-    model's output at μ_G tends to the mean target, the class proportions π, so the key tends to
-    ‖π‖ = 1/√C for balanced classes (docs/METRICS.md), not to 0.
-    """
-    if leaf == "bias_collapse" and (loss or "").lower() == "mse" and classes > 0:
-        return 1.0 / math.sqrt(classes)
-    return None
-
-
 def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
                   verdicts: list[Verdict], loss: str | None = None) -> str:
     """Summary for a CI job summary / pull-request comment: first, last, best and trend.
 
-    "best" is the largest value of keys in :data:`HIGHER_IS_BETTER`, the value closest to
-    1/√C for ``bias_collapse`` of an MSE run (``loss``), and the smallest otherwise; ω_C (the
-    last SNR singular value, zero by construction) and the training loop's scalars are not
-    ranked.
+    "best" follows each key's direction in the key catalogue (:mod:`ncanalyze.core.keys`): the
+    largest value, the smallest, or the one closest to the key's target (``bias_collapse``:
+    1/√C on an MSE run, ``loss``); unranked keys, keys not in the catalogue, ω_C (the last SNR
+    singular value, zero by construction) and the training loop's scalars get none.
     """
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
@@ -187,16 +170,18 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         valid = [(e, v) for e, v in series if isinstance(v, (int, float)) and v is not None]
         first = series[0][1]
         last = series[-1][1]
-        leaf = re.sub(r"_\d+$", "", c.split(".")[-1])  # list items: snr_singular_values_3
-        target = _target(leaf, loss, classes)
+        row = row_of(c)
+        direction = row.direction if row is not None else "unranked"
+        target = None if row is None else target_value(row, loss=loss, classes=classes)
         if c.split(".")[-1] == structural_zero:
             best = "0 by construction"
-        elif valid and target is not None:
+        elif valid and target:
             be, bv = min(valid, key=lambda t: abs(t[1] - target))
-            best = f"{fmt(bv)} ({be}; → 1/√C = {fmt(target)})"
-        elif valid and leaf not in UNRANKED and not c.startswith("scalars."):
-            pick = max if leaf in HIGHER_IS_BETTER else min
-            be, bv = pick(valid, key=lambda t: t[1])
+            shown = f"1/√C = {fmt(target)}" if row.name == "bias_collapse" else fmt(target)
+            best = f"{fmt(bv)} ({be}; → {shown})"
+        elif valid and direction in ("higher", "lower", "target"):
+            pick = max if direction == "higher" else min  # a target of 0: the smallest
+            be, bv = pick(valid, key=lambda t: abs(t[1]) if direction == "target" else t[1])
             best = f"{fmt(bv)} ({be})"
         else:
             best = ""
