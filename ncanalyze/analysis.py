@@ -124,6 +124,8 @@ class Analysis:
     def workers(self) -> tuple[int, bool]:
         """Local processes to use (1: in this process) and whether each epoch is split over
         them by rows (epochs larger than ``tasks.TASK_BYTES``) rather than given whole."""
+        if self.run.kind == "statistics":  # epochs are read, not accumulated: no workers
+            return 1, False
         itemsize = np.dtype(self.run.info.features_dtype).itemsize
         ranges = len(row_ranges(self.run.train, self.settings, itemsize))
         split = ranges > 1

@@ -22,11 +22,12 @@ def inspect_file(path, *, allow_external: bool = False) -> dict:
             info = run.info
             counts = run.class_counts()
             report["run"] = {
+                "kind": info.kind,
                 "format_version": info.format_version,
                 "classes": info.num_classes,
                 "samples": info.num_samples,
                 "features": info.num_features,
-                "features_dtype": str(info.features_dtype),
+                "features_dtype": run.train.feature_dtype,
                 "epochs": [int(e) for e in info.epochs],
                 "has_weight": info.has_weight,
                 "has_bias": info.has_bias,
@@ -38,9 +39,15 @@ def inspect_file(path, *, allow_external: bool = False) -> dict:
                 "class_counts": [int(c) for c in counts],
                 "balanced": bool(counts.min() == counts.max()),
             }
+            if info.kind == "statistics":
+                report["run"]["feature_dtypes"] = {
+                    "train": run.train.feature_dtype,
+                    **{f"layers/{k}": v.feature_dtype for k, v in info.layers.items()},
+                    **{f"splits/{k}": v.feature_dtype for k, v in info.splits.items()}}
+                report["run"]["labels_stored"] = run.train.labels_path is not None
             if info.epochs.size == 0:
                 report["problems"].append("no complete epoch (/epoch is empty)")
-            if info.num_features >= info.num_samples - info.num_classes:
+            if info.num_features >= info.num_samples - info.num_classes:  # either kind
                 report["problems"].append(
                     f"P = {info.num_features} ≥ N − C = {info.num_samples - info.num_classes}: "
                     "Σ_W is singular (snr: computed on its support, infinite when a class-mean "

@@ -7,7 +7,8 @@ counts the decisions of the classifier and of the nearest class centre
 (:class:`~ncanalyze.core.decisions.DecisionCounts`). A small epoch's chunks are kept on the
 device between the two passes (``CACHE_BYTES``), a large one is read twice, so memory does not
 grow with N. A run that stores the reductions instead of the rows (a statistics run,
-:meth:`~ncanalyze.io.protocol.RunReader.epoch_statistics`) skips both passes.
+:meth:`~ncanalyze.io.protocol.RunReader.statistics`) skips both passes: its stored epoch
+becomes the same objects (:mod:`ncanalyze.stored`).
 
 Both passes take an optional row range, which is how :mod:`ncanalyze.tasks` splits one
 epoch over workers (partial statistics merge exactly, counts add).
@@ -23,9 +24,10 @@ from array_api_compat import is_numpy_namespace
 
 from .backend import Backend
 from .core.decisions import DecisionCounts, PredictionAccumulator
-from .core.stats import ClassStats, StatsAccumulator, block_rows, compact_labels
+from .core.stats import StatsAccumulator, block_rows, compact_labels
 from .errors import InputError
-from .io.protocol import EpochStatistics, RunReader
+from . import stored
+from .io.protocol import RunReader
 from .io.schema import Source
 from .parallel import prefetch
 from .settings import Settings
@@ -72,6 +74,7 @@ class EpochPasses:
         self.tile_bytes = tile_bytes
         self.progress = progress
         self._labels: dict[str, SourceLabels] = {}
+        self._last_stored: tuple = (None, None)
 
     def source(self, kind: str, name: str) -> Source:
         """The source named by a task description (``kind`` train/layer/split, ``name``)."""
@@ -81,8 +84,12 @@ class EpochPasses:
         return (info.layers if kind == "layer" else info.splits)[name]
 
     def labels(self, source: Source) -> SourceLabels:
-        """The labels of ``source``, read and moved to the device once."""
-        key = source.labels_path
+        """The labels of ``source``, read and moved to the device once (in a statistics run
+        only which classes have samples)."""
+        key = source.labels_path or source.path
+        if key not in self._labels and self.reader.kind == "statistics":
+            classes = np.flatnonzero(self.reader.class_counts(source)).astype(np.int64)
+            self._labels[key] = SourceLabels(None, None, None, classes)
         if key not in self._labels:
             host = self.reader.labels(source)
             classes, compact = compact_labels(host, self.reader.info.num_classes)
@@ -92,6 +99,14 @@ class EpochPasses:
                 device, compact,
                 device if compact is host else be.asarray(compact, compact.dtype), classes)
         return self._labels[key]
+
+    def _stored(self, epoch: int, source: Source):
+        """A statistics run's stored epoch of ``source`` (the last one is kept: its statistics
+        and its decisions are asked for separately)."""
+        key = (epoch, source.path)
+        if self._last_stored[0] != key:
+            self._last_stored = (key, self.reader.statistics(epoch, source))
+        return self._last_stored[1]
 
     def _chunks(self, epoch: int, source: Source, check_finite: bool = False,
                 rows_range: tuple[int, int] | None = None):
@@ -133,9 +148,8 @@ class EpochPasses:
         cache : list or None
             ``(features, labels, norm_bounds)`` per chunk, or None (the second pass re-reads).
         """
-        stored = self.reader.epoch_statistics(epoch, source)
-        if stored is not None:
-            return stored_class_stats(stored, self.reader.info.num_classes), None
+        if self.reader.kind == "statistics":
+            return stored.class_stats(self._stored(epoch, source)), None
         xp = self.backend.xp
         itemsize = np.dtype(self.reader.info.features_dtype).itemsize
         # With the cache, the float32 decision pass (float16/32 features on NumPy) reuses
@@ -183,12 +197,8 @@ class EpochPasses:
                   bias, rows_range: tuple[int, int] | None = None) -> DecisionCounts:
         """Second pass: the decision counts of ``source`` with the NCC centres ``ncc_means``
         (device, rows ``ncc_classes``) and the classifier ``weight``, ``bias`` (device)."""
-        stored = self.reader.epoch_statistics(epoch, source)
-        if stored is not None:
-            if stored.decisions is None:
-                raise InputError("the run records no decision counts (accuracy, NCC)",
-                                 file=self.reader.path, dataset=source.path, epoch=epoch)
-            return DecisionCounts(**stored.decisions)
+        if self.reader.kind == "statistics":  # counts made with the epoch's training means
+            return stored.decision_counts(self._stored(epoch, source))
         pred = PredictionAccumulator(ncc_means, weight, bias, ncc_classes=ncc_classes,
                                      tile_bytes=self.tile_bytes)
         labels = self.labels(source).device
@@ -198,15 +208,6 @@ class EpochPasses:
         for x, y, norm_bounds in chunks:
             pred.update(x, y, norm_bounds)
         return pred.counts()
-
-
-def stored_class_stats(stored: EpochStatistics, num_classes: int) -> ClassStats:
-    """:class:`ClassStats` (host, float64) from the reductions a statistics run stores."""
-    f64 = np.float64
-    return ClassStats(np.asarray(stored.counts, f64), np.asarray(stored.means, f64),
-                      np.asarray(stored.within_scatter, f64),
-                      np.asarray(stored.class_scatter, f64), int(stored.num_samples),
-                      classes=np.asarray(stored.classes, np.int64), total_classes=num_classes)
 
 
 def _finite(stats) -> bool:

@@ -70,7 +70,7 @@ def class_warnings(reader: RunReader, settings: Settings,
     for source in [reader.train] + [info.splits[name] for name in s.splits]:
         note = absent_classes(classes_of(source), info.num_classes,
                               require_all=s.require_all_classes, file=info.path,
-                              dataset=source.labels_path)
+                              dataset=source.labels_path or f"{source.path}/counts")
         if note:
             warnings.append(note)
     return warnings

@@ -37,7 +37,7 @@ class Settings:
     chunk_rows: int | None = None
     allow_external: bool = False
     #: Processes computing whole epochs at once (None: all local cores when several large
-    #: epochs are selected, see :func:`local_workers`; 1: in this process).
+    #: epochs are selected, see :func:`ncanalyze.tasks.local_workers`; 1: in this process).
     workers: int | None = None
     #: Address of a dask.distributed scheduler: epochs are computed on its workers.
     dask: str | None = None

@@ -47,17 +47,55 @@ def write_run(path, y, features, weights=None, biases=None, epochs=None, dtype=n
     return path
 
 
+def statistics_of(features, labels, num_classes, weight=None, bias=None, ncc=None):
+    """The statistics and decision counts the recorder writes for one source (float64).
+
+    ``ncc``: the ClassStats whose means the NCC rule uses (default: these statistics).
+    """
+    from ncanalyze.core.decisions import PredictionAccumulator
+    from ncanalyze.core.stats import class_stats
+
+    stats = class_stats(np.asarray(features, dtype=np.float64), labels, num_classes)
+    ncc = ncc or stats
+    acc = PredictionAccumulator(ncc.means, weight, bias, ncc_classes=ncc.class_ids)
+    acc.update(np.asarray(features, dtype=np.float64), np.asarray(labels))
+    return stats, acc.counts()
+
+
+def write_statistics_run(path, y, features, weights=None, biases=None, epochs=None, *,
+                         num_classes=None, store_labels=True, layers=None, splits=None,
+                         feature_dtype="float32", **scalars):
+    """A statistics run of per-epoch feature matrices (list); ``layers``: {name: [per-epoch
+    matrices]}, ``splits``: {name: (labels, [per-epoch matrices])}; ``scalars``: {name: list}."""
+    c = num_classes or int(np.max(y)) + 1
+    epochs = epochs or list(range(1, len(features) + 1))
+    split_labels = {n: (lab if store_labels else None) for n, (lab, _) in (splits or {}).items()}
+    with RunWriter(path, y if store_labels else None, num_classes=c, overwrite=True,
+                   statistics=True, splits=split_labels or None) as w:
+        for k, e in enumerate(epochs):
+            wt = None if weights is None else np.asarray(weights[k], dtype=np.float64)
+            bs = None if biases is None else np.asarray(biases[k], dtype=np.float64)
+            stats, dec = statistics_of(features[k], y, c, wt, bs)
+            lay = {n: statistics_of(m[k], y, c)[0] for n, m in (layers or {}).items()}
+            spl = {n: statistics_of(m[k], lab, c, wt, bs, ncc=stats)
+                   for n, (lab, m) in (splits or {}).items()}
+            w.add_statistics(e, stats, dec, wt, bs, layers=lay, splits=spl,
+                             feature_dtype=feature_dtype,
+                             **{n: v[k] for n, v in scalars.items()})
+    return path
+
+
 class ArrayRun:
     """A run held in NumPy arrays: a second implementation of
     :class:`ncanalyze.io.protocol.RunReader` (features, labels, W, b per epoch; no file).
 
-    ``statistics``: optional ``statistics(epoch) -> EpochStatistics`` for the training
+    ``statistics``: optional ``statistics(epoch) -> StoredStatistics`` for the training
     source, making it a statistics run (its rows are then never read).
     """
 
     def __init__(self, y, features, weights=None, biases=None, epochs=None, *, num_classes=None,
                  weight_decay=None, statistics=None, path="<arrays>"):
-        from ncanalyze.io.schema import RunInfo, Source
+        from ncanalyze.io.info import RunInfo, Source
 
         self.path = path
         self._y = np.asarray(y, np.int64)
@@ -71,12 +109,20 @@ class ArrayRun:
         self.info = RunInfo(path=path, num_classes=c, num_samples=n, num_features=p,
                             epochs=self._epochs, features_dtype=self._h[0].dtype,
                             has_weight=weights is not None, has_bias=biases is not None,
-                            weight_decay=weight_decay, loss=None, format_version=1)
+                            weight_decay=weight_decay, loss=None, format_version=1,
+                            kind="features" if statistics is None else "statistics")
         self.closed = False
+
+    @property
+    def kind(self):
+        return self.info.kind
 
     @property
     def train(self):
         return self._source
+
+    def class_counts(self, source=None):
+        return np.bincount(self._y, minlength=self.info.num_classes)
 
     def _slot(self, epoch):
         return int(np.flatnonzero(self._epochs == epoch)[0])
@@ -106,8 +152,9 @@ class ArrayRun:
             hi = min(stop, lo + rows)
             yield h[lo:hi], self._y[lo:hi]
 
-    def epoch_statistics(self, epoch, source):
-        return None if self._statistics is None else self._statistics(epoch)
+    def statistics(self, epoch, source=None):
+        assert self._statistics is not None, "a features run stores no statistics"
+        return self._statistics(epoch)
 
     def close(self):
         self.closed = True

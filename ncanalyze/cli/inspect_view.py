@@ -47,6 +47,14 @@ def print_inspection(report: dict, console: Console) -> None:
     console.print(table)
     run = report.get("run")
     if run:
+        if run.get("kind") == "statistics":
+            console.print(escape(
+                f"statistics run (format {run['format_version'] or '?'}): per-epoch class "
+                "counts, means, N·Σ_W, per-class sums of squares and decision counts; no "
+                "per-sample features (docs/FORMAT.md); labels "
+                f"{'stored' if run['labels_stored'] else 'not stored'}; features were "
+                + ", ".join(f"{k} {v}" for k, v in run["feature_dtypes"].items())),
+                markup=False)
         ep = run["epochs"]
         shown = (", ".join(map(str, ep)) if len(ep) <= 8
                  else f"{ep[0]}, {ep[1]}, …, {ep[-1]} ({len(ep)} epochs)")

@@ -9,12 +9,15 @@ One implementation today: the HDF5 run file of docs/FORMAT.md (:class:`~ncanalyz
 its liveness is the superblock flag of :func:`~ncanalyze.io.h5.writer_active`). A run stores,
 per epoch and source (the training features, a ``--layers`` layer, a ``--split``), either
 
-* **rows**: the feature matrix, read in row chunks (:meth:`RunReader.iter_chunks`) and reduced
-  by the analysis to class statistics and decision counts; :meth:`RunReader.epoch_statistics`
-  returns ``None``; or
-* **statistics**: the reductions themselves (a statistics run, written during training
-  without the features): :meth:`RunReader.epoch_statistics` returns an
-  :class:`EpochStatistics`, and the analysis uses it in place of its two passes.
+* **rows** (``kind == "features"``): the feature matrix, read in row chunks
+  (:meth:`RunReader.iter_chunks`) and reduced by the analysis to class statistics and decision
+  counts; or
+* **statistics** (``kind == "statistics"``, docs/FORMAT.md "Statistics runs"): the reductions
+  themselves, written during training without the features: :meth:`RunReader.statistics`
+  returns a :class:`~ncanalyze.io.statistics.StoredStatistics` (plain NumPy: ``io/`` imports
+  nothing of ``core/``), which :mod:`ncanalyze.stored` turns into the
+  :class:`~ncanalyze.core.stats.ClassStats` and
+  :class:`~ncanalyze.core.decisions.DecisionCounts` the two passes would have produced.
 
 Adding an input format (docs/ARCHITECTURE.md, "Adding an input format"): a class with the
 members of :class:`RunReader` in a new ``io/`` module, and one :class:`InputFormat` entry in
@@ -29,45 +32,8 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from .schema import RunInfo, Source
-
-
-@dataclass
-class EpochStatistics:
-    """The reductions of one source of one epoch, as a statistics run stores them (host NumPy).
-
-    The fields are those of :class:`~ncanalyze.core.stats.ClassStats` (docs/METRICS.md,
-    "Statistics") over the classes present, plus the decision counts of
-    :class:`~ncanalyze.core.decisions.DecisionCounts`; the analysis builds both from this
-    record (``io/`` imports nothing of ``core/``).
-
-    Attributes
-    ----------
-    counts : ndarray, shape (K,)
-        n_c > 0 of the K classes present, float64.
-    means : ndarray, shape (K, P)
-        Class means μ_c as rows, float64.
-    within_scatter : ndarray, shape (P, P)
-        N Σ_W, float64.
-    class_scatter : ndarray, shape (K,)
-        Σ_{y_i=c} ‖h_i − μ_c‖², float64.
-    num_samples : int
-        N.
-    classes : ndarray, shape (K,)
-        Class index (0..C-1) of each row, int64.
-    decisions : dict of str to int, optional
-        ``total``, ``ncc_correct``, ``classifier_correct``, ``mismatch`` (the NCC taken with
-        the training class means of the same epoch) and ``with_classifier`` (bool);
-        ``None`` when the run did not record them (no ``accuracy``/NCC keys then).
-    """
-
-    counts: np.ndarray
-    means: np.ndarray
-    within_scatter: np.ndarray
-    class_scatter: np.ndarray
-    num_samples: int
-    classes: np.ndarray
-    decisions: dict | None = None
+from .info import RunInfo, Source
+from .statistics import StoredStatistics
 
 
 @runtime_checkable
@@ -89,10 +55,18 @@ class RunReader(Protocol):
     info: RunInfo
 
     @property
+    def kind(self) -> str:
+        """``"features"`` (rows) or ``"statistics"`` (stored reductions)."""
+
+    @property
     def train(self) -> Source: ...
 
     def labels(self, source: Source | None = None) -> np.ndarray:
-        """Labels of ``source`` (default: training), int64, shape ``(n,)``."""
+        """Labels of ``source`` (default: training), int64, shape ``(n,)`` (a features run;
+        a statistics run may store none)."""
+
+    def class_counts(self, source: Source | None = None) -> np.ndarray:
+        """Samples per class of ``source``, shape ``(C,)`` (0: the class has no samples)."""
 
     def weight(self, epoch: int) -> np.ndarray | None:
         """W of ``epoch``, shape ``(C, P)``, finite, or None without a classifier."""
@@ -112,8 +86,9 @@ class RunReader(Protocol):
         """Features and labels of rows ``start:stop`` of ``epoch`` in chunks of ``rows``;
         with ``check_finite`` a NaN/Inf row raises an InputError naming the epoch."""
 
-    def epoch_statistics(self, epoch: int, source: Source) -> EpochStatistics | None:
-        """The stored reductions of ``source`` at ``epoch``, or None when the run stores rows."""
+    def statistics(self, epoch: int, source: Source | None = None) -> StoredStatistics:
+        """The stored reductions of ``source`` at ``epoch`` (a statistics run), checked as
+        untrusted input."""
 
     def close(self) -> None: ...
 

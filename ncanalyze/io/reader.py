@@ -1,4 +1,5 @@
-"""Reading run files lazily: one epoch, one row chunk at a time (docs/FORMAT.md).
+"""Reading run files lazily: one epoch, one row chunk at a time (docs/FORMAT.md), or one
+epoch's stored statistics in a statistics run.
 
 :func:`open_run` opens the file read-only (:mod:`~ncanalyze.io.h5`), validates it
 (:mod:`~ncanalyze.io.schema`, which applies the untrusted-file rules of
@@ -17,6 +18,8 @@ import numpy as np
 from ..errors import InputError
 from .h5 import DEFAULT_CHUNK_BYTES, H5_ERRORS, open_file
 from .schema import RunInfo, Source, validate
+from .statistics import (DECISIONS, STATISTICS, StatisticsError, StoredStatistics,
+                         check_decisions, check_statistics)
 
 
 class Run:
@@ -45,6 +48,7 @@ class Run:
         self.info: RunInfo = checked.info
         self._datasets = checked.datasets
         self._labels = checked.labels
+        self._counts = checked.counts
 
     def close(self) -> None:
         """Close the file."""
@@ -67,19 +71,74 @@ class Run:
         return self.info.epochs
 
     @property
+    def kind(self) -> str:
+        """``"features"`` or ``"statistics"`` (docs/FORMAT.md, "Statistics runs")."""
+        return self.info.kind
+
+    @property
     def train(self) -> Source:
-        """The training features ``/features`` as a :class:`Source`."""
+        """The training data (``/features``, or ``/statistics`` in a statistics run)."""
         i = self.info
-        return Source("train", "train", "/features", "/labels", i.num_samples, i.num_features)
+        return i.train or Source("train", "train", "/features", "/labels", i.num_samples,
+                                 i.num_features)
 
     def labels(self, source: Source | None = None) -> np.ndarray:
-        """Labels of ``source`` (default: the training split), shape ``(n_samples,)``."""
-        path = "/labels" if source is None else source.labels_path
+        """Labels of ``source`` (default: the training split), shape ``(n_samples,)``.
+
+        Raises
+        ------
+        InputError
+            A statistics run that stores no labels for ``source`` (use :meth:`class_counts`).
+        """
+        path = (source or self.train).labels_path
+        if path is None:
+            raise self._error("stores no labels (a statistics run; its class counts are in "
+                              "the statistics)", (source or self.train).path)
         return self._labels[path]
 
-    def class_counts(self) -> np.ndarray:
-        """Samples per class of the training split, shape ``(n_classes,)``."""
-        return np.bincount(self.labels(), minlength=self.info.num_classes)
+    def class_counts(self, source: Source | None = None) -> np.ndarray:
+        """Samples per class of ``source`` (default: the training split), shape ``(C,)``;
+        in a statistics run every epoch holds these counts."""
+        source = source or self.train
+        if self.kind == "statistics":
+            group = self.train.path if source.kind == "layer" else source.path
+            return self._counts[group]
+        return np.bincount(self.labels(source), minlength=self.info.num_classes)
+
+    def statistics(self, epoch: int, source: Source | None = None) -> StoredStatistics:
+        """The stored statistics of ``source`` at ``epoch`` (a statistics run), checked as
+        untrusted input (io/statistics.py).
+
+        Raises
+        ------
+        InputError
+            Naming the dataset and epoch of the first rule broken.
+        """
+        source = source or self.train
+        if self.kind != "statistics":
+            raise self._error("holds per-sample features, not statistics", source.path)
+        slot, group = self.slot(epoch), source.path
+        arrays = [self._read(f"{group}/{k}", slot, epoch) for k in STATISTICS]
+        with_clf = self.info.has_weight
+        decisions = None
+        if source.kind != "layer":
+            decisions = {k: int(self._read(f"{group}/{k}", slot, epoch))
+                         for k in (DECISIONS if with_clf else DECISIONS[:1])}
+        what = ("the training data's" if source.kind == "layer" else
+                "the first epoch's" if source.labels_path is None else source.labels_path)
+        try:
+            check_statistics(*arrays, num_classes=self.info.num_classes,
+                             expected=self.class_counts(source), expected_what=what)
+            if decisions is not None:
+                check_decisions(decisions, int(arrays[0].sum()), with_clf)
+        except StatisticsError as exc:
+            raise self._error(str(exc), f"{group}/{exc.member}", epoch) from None
+        counts, means, scatter, class_scatter = arrays
+        scatter = (scatter + scatter.T) / 2
+        if decisions is not None:
+            decisions["total"] = int(counts.sum())
+        return StoredStatistics(counts.astype(np.int64), means, scatter, class_scatter,
+                                decisions, source.feature_dtype)
 
     def slot(self, epoch: int) -> int:
         """Index along the epoch axis of epoch number ``epoch``."""
@@ -163,6 +222,8 @@ class Run:
         labels : ndarray, shape (n_rows,)
         """
         source = source or self.train
+        if self.kind == "statistics":
+            raise self._error("a statistics run holds no per-sample features", source.path)
         slot = self.slot(epoch)
         labels = self.labels(source)
         rows = rows or self.chunk_rows(source)
@@ -173,10 +234,6 @@ class Run:
             if check_finite and not np.isfinite(chunk).all():
                 raise self._nonfinite_error(epoch, source, lo, rows)
             yield chunk, labels[lo:hi]
-
-    def epoch_statistics(self, epoch: int, source: Source) -> None:
-        """None: this run stores feature rows (see :class:`~ncanalyze.io.protocol.RunReader`)."""
-        return None
 
     def _nonfinite_error(self, epoch: int, source: Source, start: int, rows: int) -> InputError:
         """Count the rows with NaN/Inf from ``start`` to the end of the epoch (chunk by chunk)."""

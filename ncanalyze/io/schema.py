@@ -1,14 +1,12 @@
 """The run-file format (docs/FORMAT.md): what a file declares, and the rules it must follow.
 
-The rules that concern values a writer chooses (``check_weight_decay``, ``check_num_classes``,
-``check_labels``, ``check_classes_present``, ``check_member_name``) are plain functions that
-raise ``ValueError``: the reader (:func:`validate`) reports them as ``InputError`` naming the
-file and dataset, :class:`~ncanalyze.io.writer.RunWriter` as ``UsageError`` before writing,
-so the writer cannot produce a file the reader refuses. :func:`validate` checks a file opened
+The rules that concern values a writer chooses are in :mod:`ncanalyze.io.rules` (re-exported
+here), what a file declares (:class:`RunInfo`, :class:`Source`) in :mod:`ncanalyze.io.info`,
+the statistics-run layout in :mod:`ncanalyze.io.statistics`. :func:`validate` checks a file opened
 with :func:`~ncanalyze.io.h5.open_file` without reading bulk data (labels and epoch numbers
 are read, they are small) and returns the datasets it opened and checked, so the reader never
-re-resolves a path. The module is longer than ~350 lines because it is one concept, the
-format: every rule of docs/FORMAT.md lives here, once.
+re-resolves a path. The module is longer than ~350 lines because it is one concept: the
+validation of a file's layout.
 """
 
 from __future__ import annotations
@@ -20,11 +18,16 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from .h5 import (H5_ERRORS, MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
+from .h5 import (H5_ERRORS, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
                  MAX_SAMPLES, gib)
+from .rules import (check_classes_present, check_labels, check_member_name,  # noqa: F401
+                    check_num_classes, check_weight_decay)
+from .info import RunInfo, Source
 from .trust import Refused, Resolved, check_dataset, resolve
 
-FORMAT_VERSION = 1
+#: Highest format this version reads and writes: 1 (features runs), 2 (adds statistics runs,
+#: docs/FORMAT.md); a features run is still written as format 1.
+FORMAT_VERSION = 2
 #: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
 EPOCH_FILL = np.iinfo(np.int64).min
 
@@ -34,107 +37,7 @@ def _is_float(dtype: np.dtype) -> bool:
     return dtype.kind == "f" and dtype.itemsize in (2, 4, 8)
 
 
-# ---------------------------------------------------------------- rules shared with the writer
-# Each rule raises ValueError with the problem; the reader reports it as InputError (naming
-# the file and dataset), RunWriter as UsageError before anything is written.
-
-def check_num_classes(num_classes: int) -> int:
-    """C: an integer with 2 ≤ C ≤ MAX_CLASSES."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes = {num_classes}: at least 2 classes are needed")
-    if num_classes > MAX_CLASSES:
-        raise ValueError(f"num_classes = {num_classes} is above the limit {MAX_CLASSES}")
-    return num_classes
-
-
-def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
-    """Labels lie in ``0..C-1`` (C below the limit when not declared)."""
-    lo, hi = labels.min(), labels.max()
-    if lo < 0:
-        raise ValueError(f"has negative labels ({int(np.sum(labels < 0))} of them, min {lo})")
-    if num_classes is not None and hi >= num_classes:
-        bad = int(np.sum(labels >= num_classes))
-        raise ValueError(f"has {bad} label(s) ≥ C = {num_classes} (max {hi}); labels must "
-                         f"lie in 0..{num_classes - 1}")
-    if hi >= MAX_CLASSES:
-        raise ValueError(f"has label {hi}: C would be above the limit {MAX_CLASSES}")
-
-
-def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
-    """Every class ``0..C-1`` has a sample: the rule of ``--require-all-classes`` (applied by
-    :func:`ncanalyze.run_checks.absent_classes`; files with absent classes are valid)."""
-    counts = np.bincount(labels, minlength=num_classes)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        shown = ", ".join(str(c) for c in empty[:10]) + (" …" if empty.size > 10 else "")
-        raise ValueError(f"class(es) {shown} have no samples (C = {num_classes})")
-
-
-def check_weight_decay(value) -> float:
-    """λ: a finite number ≥ 0 (a boolean is not a number here)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"weight_decay={value!r} must be a number, not a boolean")
-    try:
-        wd = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"weight_decay={value!r} is not a number") from None
-    if not math.isfinite(wd) or wd < 0:
-        raise ValueError(f"weight_decay={wd!r} must be finite and ≥ 0")
-    return wd
-
-
-def check_member_name(kind: str, name) -> str:
-    """A layer, split or scalar name: one HDF5 link name (no "/", not empty, not ".")."""
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
-        raise ValueError(f"{kind} name {name!r} must be a non-empty name without '/' "
-                         "(it becomes one HDF5 member)")
-    return name
-
-
-@dataclass(frozen=True)
-class Source:
-    """One feature matrix family of a run: the training split, a layer or an extra split.
-
-    Attributes
-    ----------
-    kind : {"train", "layer", "split"}
-    name : str
-        ``"train"``, the layer name or the split name.
-    path : str
-        HDF5 path of the ``(E, n, p)`` features dataset.
-    labels_path : str
-        HDF5 path of the ``(n,)`` labels dataset.
-    num_samples, num_features : int
-    """
-
-    kind: str
-    name: str
-    path: str
-    labels_path: str
-    num_samples: int
-    num_features: int
-
-
-@dataclass
-class RunInfo:
-    """What a run file declares, validated (no bulk data read)."""
-
-    path: str
-    num_classes: int
-    num_samples: int
-    num_features: int
-    epochs: np.ndarray
-    features_dtype: np.dtype
-    has_weight: bool
-    has_bias: bool
-    weight_decay: float | None
-    loss: str | None
-    format_version: int | None
-    scalars: list[str] = field(default_factory=list)
-    #: Optimiser steps per epoch (root attribute), for the SNR dynamics' time axis.
-    steps_per_epoch: int | None = None
-    layers: dict[str, Source] = field(default_factory=dict)
-    splits: dict[str, Source] = field(default_factory=dict)
+# The rules on values a writer chooses live in io/rules.py (re-exported here).
 
 
 @dataclass
@@ -153,6 +56,8 @@ class Validated:
     info: RunInfo
     datasets: dict[str, h5py.Dataset]
     labels: dict[str, np.ndarray]
+    #: A statistics run's first-epoch class counts, by source group (every epoch must match).
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Validated:
@@ -179,7 +84,7 @@ def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Valida
         raise
     except H5_ERRORS as exc:
         raise v._error(f"is damaged or malformed: {type(exc).__name__}: {exc}") from exc
-    return Validated(info, v.datasets, v.labels)
+    return Validated(info, v.datasets, v.labels, v.counts)
 
 
 class _Validator:
@@ -189,6 +94,7 @@ class _Validator:
         self.allow_external = allow_external
         self.datasets: dict[str, h5py.Dataset] = {}
         self.labels: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray] = {}
 
     def _error(self, message, dataset=None, epoch=None) -> InputError:
         return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
@@ -356,15 +262,19 @@ class _Validator:
     def validate(self) -> RunInfo:
         """Check the whole layout; returns what the file declares."""
         version = self._int_attr("ncanalyze_format")
-        if version is not None and version != FORMAT_VERSION:
+        if version is not None and version not in (1, FORMAT_VERSION):
             raise self._error(f"unknown ncanalyze_format {version} (this version reads "
-                              f"format {FORMAT_VERSION}; upgrade ncanalyze?)", "/")
+                              f"formats 1 and {FORMAT_VERSION}; upgrade ncanalyze?)", "/")
         declared = self._int_attr("num_classes")
         if declared is not None:
             try:
                 check_num_classes(declared)
             except ValueError as exc:
                 raise self._error(str(exc), "/") from None
+        if self._resolve("/statistics") is not None:
+            from .statistics import validate_statistics  # a statistics run (format 2)
+
+            return validate_statistics(self, version, declared)
 
         labels = self._read_labels("/labels", declared)
         num_samples = labels.shape[0]
@@ -383,10 +293,43 @@ class _Validator:
         feats = self._get("/features", required=True)
         self._check_features(feats, "/features", num_samples, num_epochs)
         num_features = feats.shape[2]
+        self._check_size(num_classes, num_features, "/features")
+        has_weight, has_bias = self._classifier(num_epochs, num_classes, num_features)
+        scalars = self._scalars(num_epochs)
+
+        layers = {}
+        for name in self._group_members("/layers"):
+            path = f"/layers/{name}"
+            ds = self._get(path, required=True)
+            self._check_features(ds, path, num_samples, num_epochs)
+            layers[name] = Source("layer", name, path, "/labels", num_samples, ds.shape[2],
+                                  _dtype_name(ds.dtype))
+        splits = {}
+        for name in self._group_members("/splits"):
+            lpath, fpath = f"/splits/{name}/labels", f"/splits/{name}/features"
+            if self._group(f"/splits/{name}",
+                           what="must be a group holding labels and features") is None:
+                raise self._error("must be a group holding labels and features",
+                                  f"/splits/{name}")
+            slabels = self._read_labels(lpath, num_classes)
+            ds = self._get(fpath, required=True)
+            self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
+            self.labels[lpath] = slabels
+            splits[name] = Source("split", name, fpath, lpath, slabels.shape[0], num_features,
+                                  _dtype_name(ds.dtype))
+        train = Source("train", "train", "/features", "/labels", num_samples, num_features,
+                       _dtype_name(feats.dtype))
+        return self._info(version, num_classes, epochs, train, has_weight, has_bias, scalars,
+                          layers, splits)
+
+    def _check_size(self, num_classes: int, num_features: int, name: str) -> None:
         if num_classes * num_features > MAX_CLASSES_X_FEATURES:
             raise self._error(f"C·P = {num_classes}·{num_features}: the C×P matrices would "
-                              f"need {gib(8 * num_classes * num_features)} each", "/features")
+                              f"need {gib(8 * num_classes * num_features)} each", name)
 
+    def _classifier(self, num_epochs: int, num_classes: int, num_features: int,
+                    features: str = "/features") -> tuple[bool, bool]:
+        """Check ``/weight`` and ``/bias``; return whether each is present."""
         weight = self._get("/weight", required=False)
         if weight is not None:
             if weight.ndim != 3 or weight.shape[0] < num_epochs:
@@ -395,7 +338,7 @@ class _Validator:
             if weight.shape[1] != num_classes:
                 raise self._error(f"has {weight.shape[1]} rows but C = {num_classes}", "/weight")
             if weight.shape[2] != num_features:
-                raise self._error(f"has P = {weight.shape[2]} but /features has P = "
+                raise self._error(f"has P = {weight.shape[2]} but {features} has P = "
                                   f"{num_features}", "/weight")
             if not _is_float(weight.dtype):
                 raise self._error(f"must hold float16/32/64, has dtype {weight.dtype}", "/weight")
@@ -408,7 +351,10 @@ class _Validator:
                                   f"has {bias.shape}", "/bias")
             if not _is_float(bias.dtype):
                 raise self._error(f"must hold float16/32/64, has dtype {bias.dtype}", "/bias")
+        return weight is not None, bias is not None
 
+    def _scalars(self, num_epochs: int) -> list[str]:
+        """The usable ``/scalars/<name>`` (an unusable scalar is skipped, not fatal)."""
         scalars = []
         for name in self._group_members("/scalars"):
             try:
@@ -420,26 +366,11 @@ class _Validator:
             # Real numbers only: a complex scalar has no float value (it is skipped).
             if ds.ndim == 1 and ds.shape[0] >= num_epochs and ds.dtype.kind in "biuf":
                 scalars.append(name)
+        return scalars
 
-        layers = {}
-        for name in self._group_members("/layers"):
-            path = f"/layers/{name}"
-            ds = self._get(path, required=True)
-            self._check_features(ds, path, num_samples, num_epochs)
-            layers[name] = Source("layer", name, path, "/labels", num_samples, ds.shape[2])
-        splits = {}
-        for name in self._group_members("/splits"):
-            lpath, fpath = f"/splits/{name}/labels", f"/splits/{name}/features"
-            if self._group(f"/splits/{name}",
-                           what="must be a group holding labels and features") is None:
-                raise self._error("must be a group holding labels and features",
-                                  f"/splits/{name}")
-            slabels = self._read_labels(lpath, num_classes)
-            ds = self._get(fpath, required=True)
-            self._check_features(ds, fpath, slabels.shape[0], num_epochs, num_features)
-            self.labels[lpath] = slabels
-            splits[name] = Source("split", name, fpath, lpath, slabels.shape[0], num_features)
-
+    def _info(self, version, num_classes, epochs, train: Source, has_weight, has_bias,
+              scalars, layers, splits, kind: str = "features") -> RunInfo:
+        """The :class:`RunInfo`, with the root attributes checked."""
         wd = self._attr("weight_decay")
         if wd is not None:
             try:
@@ -453,12 +384,12 @@ class _Validator:
         return RunInfo(
             path=self.path,
             num_classes=num_classes,
-            num_samples=num_samples,
-            num_features=num_features,
+            num_samples=train.num_samples,
+            num_features=train.num_features,
             epochs=epochs,
-            features_dtype=feats.dtype.newbyteorder("="),
-            has_weight=weight is not None,
-            has_bias=bias is not None,
+            features_dtype=_numpy_dtype(train.feature_dtype),
+            has_weight=has_weight,
+            has_bias=has_bias,
             weight_decay=wd,
             loss=None if loss is None else str(loss),
             format_version=version,
@@ -466,4 +397,17 @@ class _Validator:
             steps_per_epoch=steps_per_epoch,
             layers=layers,
             splits=splits,
+            kind=kind,
+            train=train,
         )
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """``"float32"`` for ``<f4`` and ``>f4`` alike."""
+    return np.dtype(dtype).newbyteorder("=").name
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a stored precision; bfloat16 (not a NumPy type) has float32's size
+    and is read as float32 (its precision is in ``Source.feature_dtype``)."""
+    return np.dtype("float32" if name == "bfloat16" else name)

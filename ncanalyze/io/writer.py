@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -49,6 +49,7 @@ from .h5 import DEFAULT_CHUNK_BYTES
 from .publish import RunPublisher
 from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
                      check_member_name, check_num_classes, check_weight_decay)
+from .statistics_writer import StatisticsWriting
 
 
 def _check(rule, *args, what: str = ""):
@@ -64,7 +65,7 @@ def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
     return (1, rows, p)
 
 
-class RunWriter:
+class RunWriter(StatisticsWriting):
     """Write a run file epoch by epoch (a context manager).
 
     Parameters
@@ -72,7 +73,8 @@ class RunWriter:
     path : str or os.PathLike
         File to create (an existing file is replaced only when ``overwrite=True``).
     labels : array_like, shape (n_samples,)
-        Class of each training sample, in ``0..num_classes-1``.
+        Class of each training sample, in ``0..num_classes-1``; optional in a statistics
+        run (then ``num_classes`` is required), where the counts must match them.
     num_classes : int, optional
         C; default ``max(labels) + 1``.
     weight_decay : float, optional
@@ -81,10 +83,16 @@ class RunWriter:
         ``"mse"``, ``"ce"``, … (informational).
     splits : mapping of str to array_like, optional
         Labels of extra splits (e.g. ``{"test": y_test}``); their features go to
-        ``add_epoch(..., splits={"test": h_test})``.
+        ``add_epoch(..., splits={"test": h_test})``. A statistics run also takes a list of
+        names or ``None`` labels.
     compression : str, optional
         HDF5 filter for the features (``"gzip"``, ``"lzf"``); default none.
     overwrite : bool, default False
+    steps_per_epoch : int, optional
+        Optimiser steps per epoch, for the SNR dynamics' time axis (docs/FORMAT.md).
+    statistics : bool, default False
+        Write a statistics run (format 2, docs/FORMAT.md "Statistics runs") with
+        :meth:`add_statistics` instead of features with :meth:`add_epoch`.
 
     Raises
     ------
@@ -102,36 +110,44 @@ class RunWriter:
     ...         w.add_epoch(epoch, feats, model.fc.weight, model.fc.bias, train_loss=loss)
     """
 
-    def __init__(self, path, labels, *, num_classes: int | None = None,
+    def __init__(self, path, labels=None, *, num_classes: int | None = None,
                  weight_decay: float | None = None, loss: str | None = None,
-                 splits: Mapping[str, Any] | None = None, compression: str | None = None,
-                 overwrite: bool = False):
+                 splits: Mapping[str, Any] | Sequence[str] | None = None,
+                 compression: str | None = None, overwrite: bool = False,
+                 statistics: bool = False, steps_per_epoch: int | None = None):
         self.path = os.fspath(path)
-        labels = to_numpy(labels)
-        if labels.ndim != 1 or labels.size == 0:
-            raise UsageError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            if np.all(np.mod(labels, 1) == 0):
-                labels = labels.astype(np.int64)
-            else:
-                raise UsageError(f"labels must be integers, got dtype {labels.dtype}")
-        # The reader's rules (io/schema.py), checked before anything is written.
+        self.statistics = bool(statistics)
+        if labels is None and not self.statistics:
+            raise UsageError("labels are required (only a statistics run may omit them)")
+        if labels is None and num_classes is None:
+            raise UsageError("a statistics run without labels needs num_classes")
+        labels = None if labels is None else self._labels(labels, "labels")
+        # The reader's rules (io/rules.py), checked before anything is written.
         self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
         _check(check_num_classes, self.num_classes)
-        _check(check_labels, labels, self.num_classes, what="labels")
-        self.labels = labels.astype(np.int64, copy=False)
-        self.splits = {}
+        if labels is not None:
+            _check(check_labels, labels, self.num_classes, what="labels")
+        self.labels = labels
+        if splits is not None and not isinstance(splits, Mapping):
+            if not self.statistics:
+                raise UsageError("splits must map each split name to its labels")
+            splits = {name: None for name in splits}
+        self.splits: dict[str, np.ndarray | None] = {}
         for name, split_labels in (splits or {}).items():
             _check(check_member_name, "split", name)
-            split_labels = to_numpy(split_labels)
-            if (split_labels.ndim != 1 or split_labels.size == 0
-                    or not np.issubdtype(split_labels.dtype, np.integer)):
-                raise UsageError(f"split {name!r}: labels must be a non-empty 1-D integer array "
-                                 f"in 0..{self.num_classes - 1}")
+            if split_labels is None and self.statistics:
+                self.splits[name] = None
+                continue
+            split_labels = self._labels(split_labels, f"split {name!r}")
             _check(check_labels, split_labels, self.num_classes, what=f"split {name!r} labels")
-            self.splits[name] = split_labels.astype(np.int64, copy=False)
+            self.splits[name] = split_labels
         if weight_decay is not None:
             weight_decay = _check(check_weight_decay, weight_decay)
+        if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or
+                                            int(steps_per_epoch) != steps_per_epoch
+                                            or steps_per_epoch < 1):
+            raise UsageError(f"steps_per_epoch={steps_per_epoch!r} must be an integer ≥ 1")
+        self.steps_per_epoch = steps_per_epoch
         self.compression = compression
         # Lock, overwrite rule, temporary names, publish: io/publish.py. Symlinks are
         # followed: the file written (and locked) is the link's target.
@@ -143,17 +159,35 @@ class RunWriter:
             self._publisher.release()
             raise
 
+    def _labels(self, labels, what: str) -> np.ndarray:
+        """Labels as a non-empty 1-D int64 array (whole floats accepted)."""
+        labels = to_numpy(labels)
+        if labels.ndim != 1 or labels.size == 0:
+            raise UsageError(f"{what} must be a non-empty 1-D array, got shape {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            if np.issubdtype(labels.dtype, np.number) and np.all(np.mod(labels, 1) == 0):
+                labels = labels.astype(np.int64)
+            else:
+                raise UsageError(f"{what} must be integers, got dtype {labels.dtype}")
+        return labels.astype(np.int64, copy=False)
+
     def _create_header(self, loss, weight_decay) -> None:
-        self._attrs: dict[str, Any] = {"ncanalyze_format": FORMAT_VERSION,
-                                       "num_classes": self.num_classes}
+        # A features run stays format 1 (readable by every version); statistics need 2.
+        self._attrs: dict[str, Any] = {"ncanalyze_format": FORMAT_VERSION if self.statistics
+                                       else 1, "num_classes": self.num_classes}
         if loss is not None:
             self._attrs["loss"] = str(loss)
         if weight_decay is not None:
             self._attrs["weight_decay"] = weight_decay
+        if self.steps_per_epoch is not None:
+            self._attrs["steps_per_epoch"] = int(self.steps_per_epoch)
         self._file: h5py.File | None = None
         self._closed = False
         self._count = 0
         self._layout: dict[str, tuple] | None = None
+        #: A statistics run's feature_dtype per source group, and its first epoch's counts.
+        self._group_dtypes: dict[str, str] | None = None
+        self._first_counts: dict[str, np.ndarray] = {}
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
         tmp = self._publisher.temp_name()
@@ -179,9 +213,11 @@ class RunWriter:
     def _write_header(self, f: h5py.File) -> None:
         for key, value in self._attrs.items():
             f.attrs[key] = value
-        f.create_dataset("labels", data=self.labels)
+        if self.labels is not None:
+            f.create_dataset("labels", data=self.labels)
         for name, split_labels in self.splits.items():
-            f.create_dataset(f"splits/{name}/labels", data=split_labels)
+            if split_labels is not None:
+                f.create_dataset(f"splits/{name}/labels", data=split_labels)
 
     # ------------------------------------------------------------------ layout
     def _create(self, path: str, shape: tuple, dtype, chunks=None) -> None:
@@ -197,7 +233,8 @@ class RunWriter:
         self._write_header(f)
         layout = {}
         for path, arr in arrays.items():
-            dtype = arr.dtype if arr.dtype in (np.float16, np.float32, np.float64) else np.float32
+            dtype = arr.dtype if arr.dtype in (np.float16, np.float32, np.float64) else (
+                np.int64 if np.issubdtype(arr.dtype, np.integer) else np.float32)
             chunks = None
             if arr.ndim == 2:
                 chunks = _chunk_shape(arr.shape[0], arr.shape[1], np.dtype(dtype).itemsize)
@@ -206,6 +243,8 @@ class RunWriter:
         for name in scalars:
             self._create(f"scalars/{name}", (), np.float64)
             layout[f"scalars/{name}"] = ((), np.float64)
+        for group, dtype in (self._group_dtypes or {}).items():
+            f[group].attrs["feature_dtype"] = dtype
         f.create_dataset("epoch", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,),
                          fillvalue=EPOCH_FILL)
         self._layout = layout
@@ -231,10 +270,7 @@ class RunWriter:
 
         The first call fixes which of weight, bias, layers, splits and scalars the run has.
         """
-        epoch = int(epoch)
-        if self._last_epoch is not None and epoch <= self._last_epoch:
-            raise UsageError(f"epoch {epoch} is not larger than the previous epoch "
-                             f"{self._last_epoch}")
+        epoch = self._next(epoch)
         arrays: dict[str, np.ndarray] = {"features": to_numpy(features)}
         if weight is not None:
             arrays["weight"] = to_numpy(weight)
@@ -246,9 +282,15 @@ class RunWriter:
             if name not in self.splits:
                 raise UsageError(f"split {name!r} was not declared in RunWriter(splits=...)")
             arrays[f"splits/{name}/features"] = to_numpy(arr)
-        scalar_values = {_check(check_member_name, "scalar", k): float(to_numpy(v))
-                         for k, v in scalars.items()}
+        if self.statistics:
+            raise UsageError("add_epoch on a statistics run: use add_statistics")
+        scalar_values = self._scalar_values(scalars)
         self._check(arrays)
+        self._commit(epoch, arrays, scalar_values)
+
+    def _commit(self, epoch: int, arrays: dict[str, np.ndarray],
+                scalar_values: dict[str, float]) -> None:
+        """Append checked arrays as one epoch (the first builds and publishes the layout)."""
         if self._closed:
             raise UsageError("add_epoch on a closed RunWriter")
         self._check_still_ours()
@@ -269,11 +311,26 @@ class RunWriter:
             with output_errors(self.path):
                 self._append(epoch, arrays, scalar_values)
 
+    @staticmethod
+    def _scalar_values(scalars: Mapping[str, Any]) -> dict[str, float]:
+        return {_check(check_member_name, "scalar", k): float(to_numpy(v))
+                for k, v in scalars.items()}
+
+    def _next(self, epoch) -> int:
+        epoch = int(epoch)
+        if self._last_epoch is not None and epoch <= self._last_epoch:
+            raise UsageError(f"epoch {epoch} is not larger than the previous epoch "
+                             f"{self._last_epoch}")
+        return epoch
+
     def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.splits:
-            if f"splits/{name}/features" not in arrays:
-                raise UsageError(f"split {name!r} was declared; pass its features in "
-                                 "add_epoch(..., splits={...})")
+            member = f"splits/{name}/{'counts' if self.statistics else 'features'}"
+            if member not in arrays:
+                raise UsageError(f"split {name!r} was declared; pass its "
+                                 f"{'statistics' if self.statistics else 'features'} in "
+                                 f"add_{'statistics' if self.statistics else 'epoch'}"
+                                 "(..., splits={...})")
 
     def _abandon(self) -> None:
         if self._file is not None and self._file.id.valid:

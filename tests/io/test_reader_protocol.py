@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ncanalyze.analysis import Analysis
-from ncanalyze.io.protocol import EpochStatistics, RunReader, input_format, open_reader
+from ncanalyze.io.protocol import RunReader, input_format, open_reader
+from ncanalyze.io.statistics import StoredStatistics
 from ncanalyze.settings import Settings
 from tests.factories import ArrayRun, collapsing_features, labels, write_run
 from tests.reference import assert_values_close
@@ -37,19 +38,18 @@ def _values(run, **kw):
 def _statistics(y, h, w, b):
     """What a statistics run stores for one epoch: plain float64 loops over the definitions."""
     h = np.asarray(h, np.float64)
-    classes = np.unique(y)
-    means = np.stack([h[y == c].mean(axis=0) for c in classes])
-    centred = h - means[np.searchsorted(classes, y)]
-    ncc = classes[np.argmin(((h[:, None, :] - means[None]) ** 2).sum(-1), axis=1)]
+    counts = np.bincount(y, minlength=C)
+    means = np.stack([h[y == c].mean(axis=0) for c in range(C)])
+    centred = h - means[y]
+    ncc = np.argmin(((h[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     clf = np.argmax(h @ w.T + b, axis=1)
-    return EpochStatistics(
-        counts=np.array([np.sum(y == c) for c in classes], np.float64), means=means,
-        within_scatter=centred.T @ centred,
-        class_scatter=np.array([np.sum(centred[y == c] ** 2) for c in classes]),
-        num_samples=y.size, classes=classes,
+    return StoredStatistics(
+        counts=counts, means=means, within_scatter=centred.T @ centred,
+        class_scatter=np.array([np.sum(centred[y == c] ** 2) for c in range(C)]),
         decisions={"total": y.size, "ncc_correct": int(np.sum(ncc == y)),
                    "classifier_correct": int(np.sum(clf == y)),
-                   "mismatch": int(np.sum(clf != ncc)), "with_classifier": True})
+                   "ncc_mismatch": int(np.sum(clf != ncc))},
+        feature_dtype="float64")
 
 
 def test_the_hdf5_run_is_a_run_reader(tmp_path, arrays):
@@ -58,7 +58,7 @@ def test_the_hdf5_run_is_a_run_reader(tmp_path, arrays):
     assert input_format(path).name == "hdf5"
     with open_reader(path) as run:
         assert isinstance(run, RunReader)
-        assert run.epoch_statistics(1, run.train) is None  # it stores rows
+        assert run.kind == "features"  # it stores rows
 
 
 def test_an_array_reader_gives_what_the_run_file_gives(tmp_path, arrays):

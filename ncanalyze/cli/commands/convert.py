@@ -9,16 +9,18 @@ import typer
 
 from ...errors import escape
 from ..boundary import warn
-from ..options import OutFile, OverwriteOpt
+from ..options import AllowExternalOpt, OutFile, OverwriteOpt
 
 EPILOG = ("Example: ncanalyze convert dumps/ run.h5 --weight-decay 5e-4 --loss mse  "
           "(dumps/epoch_000.npz, epoch_010.npz, … each holding features, labels and "
-          "optionally weight, bias; or .pt dicts of tensors)")
+          "optionally weight, bias; or .pt dicts of tensors).  "
+          "ncanalyze convert --statistics run.h5 stats.h5  (a features run reduced to a "
+          "statistics run: every command gives the same keys on it)")
 
 
 def convert(folder: Annotated[Path, typer.Argument(
-                help="Folder of per-epoch dumps (epoch_007.npz, ep7.npz, … or .pt).",
-                show_default=False)],
+                help="Folder of per-epoch dumps (epoch_007.npz, ep7.npz, … or .pt); with "
+                     "--statistics, a features run file.", show_default=False)],
             out: OutFile,
             num_classes: Annotated[Optional[int], typer.Option(
                 "--num-classes", help="C (default max(labels)+1).")] = None,
@@ -26,9 +28,17 @@ def convert(folder: Annotated[Path, typer.Argument(
                 "--weight-decay", help="Stored as the run's λ (for decompose).")] = None,
             loss: Annotated[Optional[str], typer.Option(
                 "--loss", help="Stored as the run's loss attribute (mse, ce, …).")] = None,
-            overwrite: OverwriteOpt = False) -> int:
+            overwrite: OverwriteOpt = False,
+            statistics: Annotated[bool, typer.Option(
+                "--statistics", help="Reduce the features run FOLDER (a run file) to a "
+                                     "statistics run (docs/FORMAT.md).")] = False,
+            allow_external: AllowExternalOpt = False) -> int:
     """Convert a folder of per-epoch .npz/.pt dumps into one run file; numeric scalars
-    (train_loss, lr, …) go to /scalars, other entries are listed as ignored."""
+    (train_loss, lr, …) go to /scalars, other entries are listed as ignored. With
+    --statistics, reduce a features run to a statistics run (every epoch, layer and split)."""
+    if statistics:
+        return _reduce(folder, out, overwrite, allow_external,
+                       num_classes=num_classes, weight_decay=weight_decay, loss=loss)
     from ...convert import convert as run_convert
 
     info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
@@ -41,4 +51,24 @@ def convert(folder: Annotated[Path, typer.Argument(
     if info["ignored"]:
         warn("ignored (not features, labels, weight, bias or a numeric scalar): " + ", ".join(
             f"{name} ({what})" for name, what in sorted(info["ignored"].items())))
+    return 0
+
+
+def _reduce(source: Path, out, overwrite: bool, allow_external: bool, **attrs) -> int:
+    from ...errors import UsageError
+    from ...reduce import reduce_run
+
+    given = [f"--{k.replace('_', '-')}" for k, v in attrs.items() if v is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: --statistics keeps the input run's attributes")
+    info = reduce_run(source, out, overwrite=overwrite, allow_external=allow_external)
+    eps = info["epochs"]
+    typer.echo(f"wrote {escape(out)}: statistics run of {len(eps)} epochs ({eps[0]}…{eps[-1]}), "
+               f"C={info['classes']}, N={info['samples']}, P={info['features']}, layers: "
+               f"{escape(', '.join(info['layers']) or 'none')}, splits: "
+               f"{escape(', '.join(info['splits']) or 'none')}; {info['input_bytes']:,} → "
+               f"{info['output_bytes']:,} bytes")
+    if info["skipped_scalars"]:
+        warn("scalars not carried (their names are add_statistics parameters): "
+             + ", ".join(info["skipped_scalars"]))
     return 0
