@@ -1,5 +1,5 @@
-"""Plain-result helpers shared by every output: flattening and cleaning of values
-(``--fail-if`` gates are in :mod:`ncanalyze.gates`)."""
+"""Plain-result helpers shared by every output: flattening and cleaning of values, and the
+output document (``--fail-if`` gates are in :mod:`ncanalyze.gates`)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,25 @@ def clean_number(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
+
+
+def clean(obj: Any) -> Any:
+    """``obj`` with every non-finite float as ``None`` and tuples as lists (nested)."""
+    if isinstance(obj, dict):
+        return {k: clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return clean_number(obj)
+
+
+def document(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
+             warnings: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The output document of a command (``-f json``; ``ncanalyze.report`` returns it): the
+    header, ``epochs``, the run-level results (``dynamics``) and ``warnings``."""
+    doc = {"ncanalyze": header["ncanalyze"], "command": command}
+    doc.update(clean({k: v for k, v in header.items() if k != "ncanalyze"}))
+    doc["epochs"] = [clean(e) for e in epochs]
+    if extra:
+        doc.update(clean(extra))
+    doc["warnings"] = list(warnings)
+    return doc

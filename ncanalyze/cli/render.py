@@ -16,35 +16,22 @@ from rich.text import Text
 from ..core.keys import row_of, target_value
 from ..errors import escape
 from ..gates import Verdict
-from ..results import clean_number, flatten
+from ..results import clean, document, flatten
 
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return clean_number(obj)
-
-
 def epoch_object(values: dict[str, Any]) -> dict[str, Any]:
     """One epoch as it appears in JSON (non-finite numbers -> null)."""
-    return _clean(values)
+    return clean(values)
 
 
 def json_document(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
                   warnings: list[str], extra: dict[str, Any] | None = None) -> str:
-    """The single JSON document of ``--format json``."""
-    doc = {"ncanalyze": header["ncanalyze"], "command": command}
-    doc.update({k: v for k, v in header.items() if k != "ncanalyze"})
-    doc["epochs"] = [epoch_object(e) for e in epochs]
-    if extra:
-        doc.update(_clean(extra))
-    doc["warnings"] = list(warnings)
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    """The single JSON document of ``--format json`` (:func:`ncanalyze.results.document`)."""
+    return json.dumps(document(header, command, epochs, warnings, extra), indent=2,
+                      allow_nan=False) + "\n"
 
 
 def jsonl_line(values: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ from ...core.keys import FAMILIES, KEYS, Key, as_dict
 from ...errors import UsageError
 from ..options import KEYS_FORMATS, KeysFormatOpt
 
-EPILOG = "Example: ncanalyze keys  ·  ncanalyze keys -f json | jq '.[] | select(.direction==\"higher\")'"
+EPILOG = ("Example: ncanalyze keys  ·  "
+          "ncanalyze keys -f json | jq '.[] | select(.direction==\"higher\")'")
 #: keys' own choices (see ncanalyze.cli.options.CHOICES).
 CHOICES = {"fmt": KEYS_FORMATS}
 #: The table view's width: fits a standard terminal.
