@@ -4,7 +4,8 @@ output document (``--fail-if`` gates are in :mod:`ncanalyze.gates`)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+from typing import Any, Sequence
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -54,5 +55,55 @@ def document(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
     doc["epochs"] = [clean(e) for e in epochs]
     if extra:
         doc.update(clean(extra))
-    doc["warnings"] = list(warnings)
+    doc["warnings"] = merge_warnings(warnings, [int(e["epoch"]) for e in epochs])
     return doc
+
+
+_EPOCH_LINE = re.compile(r"^epoch (-?\d+): (.*)$", re.S)
+
+
+def merge_warnings(lines: Sequence[str], epochs: Sequence[int]) -> list[str]:
+    """Identical per-epoch warnings (``epoch N: …``) as one line naming their epochs, e.g.
+    ``epochs 1–100: equiangle_means is undefined: …``; other lines unchanged.
+
+    Parameters
+    ----------
+    lines : sequence of str
+        Warnings in the order they were made.
+    epochs : sequence of int
+        The computed epochs in order: runs of consecutive computed epochs are written
+        ``a–b`` (so ``epochs 0–600`` may span epochs that were not computed).
+
+    Returns
+    -------
+    list of str
+        One line per distinct warning, in order of first appearance.
+    """
+    index = {int(e): i for i, e in enumerate(epochs)}
+    merged: dict[str, list[int]] = {}
+    order: list[tuple[bool, str]] = []
+    for line in lines:
+        m = _EPOCH_LINE.match(line)
+        if m is None or int(m.group(1)) not in index:
+            order.append((False, line))
+            continue
+        text = m.group(2)
+        if text not in merged:
+            merged[text] = []
+            order.append((True, text))
+        merged[text].append(int(m.group(1)))
+    out = []
+    for per_epoch, text in order:
+        if not per_epoch:
+            out.append(text)
+            continue
+        seen = sorted(set(merged[text]), key=index.__getitem__)
+        runs: list[list[int]] = []
+        for e in seen:
+            if runs and index[e] == index[runs[-1][-1]] + 1:
+                runs[-1].append(e)
+            else:
+                runs.append([e])
+        named = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
+        out.append(f"{'epoch' if len(seen) == 1 else 'epochs'} {named}: {text}")
+    return out

@@ -22,7 +22,7 @@ from ..settings import Settings
 from ..atomic import atomic_text, check_outputs
 from ..errors import UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
-from ..results import flatten
+from ..results import flatten, merge_warnings
 from . import render
 from .boundary import EXIT_INTERRUPTED, err_console, flags, warn
 from .progress import EpochProgress, progress_console
@@ -122,7 +122,18 @@ def run_command(command: str, file: Path, settings: Settings, view: View, *,
         extra = outcome.extra
         verdicts = live or (
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
-        notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
+        # Each warning once, in one place: identical per-epoch warnings merged into one line
+        # naming the epochs; the table view shows them under the table, other formats on
+        # stderr (run warnings as soon as the run is open, the rest at the end); while
+        # following, each distinct warning was said on stderr when it first appeared.
+        epoch_warnings = merge_warnings(outcome.warnings[len(outcome.run_warnings):],
+                                        [int(e["epoch"]) for e in outcome.epochs])
+        in_table = fmt == "table" and not follow
+        notes = [f"warning: {w}" for w in (outcome.run_warnings + epoch_warnings if in_table
+                                            else [])] + _verdict_lines(extra)
+        if not follow and not in_table:
+            for w in epoch_warnings:
+                warn(w)
         if fmt == "json":
             out.write(render.json_document(outcome.header, command, outcome.epochs,
                                            outcome.warnings, extra))
@@ -152,9 +163,10 @@ def run_command(command: str, file: Path, settings: Settings, view: View, *,
     return code
 
 
-def _opened(analysis: Analysis) -> None:
-    for w in analysis.run_warnings:  # said once per run, before any epoch
-        warn(w)
+def _opened(analysis: Analysis, fmt: str, follow: bool) -> None:
+    if fmt != "table" or follow:  # the table view says them under the table
+        for w in analysis.run_warnings:  # said once per run, before any epoch
+            warn(w)
 
 
 def _compute(command: str, file: Path, settings: Settings, fmt: str, out, quiet: bool,
@@ -163,20 +175,18 @@ def _compute(command: str, file: Path, settings: Settings, fmt: str, out, quiet:
     progress = EpochProgress(None if quiet else progress_console())
     with ExitStack() as stack:
         def opened(analysis: Analysis) -> None:
-            _opened(analysis)
+            _opened(analysis, fmt, follow=False)
             stack.enter_context(progress.start(len(analysis.epochs)))
 
         def epoch_done(result) -> None:
-            _show(result, fmt, out)
+            _stream(result, fmt, out)
             progress.epoch_done()
 
         return compute_command(command, file, settings, time=time, check=prepare,
                                on_open=opened, on_epoch=epoch_done, progress=progress.rows)
 
 
-def _show(result, fmt: str, out) -> None:
-    for w in result.warnings:
-        warn(w)
+def _stream(result, fmt: str, out) -> None:
     if fmt == "jsonl":
         render.write_stream(out, render.jsonl_line(result.values))
 
@@ -189,11 +199,18 @@ def _follow(command: str, file: Path, settings: Settings, gates, fmt: str, out,
     classes = []
 
     def opened(analysis: Analysis) -> None:
-        _opened(analysis)
+        _opened(analysis, fmt, follow=True)
         classes.append(analysis.run.info.num_classes)
 
+    said: set[str] = set()
+
     def epoch_done(result) -> bool:
-        _show(result, fmt, out)
+        for w in result.warnings:  # each distinct warning once, when it first appears
+            text = w.split(": ", 1)[-1]
+            if text not in said:
+                said.add(text)
+                warn(f"{w} (not repeated for later epochs)")
+        _stream(result, fmt, out)
         if fmt == "table":
             stream_line(console, command, flatten(result.values), classes[0], keys)
         live.extend(v for v in evaluate_gates(gates, [result.values], "last") if v.holds)
