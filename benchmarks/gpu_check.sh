@@ -14,3 +14,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python -c "import torch, cupy; print('torch', torch.__version__, torch.cuda.get_device_name(0)); print('cupy', cupy.__version__)"
 python -m pytest -q -m gpu -rs
 python benchmarks/bench_report.py --cases "${CASES:-1,2}" --reps 3 --backend numpy,cupy,torch:cuda
+# The statistics recorder (issue 19): forward pass vs the two recording passes on the GPU,
+# device memory against (C·P + P² + C)·8·2 bytes + one block (docs/PERFORMANCE.md).
+python -m pip install -q -e '.[hf]' || exit 1
+python benchmarks/bench_capture.py --device cuda --tokens 262144 --batch 32 --length 1024 --reps 3

@@ -162,6 +162,21 @@ def detach(array: Any) -> Any:
     return array
 
 
+def scatter_add_rows(values, labels, num_classes: int):
+    """Per-label row sums by torch ``index_add``/CuPy ``scatter_add`` (O(rows·cols)), else None."""
+    shape = (num_classes,) + tuple(values.shape[1:])
+    if type(values).__module__.startswith("torch"):
+        return values.new_zeros(shape).index_add_(0, labels.long(), values)
+    if type(values).__module__.startswith("cupy"):
+        import cupy
+        import cupyx
+
+        out = cupy.zeros(shape, dtype=values.dtype)
+        cupyx.scatter_add(out, labels, values)
+        return out
+    return None
+
+
 # ---------------------------------------------------------------------- linear algebra
 
 

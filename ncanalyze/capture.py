@@ -14,6 +14,12 @@ Typical use, three lines in a training loop::
 
 ``train_loader`` must yield ``(inputs, labels)`` in a fixed order (``shuffle=False``) whose
 labels are the ones given to :class:`~ncanalyze.io.writer.RunWriter`.
+
+Language models: features of shape (B, T, P) with labels of shape (B, T) (next-token labels)
+give one row per labelled position, in batch-major order; positions labelled ``-100`` (the
+ignore index of ``torch.nn.CrossEntropyLoss``) are skipped. Features are converted to the
+requested ``dtype`` directly from the model's dtype (a float64 model gives float64 rows).
+For language-model-sized data, record statistics instead (:mod:`ncanalyze.recorder`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import UsageError
 from .backend import to_numpy
+from .errors import UsageError
 
-__all__ = ["capture_features", "penultimate_features", "record_epoch"]
+__all__ = ["capture_features", "penultimate_features", "record_epoch", "sample_rows",
+           "IGNORE_INDEX"]
+
+#: Label of a position that is not a sample (``torch.nn.CrossEntropyLoss``'s ignore index).
+IGNORE_INDEX = -100
 
 
 def _resolve(model, module) -> Any:
@@ -41,9 +51,57 @@ def _resolve(model, module) -> Any:
     return module
 
 
-def _flatten(t) -> np.ndarray:
-    arr = to_numpy(t.detach().float().cpu() if hasattr(t, "detach") else t)
-    return arr.reshape(arr.shape[0], -1)
+def sample_rows(features, labels, ignore_index: int = IGNORE_INDEX):
+    """One row per labelled sample or position, and its label (torch tensors, on the device
+    of ``features``).
+
+    Parameters
+    ----------
+    features : torch.Tensor
+        (B, ...) with ``labels`` (B,): one row per sample, the activation flattened (a conv
+        map (B, C, H, W) becomes (B, C·H·W)); or (B, T, P) with ``labels`` (B, T): one row
+        per position (a language model's next-token features).
+    labels : tensor or array, shape (B,) or (B, T)
+    ignore_index : int
+        Positions with this label are skipped.
+
+    Returns
+    -------
+    rows : torch.Tensor, shape (n, P)
+        In the dtype of ``features``.
+    labels : torch.Tensor, shape (n,)
+        int64.
+    """
+    import torch
+
+    y = torch.as_tensor(labels, device=features.device)
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise UsageError(f"labels must be integers, got {str(y.dtype).removeprefix('torch.')}")
+    y = y.long()
+    shape = tuple(features.shape)
+    if y.ndim >= 2 and features.ndim == y.ndim + 1 and shape[:y.ndim] == tuple(y.shape):
+        x = features.reshape(-1, shape[-1])
+    elif y.ndim == 1 and features.ndim >= 1 and shape[0] == y.shape[0]:
+        x = features.reshape(shape[0], -1)
+    else:
+        raise UsageError(f"features of shape {shape} do not match labels of shape "
+                         f"{tuple(y.shape)}: expected (B, P) with (B,) labels, or (B, T, P) "
+                         "with (B, T) labels")
+    y = y.reshape(-1)
+    keep = y != ignore_index
+    if not bool(keep.all()):
+        x, y = x[keep], y[keep]
+    return x, y
+
+
+def _host(t, dtype) -> np.ndarray:
+    """A tensor as a NumPy array of ``dtype``, converted once from the tensor's own dtype."""
+    if not hasattr(t, "detach"):
+        return np.asarray(t, dtype=dtype)
+    import torch
+
+    target = getattr(torch, np.dtype(dtype).name)
+    return to_numpy(t.detach().to(dtype=target))
 
 
 def capture_features(model, loader: Iterable, modules: Mapping[str, Any], *,
@@ -71,7 +129,9 @@ def capture_features(model, loader: Iterable, modules: Mapping[str, Any], *,
     Returns
     -------
     features : dict of str to ndarray, shape (n_samples, n_features_name)
-        Activations flattened per sample (a conv map (B, C, H, W) becomes (B, C·H·W)).
+        Rows as :func:`sample_rows` makes them: activations flattened per sample (a conv map
+        (B, C, H, W) becomes (B, C·H·W)), or one row per labelled position of (B, T, P)
+        activations with (B, T) labels (``-100`` skipped).
     labels : ndarray of int64, shape (n_samples,)
     """
     import torch  # lazily: ncanalyze itself does not depend on torch
@@ -81,16 +141,17 @@ def capture_features(model, loader: Iterable, modules: Mapping[str, Any], *,
     if unknown:
         raise UsageError(f"inputs_of names {sorted(unknown)} are not keys of modules")
     store: dict[str, list[np.ndarray]] = {name: [] for name in modules}
+    current: dict[str, list] = {name: [] for name in modules}  # this batch's activations
     handles = []
 
     def hook_for(name: str):
         if name in inputs_of:
             def pre(_mod, args):
-                store[name].append(_flatten(args[0]).astype(dtype, copy=False))
+                current[name].append(args[0].detach())
             return pre
 
         def post(_mod, _args, out):
-            store[name].append(_flatten(out).astype(dtype, copy=False))
+            current[name].append(out.detach())
         return post
 
     labels: list[np.ndarray] = []
@@ -111,19 +172,22 @@ def capture_features(model, loader: Iterable, modules: Mapping[str, Any], *,
                 if device is not None:
                     x = x.to(device)
                 model(x)
-                labels.append(to_numpy(y.cpu() if hasattr(y, "cpu") else y).reshape(-1))
+                kept = None
+                for name, seen in current.items():
+                    if len(seen) != 1:
+                        raise UsageError(f"submodule {name!r} ran {len(seen)} times in one "
+                                         "forward pass (it must run exactly once)")
+                    rows, kept = sample_rows(seen.pop(), y)
+                    store[name].append(_host(rows, dtype))
+                if kept is not None:
+                    labels.append(to_numpy(kept))
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
     if not labels:
         raise UsageError("loader yielded no batch")
-    out = {}
-    for name, parts in store.items():
-        if len(parts) != len(labels):
-            raise UsageError(f"submodule {name!r} ran {len(parts)} times for {len(labels)} "
-                             "batches (is it used exactly once per forward pass?)")
-        out[name] = np.concatenate(parts, axis=0)
+    out = {name: np.concatenate(parts, axis=0) for name, parts in store.items()}
     return out, np.concatenate(labels).astype(np.int64)
 
 
@@ -198,8 +262,8 @@ def record_epoch(writer, epoch: int, model, loader: Iterable, classifier, *,
     wdtype = np.promote_types(dtype, np.float32)
     writer.add_epoch(
         epoch, feats.pop("__penultimate__"),
-        None if weight is None else _flatten(weight).astype(wdtype),
-        None if bias is None else to_numpy(bias.detach().float().cpu()).astype(wdtype),
+        None if weight is None else _host(weight, wdtype).reshape(weight.shape[0], -1),
+        None if bias is None else _host(bias, wdtype),
         layers=feats or None, splits=split_feats or None, **scalars)
 
 

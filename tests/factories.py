@@ -47,6 +47,46 @@ def write_run(path, y, features, weights=None, biases=None, epochs=None, dtype=n
     return path
 
 
+def tiny_lm(vocab: int = 11, width: int = 6, dtype=None, seed: int = 0):
+    """A torch next-token model: embedding → tanh(linear) → ``head`` (linear, with bias).
+
+    ``model(ids)`` with ids (B, T) gives logits (B, T, vocab); the head's input is the
+    features (B, T, width).
+    """
+    import torch
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocab, width)
+            self.body = torch.nn.Linear(width, width)
+            self.head = torch.nn.Linear(width, vocab)
+
+        def forward(self, ids):
+            return self.head(torch.tanh(self.body(self.embed(ids))))
+
+    torch.manual_seed(seed)
+    model = TinyLM()
+    return model if dtype is None else model.to(dtype)
+
+
+def token_batches(vocab: int = 11, batches: int = 3, size: int = 4, length: int = 9,
+                  seed: int = 1, ignore: float = 0.2):
+    """``(ids, labels)`` batches for :func:`tiny_lm`: labels (B, T) are the next tokens, the
+    last position and a fraction ``ignore`` of the others labelled -100."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(batches):
+        ids = torch.randint(0, vocab, (size, length + 1), generator=g)
+        labels = ids[:, 1:].clone()
+        labels[torch.rand(labels.shape, generator=g) < ignore] = -100
+        labels[:, -1] = -100
+        out.append((ids[:, :-1], labels))
+    return out
+
+
 def statistics_of(features, labels, num_classes, weight=None, bias=None, ncc=None):
     """The statistics and decision counts the recorder writes for one source (float64).
 
@@ -83,6 +123,48 @@ def write_statistics_run(path, y, features, weights=None, biases=None, epochs=No
                              feature_dtype=feature_dtype,
                              **{n: v[k] for n, v in scalars.items()})
     return path
+
+
+def pydoc_token_ids(vocab_size: int = 512, chars: int = 40_000, model: str = "wordlevel"):
+    """English text shipped with Python (``pydoc_data.topics``) tokenised by a tokenizer
+    trained here, in memory: ``(ids (n,) int64 ndarray, tokenizer)``.
+
+    ``model``: "wordlevel" (fast, for tests) or "bpe" (what examples/train_tiny_lm.py uses).
+    """
+    from pydoc_data.topics import topics
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    text = "\n".join(topics[k] for k in sorted(topics))[:chars]
+    if model == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"])
+    else:
+        tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(text.splitlines(), trainer=trainer)
+    return np.asarray(tok.encode(text).ids, dtype=np.int64), tok
+
+
+def tiny_gpt2(vocab_size: int, width: int = 32, layers: int = 2, context: int = 64,
+              seed: int = 0):
+    """A GPT-2 language model from a config (no download): ``layers`` blocks of ``width``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=context, n_embd=width,
+                        n_layer=layers, n_head=2, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(config)
+
+
+def lm_examples(ids: np.ndarray, length: int = 32) -> list[dict]:
+    """Hugging Face causal-LM examples: blocks of ``length`` tokens, labels = input_ids."""
+    import torch
+
+    n = ids.size // length
+    blocks = torch.as_tensor(ids[:n * length]).reshape(n, length)
+    return [{"input_ids": b, "labels": b.clone()} for b in blocks]
 
 
 class ArrayRun:

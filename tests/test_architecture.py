@@ -20,9 +20,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ncanalyze"
 ONLY_IN = {
     "h5py": ("ncanalyze.io",),
     "cupy": ("ncanalyze.backend",),
-    # capture hooks a torch model and convert reads .pt dumps: torch as the *training
-    # framework*, not as a compute backend.
-    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.convert"),
+    # capture and recorder hook a torch model and convert reads .pt dumps: torch as the
+    # *training framework*, not as a compute backend.
+    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.recorder",
+              "ncanalyze.convert", "ncanalyze.integrations"),
+    # Training-framework callbacks: optional modules a user imports, nothing else does.
+    "transformers": ("ncanalyze.integrations.hf",),
+    "lightning": ("ncanalyze.integrations.lightning",),
+    "pytorch_lightning": ("ncanalyze.integrations.lightning",),
     "typer": ("ncanalyze.cli",),
     "rich": ("ncanalyze.cli",),
     "matplotlib": ("ncanalyze.plots",),

@@ -105,6 +105,7 @@ class PredictionAccumulator:
         Class means of the nearest-class-centre rule (the training means of the classes
         present).
     weight : array, shape (C, n_features), optional
+        Any floating dtype (widened to float64 a class tile at a time when scored).
     bias : array, shape (C,), optional
     ncc_classes : ndarray, shape (K,), optional
         Class index of each row of ``ncc_means`` (default ``0..K-1``).
@@ -129,8 +130,13 @@ class PredictionAccumulator:
         self.classifier = None
         if weight is not None:
             def logits(x, c0, c1):
-                out = xp.matmul(x, weight[c0:c1, ...].T)
-                return out if bias is None else out + bias[None, c0:c1]
+                # A float32 classifier is widened one class tile at a time (exactly).
+                w = weight[c0:c1, ...]
+                out = xp.matmul(x, w.T if w.dtype == x.dtype else xp.astype(w, x.dtype).T)
+                if bias is None:
+                    return out
+                b = bias[c0:c1]
+                return out + (b if b.dtype == x.dtype else xp.astype(b, x.dtype))[None, :]
 
             self.classifier = _Rule(weight, bias, logits)
         dev = device(ncc_means)

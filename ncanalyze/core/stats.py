@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
 
-from ..backend import detach, to_numpy, to_numpy_many
+from ..backend import detach, scatter_add_rows, to_numpy, to_numpy_many
+from .rows import add_rows, keep_rows, set_rows
 
 GLOBAL_MEANS = ("samples", "classes")
 
@@ -54,6 +55,10 @@ def segment_sum(values, labels, num_classes: int):
         # Sparse one-hot: O(rows × cols) instead of the dense one-hot product's O(rows × C × cols).
         return xp.asarray(_numpy_segment_sum(np.asarray(values), np.asarray(labels),
                                               num_classes))
+    if num_classes > 16:
+        scattered = scatter_add_rows(values, labels, num_classes)  # O(rows·cols), not rows·C
+        if scattered is not None:
+            return scattered
     classes = xp.arange(num_classes, device=device(labels))
     onehot = xp.astype(labels[:, None] == classes[None, :], values.dtype)
     if vector:
@@ -177,6 +182,8 @@ BLOCK_ROWS = 16384
 REF_ROWS = 2048
 #: Size of one block in float32 (wide features get fewer rows, narrow ones at most BLOCK_ROWS).
 BLOCK_BYTES = 32 * 2**20
+#: Size of one row tile of the class-mean corrections in :meth:`StatsAccumulator.finalize`.
+FINAL_TILE_BYTES = 16 * 2**20
 
 
 def block_rows(num_features: int) -> int:
@@ -197,6 +204,12 @@ class StatsAccumulator:
     (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
     carries float32 rounding of a centred, small quantity, which keeps every metric
     within ~1e-7 relative of the float64 computation (tests/test_precision.py).
+
+    Memory (vocabulary-sized C): the state is the float64 per-class sums and the reference
+    points — float64 only for float64 features with float64 products, float32 otherwise
+    (``h − ref`` of two float32 numbers is exact in float64) — so at most 2·C·P·8 bytes plus
+    P² and one block; per-block class sums are formed over the classes present in the block,
+    and :meth:`finalize` works in place.
 
     Parameters
     ----------
@@ -233,9 +246,12 @@ class StatsAccumulator:
         self.block_rows = block_rows(num_features)
         self._numpy = is_numpy_namespace(xp)
         f64 = xp.float64
-        self._ref = xp.zeros((num_classes, num_features), dtype=f64, device=device)
-        self._ref_c = xp.zeros((num_classes, num_features), dtype=self.compute_dtype,
-                               device=device)
+        # The reference points are stored once: float64 only for float64 features with
+        # float64 products, float32 otherwise (the reference only has to lie near μ_c, and
+        # h − ref of float32 numbers is exact in float64). Allocated at the first block, when
+        # the features' dtype is known; the float64 view is derived (:attr:`_ref`).
+        self._ref_c = None
+        self._ref_norms: np.ndarray | None = None
         self._has_ref = np.zeros(num_classes, dtype=bool)
         self._counts = np.zeros(num_classes, dtype=np.int64)
         self._zsum = xp.zeros((num_classes, num_features), dtype=f64, device=device)
@@ -309,52 +325,93 @@ class StatsAccumulator:
         xp = self.xp
         cdt = self.compute_dtype
         f64 = xp.float64
+        if self._ref_c is None:
+            wide = cdt == f64 and features.dtype == f64
+            self._ref_c = xp.zeros((self.num_classes, self.num_features),
+                                   dtype=f64 if wide else xp.float32, device=self.device)
         counts = np.bincount(labels_host, minlength=self.num_classes)
         new = (counts > 0) & ~self._has_ref
         if new.any():
-            # The reference only has to lie near μ_c (any value gives exact statistics), so the
-            # block means are summed in the features' own precision when it is float32/64.
-            # Only the first REF_ROWS rows of the block are averaged when every new class is
-            # among them (a mean of ~REF_ROWS/C rows is as good a reference as any).
-            head = min(int(features.shape[0]), REF_ROWS)
-            head_counts = np.bincount(labels_host[:head], minlength=self.num_classes)
-            if np.all(head_counts[new] > 0):
-                xs, ys, counts_ref = features[:head, ...], labels[:head], head_counts
-            else:
-                xs, ys, counts_ref = features, labels, counts
-            if cdt == f64:
-                # float64 products (the default, and the retry after a float32 overflow): sum
-                # in float64 too, so features near the float32 limit do not overflow here.
-                xs = xp.astype(xs, f64, copy=False)
-            elif xs.dtype not in (xp.float32, f64):
-                xs = xp.astype(xs, xp.float32)
-            sums = xp.astype(segment_sum(xs, ys, self.num_classes), f64)
-            safe = xp.asarray(np.maximum(counts_ref, 1).astype(np.float64), device=self.device)
-            chunk_means = sums / safe[:, None]
-            if cdt != f64:
-                # The reference is exactly a compute-dtype number, so ref_c and ref agree.
-                chunk_means = xp.astype(xp.astype(chunk_means, cdt), f64)
-            mask = xp.asarray(new, device=self.device)[:, None]
-            self._ref = xp.where(mask, chunk_means, self._ref)
-            self._ref_c = xp.astype(self._ref, cdt)
-            self._has_ref |= new
+            self._new_references(features, labels_host, counts, np.flatnonzero(new))
+        # Classes present in this block: with many classes (a vocabulary) the per-class sums
+        # are formed and added for these only, never as a (C, P) temporary.
+        present = np.flatnonzero(counts)
+        sparse = present.size * 2 < self.num_classes and self.num_classes > 16
         if self._numpy:
-            self._numpy_block(np.asarray(features), labels_host)
+            self._numpy_block(np.asarray(features), labels_host, present if sparse else None)
         else:
             if cdt == f64 or features.dtype == f64:
                 # float64 centring; rounded to the compute dtype afterwards (once) if needed.
-                z = xp.astype(features, f64, copy=False) - xp.take(self._ref, labels, axis=0)
+                z = xp.astype(features, f64, copy=False) - xp.astype(
+                    xp.take(self._ref_c, labels, axis=0), f64)
                 if cdt != f64:
                     z = xp.astype(z, cdt)
             else:  # float16/float32 features, float32 products: centre in float32 (see above)
                 z = xp.astype(features, cdt, copy=False) - xp.take(self._ref_c, labels, axis=0)
-            self._zsum = self._zsum + xp.astype(segment_sum(z, labels, self.num_classes), f64)
+            if sparse:
+                compact = xp.asarray(np.searchsorted(present, labels_host), device=self.device)
+                sums = xp.astype(segment_sum(z, compact, int(present.size)), f64)
+                self._zsum = add_rows(self._zsum, present, sums)
+            else:
+                self._zsum = self._zsum + xp.astype(segment_sum(z, labels, self.num_classes),
+                                                    f64)
             z64sq = xp.astype(xp.sum(z * z, axis=1), f64)
             self._zsq = self._zsq + segment_sum(z64sq, labels, self.num_classes)
             self._scatter = self._scatter + xp.astype(xp.matmul(z.T, z), f64)
         self._counts += counts
 
-    def _numpy_block(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _new_references(self, features, labels_host: np.ndarray, counts: np.ndarray,
+                        new: np.ndarray) -> None:
+        """Set the reference points of the classes ``new`` (first seen in this block).
+
+        The reference only has to lie near μ_c (any value gives exact statistics), so the
+        block means are summed in the features' own precision when it is float32/64. Only
+        the first REF_ROWS rows of the block are averaged when every new class is among them
+        (a mean of ~REF_ROWS/C rows is as good a reference as any). Only the rows and
+        classes concerned are touched: nothing of size C × P is created.
+        """
+        xp, cdt, f64 = self.xp, self.compute_dtype, self.xp.float64
+        head = min(int(features.shape[0]), REF_ROWS)
+        head_counts = np.bincount(labels_host[:head], minlength=self.num_classes)
+        if np.all(head_counts[new] > 0):
+            xs, ys, counts_ref = features[:head, ...], labels_host[:head], head_counts
+        else:
+            xs, ys, counts_ref = features, labels_host, counts
+        lookup = np.full(self.num_classes, -1, dtype=np.int64)
+        lookup[new] = np.arange(new.size)
+        rows = np.flatnonzero(lookup[ys] >= 0)
+        if rows.size < ys.size:
+            xs = xp.take(xs, xp.asarray(rows, device=self.device), axis=0)
+        if cdt == f64:
+            # float64 products (the default, and the retry after a float32 overflow): sum
+            # in float64 too, so features near the float32 limit do not overflow here.
+            xs = xp.astype(xs, f64, copy=False)
+        elif xs.dtype not in (xp.float32, f64):
+            xs = xp.astype(xs, xp.float32)
+        compact = xp.asarray(lookup[ys[rows]], device=self.device)
+        sums = xp.astype(segment_sum(xs, compact, int(new.size)), f64)
+        n = xp.asarray(counts_ref[new].astype(np.float64), device=self.device)
+        self._ref_c = set_rows(self._ref_c, new, xp.astype(sums / n[:, None],
+                                                          self._ref_c.dtype))
+        self._has_ref[new] = True
+        if self._norms is not None:
+            if self._ref_norms is None:
+                self._ref_norms = np.zeros(self.num_classes)
+            ref64 = np.asarray(self._ref_c[new], dtype=np.float64)
+            self._ref_norms[new] = np.sqrt(np.einsum("ij,ij->i", ref64, ref64)) * (1.0 + 1e-12)
+
+    @property
+    def _ref(self):
+        """The reference points in float64, shape (n_classes, n_features)."""
+        xp = self.xp
+        if self._ref_c is None:  # no row was added
+            return xp.zeros((self.num_classes, self.num_features), dtype=xp.float64,
+                            device=self.device)
+        return self._ref_c if self._ref_c.dtype == xp.float64 else xp.astype(self._ref_c,
+                                                                              xp.float64)
+
+    def _numpy_block(self, x: np.ndarray, labels: np.ndarray,
+                     present: np.ndarray | None = None) -> None:
         """The NumPy block: one symmetric product gives Σ zzᵀ and, for few classes, Σ_c z.
 
         For C ≤ P/16 the centred rows are written next to their one-hot labels,
@@ -363,9 +420,8 @@ class StatsAccumulator:
         (1 + C/P)² products; otherwise the class sums come from a sparse one-hot product.
         """
         c, p = self.num_classes, self.num_features
-        cdt = np.dtype(np.asarray(self._ref_c).dtype)
-        ref = np.asarray(self._ref_c) if (cdt == np.float64 or x.dtype != np.float64) \
-            else np.asarray(self._ref)
+        cdt = np.dtype(self.compute_dtype)
+        ref = np.asarray(self._ref_c)
         fused = c * 16 <= p
         n = x.shape[0]
         shape = (self.block_rows, p + (c if fused else 0))
@@ -376,28 +432,32 @@ class StatsAccumulator:
         z = a[:, :p]
         if fused:
             a[:, p:] = labels[:, None] == np.arange(c)[None, :]
-        if ref.dtype == cdt:
+        if x.dtype != np.float64 or cdt == np.float64:
             if fused:
                 # onehot @ ref gathers the references exactly (one non-zero term per row) and,
                 # unlike np.take, writes fast into the strided view z.
                 np.matmul(a[:, p:], ref, out=z)
-            else:
+            elif ref.dtype == cdt:
                 np.take(ref, labels, axis=0, out=z)
+            else:  # float32 references, float64 products: exact upcast
+                z[...] = ref[labels]
             np.subtract(x, z, out=z, dtype=cdt, casting="unsafe")
         else:  # float64 features, float32 products: centre in float64, round once
-            z[...] = x - ref[labels]
+            z[...] = x - ref[labels].astype(np.float64)
         gram = a.T @ a
         np.add(self._scatter, gram[:p, :p], out=self._scatter)
         if fused:
             self._zsum += gram[p:, :p]
+        elif present is not None:  # few of many classes: sums over the present ones only
+            compact = np.searchsorted(present, labels)
+            self._zsum[present] += _numpy_segment_sum64(z, compact, int(present.size))
         else:
             self._zsum += _numpy_segment_sum64(z, labels, c)
         sq = np.einsum("ij,ij->i", z, z)
         self._zsq += np.bincount(labels, weights=sq, minlength=c)
         if self._norms is not None:
             # ‖h‖ ≤ ‖h − ref_y‖ + ‖ref_y‖ (the reference points never change once set).
-            ref64 = np.asarray(self._ref)
-            ref_norms = np.sqrt(np.einsum("ij,ij->i", ref64, ref64)) * (1.0 + 1e-12)
+            ref_norms = self._ref_norms
             bound = np.sqrt((sq.astype(np.float64) + self._sq_floor) * self._sq_factor)
             bound *= self._z_factor
             bound += ref_norms[labels]
@@ -418,24 +478,47 @@ class StatsAccumulator:
         return np.concatenate(self._norms) if self._norms else np.zeros(0)
 
     def finalize(self) -> ClassStats:
-        """Return the statistics of all chunks added; classes without samples get no row."""
+        """Return the statistics of all chunks added; classes without samples get no row.
+
+        Call once: the (C, P) totals become the result in place, so that no second array of
+        that size is made (memory stays 2·C·P·8 bytes with vocabulary-sized C), and the
+        accumulator cannot be updated afterwards.
+        """
         self._flush()
-        xp = self.xp
+        xp, f64 = self.xp, self.xp.float64
         ids = (np.arange(self.num_classes, dtype=np.int64) if self.classes is None
                else np.asarray(self.classes, dtype=np.int64))
         total = self.num_classes if self.total_classes is None else self.total_classes
-        zsum, ref, zsq, counts = self._zsum, self._ref, self._zsq, self._counts
-        if np.any(counts == 0):
+        zsum, zsq, counts = self._zsum, self._zsq, self._counts
+        ref = self._ref_c if self._ref_c is not None else self._ref
+        self._zsum = self._ref_c = None  # consumed
+        compacted = bool(np.any(counts == 0))
+        if compacted:
             keep = np.flatnonzero(counts)
-            idx = xp.asarray(keep, device=self.device)
-            zsum, ref, zsq = (xp.take(a, idx, axis=0) for a in (zsum, ref, zsq))
+            zsum, ref = keep_rows(zsum, keep), keep_rows(ref, keep)
+            zsq = xp.take(zsq, xp.asarray(keep, device=self.device), axis=0)
             counts, ids = counts[keep], ids[keep]
         n = xp.asarray(counts.astype(np.float64), device=self.device)
-        d = zsum / n[:, None]
-        means = ref + d
-        scatter = self._scatter - xp.matmul(d.T * n[None, :], d)
+        d = zsum
+        d /= n[:, None]
+        k, p = int(d.shape[0]), self.num_features
+        tile = max(1, FINAL_TILE_BYTES // (8 * max(1, p)))
+        correction = xp.zeros((p, p), dtype=f64, device=self.device)
+        dd = []
+        for r0 in range(0, k, tile):  # Σ_c n_c d_c d_cᵀ and ‖d_c‖², one row tile at a time
+            r1 = min(k, r0 + tile)
+            dt, nt = d[r0:r1, ...], n[r0:r1]
+            correction = correction + xp.matmul(dt.T * nt[None, :], dt)
+            dd.append(xp.sum(dt * dt, axis=1))
+        dd = xp.concat(dd) if dd else xp.zeros((0,), dtype=f64, device=self.device)
+        scatter = self._scatter - correction
         scatter = (scatter + scatter.T) / 2
-        class_scatter = xp.maximum(zsq - n * xp.sum(d * d, axis=1), 0.0)
+        class_scatter = xp.maximum(zsq - n * dd, 0.0)
+        for r0 in range(0, k, tile):  # μ_c = ref_c + d_c, in place (ref may be float32)
+            r1 = min(k, r0 + tile)
+            d[r0:r1, ...] += xp.astype(ref[r0:r1, ...], f64)
+        del ref
+        means = xp.asarray(d, copy=True) if compacted else d  # the rows alone, not a view
         return ClassStats(n, means, scatter, class_scatter, int(counts.sum()),
                           classes=ids, total_classes=int(total))
 

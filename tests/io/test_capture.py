@@ -65,3 +65,49 @@ def test_shuffled_loader_is_refused(tmp_path):
     with RunWriter(tmp_path / "r.h5", y.flip(0)) as w:
         with pytest.raises(UsageError, match="differ"):
             record_epoch(w, 0, model, loader, classifier=model[4])
+
+
+def _lm_features(model, batches):
+    """The head's input at every labelled position, computed by hand."""
+    rows, labels = [], []
+    with torch.no_grad():
+        for ids, y in batches:
+            h = torch.tanh(model.body(model.embed(ids)))
+            keep = y != -100
+            rows.append(h[keep])
+            labels.append(y[keep])
+    return torch.cat(rows).numpy(), torch.cat(labels).numpy()
+
+
+def test_causal_lm_features_are_one_row_per_labelled_position():
+    from tests.factories import tiny_lm, token_batches
+
+    model, batches = tiny_lm(), token_batches()
+    feats, labels = penultimate_features(model, batches, model.head)
+    expected, y = _lm_features(model, batches)
+    assert feats.shape == expected.shape and -100 not in labels
+    np.testing.assert_array_equal(labels, y)
+    np.testing.assert_allclose(feats, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_float64_model_gives_float64_features_exactly(tmp_path):
+    from tests.factories import tiny_lm, token_batches
+
+    model, batches = tiny_lm(dtype=torch.float64), token_batches()
+    feats, _ = penultimate_features(model, batches, model.head, dtype=np.float64)
+    expected, y = _lm_features(model, batches)
+    assert feats.dtype == np.float64
+    np.testing.assert_array_equal(feats, expected)  # no float32 round trip
+    with RunWriter(tmp_path / "lm.h5", y, num_classes=11) as w:
+        record_epoch(w, 0, model, batches, classifier=model.head, dtype=np.float64)
+    with open_run(tmp_path / "lm.h5") as run:
+        np.testing.assert_array_equal(run.weight(0), model.head.weight.detach().numpy())
+
+
+def test_features_that_do_not_match_the_labels_are_refused():
+    from tests.factories import tiny_lm, token_batches
+
+    model = tiny_lm()
+    batches = [(ids, y[:, :-1]) for ids, y in token_batches()]
+    with pytest.raises(UsageError, match=r"features of shape \(4, 9, 6\) do not match labels"):
+        penultimate_features(model, batches, model.head)
