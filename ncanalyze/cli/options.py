@@ -22,7 +22,7 @@ DTYPES = ("float64", "float32")
 GLOBAL_MEANS = ("samples", "classes")
 
 #: The choices of every option that takes one, by parameter name: each is listed in the
-#: option's help and tests/test_cli_help.py runs every command with each of them (a command
+#: option's help and tests/cli/test_cli_view.py runs every command with each of them (a command
 #: module may override an entry in its own ``CHOICES``).
 CHOICES = {"fmt": FORMATS, "gate": GATES, "dtype": DTYPES, "global_mean": GLOBAL_MEANS,
            "xscale": XSCALES}

@@ -9,9 +9,6 @@ import json
 import math
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ..core.keys import row_of, target_value
 from ..errors import escape
@@ -81,41 +78,6 @@ def fmt(v: Any) -> str:
             return f"{v:.4g}"
         return f"{v:.3e}"
     return str(v)
-
-
-def _column_groups(cols: list[str], width: int) -> list[list[str]]:
-    """Split columns so that each table fits ``width`` characters (headers never truncated)."""
-    groups: list[list[str]] = [[]]
-    used = 8  # the epoch column
-    for c in cols:
-        need = max(len(c), 10) + 3
-        if groups[-1] and used + need > width:
-            groups.append([])
-            used = 8
-        groups[-1].append(c)
-        used += need
-    return groups
-
-
-def render_tables(epochs: list[dict[str, Any]], title: str, console: Console) -> None:
-    """Rich tables with epochs as rows, keys split into as many tables as the width needs."""
-    cols = [c for c in columns(epochs) if c != "epoch"]
-    flats = [flatten(e) for e in epochs]
-    title = escape(title)
-    if not cols:
-        console.print(f"{title}: no values", markup=False)
-        return
-    console.print(title, style="bold", markup=False)
-    for part in _column_groups([escape(c) for c in cols], max(60, console.width)):
-        table = Table(show_edge=False, header_style="bold", pad_edge=False)
-        table.add_column("epoch", justify="right", style="cyan", no_wrap=True)
-        for c in part:  # Text: names from the file are shown literally, never as markup
-            table.add_column(Text(c), justify="right", no_wrap=True, min_width=len(c))
-        shown = [{escape(k): v for k, v in f.items()} for f in flats]
-        for f in shown:
-            table.add_row(str(f.get("epoch")), *(Text(escape(fmt(f.get(c)))) for c in part))
-        console.print(table)
-        console.print()
 
 
 def _trend(first: Any, last: Any) -> str:

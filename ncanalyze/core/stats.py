@@ -203,7 +203,7 @@ class StatsAccumulator:
     ``h − ref`` of float32 features is exact wherever the two agree to a factor of two
     (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
     carries float32 rounding of a centred, small quantity, which keeps every metric
-    within ~1e-7 relative of the float64 computation (tests/test_precision.py).
+    within ~1e-7 relative of the float64 computation (tests/core/test_precision.py).
 
     Memory (vocabulary-sized C): the state is the float64 per-class sums and the reference
     points — float64 only for float64 features with float64 products, float32 otherwise
