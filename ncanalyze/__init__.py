@@ -10,7 +10,7 @@ Python API (docs/TUTORIAL.md)::
     ncanalyze.decompose(H, y, W, b, weight_decay=λ)   # §2.3
     ncanalyze.snr(H, y)                               # §2.4
     ncanalyze.least_squares_classifier(H, y)          # W̃_LS of §2.3
-    ncanalyze.report("run.h5")                        # what `ncanalyze report run.h5 -f json` prints
+    ncanalyze.report("run.h5")                        # = `ncanalyze report run.h5 -f json`
     ncanalyze.api.snr("run.h5", time="lr")            # likewise metrics / decompose / snr of a run
 
 The in-memory functions compute on the device of ``H``, detach tensors that require grad and
