@@ -1,7 +1,12 @@
-"""Generators of run files and feature sets for the tests."""
+"""Generators of run files and feature sets for the tests: runs written with RunWriter,
+statistics runs, an in-memory reader, and raw HDF5 files (``write_h5``) for the bad-input and
+hostile-file suites."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import h5py
 import numpy as np
 
 from ncanalyze.io import RunWriter
@@ -246,3 +251,65 @@ class ArrayRun:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ----------------------------------------------------------------- raw run files (h5py)
+N, C, P, E = 60, 3, 8, 3
+
+
+def valid_members(seed: int = 0) -> dict:
+    """A valid run (N=60, C=3, P=8, epochs 1..3) as {hdf5 path: array}."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(N) % C
+    centres = 4.0 * rng.standard_normal((C, P))
+    feats = centres[y][None] + rng.standard_normal((E, N, P))
+    return {
+        "labels": y.astype(np.int64),
+        "epoch": np.arange(1, E + 1, dtype=np.int64),
+        "features": feats.astype(np.float32),
+        "weight": rng.standard_normal((E, C, P)),
+        "bias": rng.standard_normal((E, C)),
+        "scalars/train_loss": np.linspace(1.0, 0.1, E),
+    }
+
+
+def write_h5(path, members: dict, attrs: dict | None = None, **file_kwargs) -> Path:
+    """Write ``members`` ({path: array or dict of create_dataset kwargs}) and root ``attrs``."""
+    with h5py.File(path, "w", **file_kwargs) as f:
+        for key, value in (attrs if attrs is not None else {"ncanalyze_format": 1}).items():
+            f.attrs[key] = value
+        for name, value in members.items():
+            if isinstance(value, dict):
+                f.create_dataset(name, **value)
+            else:
+                f.create_dataset(name, data=value)
+    return Path(path)
+
+
+def hostile_members():
+    """:func:`valid_members` with a layer and a test split (what the hostile-file tests corrupt)."""
+    m = valid_members()
+    m["layers/block"] = m["features"][:, :, :4].copy()
+    m["splits/test/labels"] = m["labels"][: N // 2].copy()
+    m["splits/test/features"] = m["features"][:, : N // 2].copy()
+    return m
+
+
+def unlimited_vds(f, name, target, shape):
+    """A virtual dataset with an unlimited mapping: HDF5 opens its sources to find its extent
+    as soon as its shape is asked for."""
+    from h5py import h5d, h5p, h5s, h5t
+
+    e, n, p = shape
+    spaces = []
+    for _ in range(2):
+        space = h5s.create_simple(shape, (h5s.UNLIMITED, n, p))
+        space.select_hyperslab((0, 0, 0), (h5s.UNLIMITED, 1, 1), stride=(1, 1, 1),
+                               block=(1, n, p))
+        spaces.append(space)
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_virtual(spaces[0], b".", target.encode(), spaces[1])
+    parent = name.rpartition("/")[0]
+    if parent:
+        f.require_group(parent)
+    h5d.create(f.id, name.encode(), h5t.NATIVE_FLOAT, spaces[0], dcpl=dcpl)

@@ -31,8 +31,10 @@ CHOICES = {"fmt": FORMATS, "gate": GATES, "dtype": DTYPES, "global_mean": GLOBAL
 def _listed(choices) -> str:
     return ", ".join(choices)
 
+#: ``readable=False``: an unreadable file is an input error (exit 3, one line naming it) from
+#: the reader, not a usage box from the option parser.
 RunFile = Annotated[Path, typer.Argument(help="Run file (HDF5, docs/FORMAT.md).",
-                                         show_default=False)]
+                                         show_default=False, readable=False)]
 EpochsOpt = Annotated[Optional[str], typer.Option(
     "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.")]
 BackendOpt = Annotated[str, typer.Option(

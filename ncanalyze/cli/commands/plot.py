@@ -24,7 +24,7 @@ def plot(file: RunFile,
                                                    ".svg or .pdf (written atomically).")],
          compare: Annotated[Optional[list[Path]], typer.Option(
              "--compare", help="Overlay another run (repeatable), e.g. the CE twin of an MSE "
-                               "run.")] = None,
+                               "run.", readable=False)] = None,
          label: Annotated[Optional[list[str]], typer.Option(
              "--label", help="Legend label per run, in order (repeatable; default: file "
                              "names).")] = None,
