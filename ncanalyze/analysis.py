@@ -83,7 +83,8 @@ class Analysis:
         sources = [run.train] + [info.splits[n] for n in s.splits]
         present = max(self.passes.labels(src).classes.size for src in sources)
         self.tile_bytes = memory.plan_epoch(info, present, chunk_rows=s.chunk_rows,
-                                            limit=s.memory_limit, cache_bytes=CACHE_BYTES)
+                                            limit=s.memory_limit, cache_bytes=CACHE_BYTES,
+                                            decode_bytes=run.decode_bytes)
         self.passes.tile_bytes = self.tile_bytes
         self._local = EpochComputer(run, s, self.backend, self.tile_bytes, self.weight_decay,
                                     LocalPasses(self.passes))

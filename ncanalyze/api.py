@@ -2,7 +2,7 @@
 compute, with ``--follow``, the SNR dynamics fit and the output document in one place.
 
 ``ncanalyze.report(path, **options)`` returns, as plain Python data, the document that
-``ncanalyze report PATH -f json`` prints (docs/TUTORIAL.md, "From Python"); :func:`metrics`,
+``ncanalyze report PATH -f json`` prints (docs/TUTORIAL.md, §5 "The same from Python"); :func:`metrics`,
 :func:`decompose` and :func:`snr` here do the same for the other commands (reach them as
 ``ncanalyze.api.snr(path)``: ``ncanalyze.snr(H, y)`` is the in-memory formula on arrays).
 
@@ -135,7 +135,8 @@ def run_command(command: str, path, settings: Settings, *, time: str = "auto",
         ``progress(rows, epoch_rows)`` while reading (not when following).
     stop_on_interrupt : bool
         With ``follow``: Ctrl-C ends following (``stopped_by="interrupt"``) instead of
-        raising ``KeyboardInterrupt``, so the epochs so far are kept.
+        raising ``KeyboardInterrupt``, so the epochs so far are kept (before the first
+        epoch it is raised: there is nothing to finish).
 
     Raises
     ------
@@ -170,9 +171,8 @@ def run_command(command: str, path, settings: Settings, *, time: str = "auto",
         return result
     _follow(result, path, settings, opened, take, timeout, poll, stop_on_interrupt)
     if result.header is None:
-        raise InputError(f"no complete epoch was written before following stopped "
-                         f"({'Ctrl-C' if result.stopped_by == 'interrupt' else '--timeout'})",
-                         file=os.fspath(path))
+        raise InputError("no complete epoch was written before following stopped "
+                         "(--timeout)", file=os.fspath(path))
     if command in WITH_DYNAMICS and result.epochs:
         # The run-level fit over every epoch seen, from the run as it is now.
         with Analysis(path, dataclasses.replace(settings, epochs=None, workers=1,
@@ -206,7 +206,7 @@ def _follow(result: CommandResult, path, settings, opened, take, timeout, poll,
                 return
         result.stopped_by = follower.stop_reason
     except KeyboardInterrupt:
-        if not stop_on_interrupt:
+        if not stop_on_interrupt or result.header is None:  # nothing to finish
             raise
         result.stopped_by = "interrupt"
 
@@ -275,12 +275,19 @@ def snr(path, **options: Any) -> dict[str, Any]:
 TEST_SPLITS = ("test", "val", "valid", "validation")
 
 
-def panel_series(path, settings: Settings, label: str | None = None):
+def panel_series(path, settings: Settings, label: str | None = None,
+                 outputs: dict | None = None):
     """The panel's series of one run: its metrics at every selected epoch, and the accuracy
-    on its test split when it has one."""
+    on its test split when it has one (``outputs``: refused when one is a file it reads)."""
+    from .atomic import check_outputs
     from .plots.panel import series_from_epochs
 
     analysis = Analysis(path, settings)
+    try:
+        check_outputs(outputs or {}, analysis.run.inputs)
+    except BaseException:
+        analysis.close()
+        raise
     test = [name for name in TEST_SPLITS if name in analysis.run.info.splits][:1]
     if test and settings.splits is not None and test[0] not in settings.splits:
         analysis.close()

@@ -20,7 +20,7 @@ import numpy as np
 
 from .backend import Backend
 from .core.decisions import DecisionCounts
-from .core.metrics import feature_metrics, nc_metrics_from_stats
+from .core.metrics import ETF_IMPOSSIBLE, feature_metrics, nc_metrics_from_stats
 from .core.stats import ClassStats
 from .core.values import LAYER_KEYS
 from .io.protocol import RunReader
@@ -124,7 +124,9 @@ class EpochComputer:
         scalars = run.scalars(epoch)
         if scalars:
             values["scalars"] = scalars
-        return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
+        # C − 1 > P is a fact of the run, said once among the run's warnings (run_checks).
+        return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings
+                                           if ETF_IMPOSSIBLE not in m])
 
     def _layers(self, epoch: int, warnings: list[str]) -> dict[str, dict[str, Any]]:
         """The depth-wise keys (``--layers``) of every layer."""

@@ -10,7 +10,9 @@ features and N rows, one epoch holds
 * the row chunks in flight and the second-pass cache (bounded, see ``CACHE_BYTES``) and the
   labels (3·N int64);
 * one tile of the pairwise reductions or of the decision scores: what is left of the budget,
-  between ``MIN_TILE_BYTES`` and ``MAX_TILE_BYTES``.
+  between ``MIN_TILE_BYTES`` and ``MAX_TILE_BYTES``;
+* the chunk caches of the compressed datasets read (``Run.decode_bytes``, bounded in all by
+  :data:`ncanalyze.io.trust.MAX_DECODE_BYTES`).
 
 Nothing grows as C², rows × C or with N beyond the labels, so the estimate is known from
 the file's header. When even the smallest tile does not fit, the analysis stops at once with
@@ -67,8 +69,9 @@ def _meminfo(path: str, key: str) -> int | None:
 
 
 def estimate(*, classes: int, present: int, features: int, samples: int, chunk_bytes: int,
-             cache_bytes: int) -> dict[str, int]:
-    """Bytes of each part of one epoch's working memory (without the tile)."""
+             cache_bytes: int, decode_bytes: int = 0) -> dict[str, int]:
+    """Bytes of each part of one epoch's working memory (without the tile); ``decode_bytes``
+    is what the chunk caches of compressed datasets may hold (``Run.decode_bytes``)."""
     c, k, p, n = classes, present, features, samples
     return {
         "classifier": 12 * c * p + 12 * c,
@@ -76,6 +79,7 @@ def estimate(*, classes: int, present: int, features: int, samples: int, chunk_b
         "P×P matrices": 10 * 8 * p * p,
         "rows": 4 * chunk_bytes + cache_bytes + 3 * 8 * n,
         "baseline": BASELINE_BYTES,
+        "decoding": decode_bytes,
     }
 
 
@@ -111,7 +115,7 @@ def _gib(nbytes: float) -> str:
 
 
 def plan_epoch(info, present: int, *, chunk_rows: int | None, limit: int | None,
-               cache_bytes: int) -> int:
+               cache_bytes: int, decode_bytes: int = 0) -> int:
     """Tile bytes of one epoch of the run ``info`` (a :class:`~ncanalyze.io.schema.RunInfo`).
 
     Parameters
@@ -124,6 +128,8 @@ def plan_epoch(info, present: int, *, chunk_rows: int | None, limit: int | None,
         ``--memory-limit`` in bytes.
     cache_bytes : int
         The most bytes a pass keeps between its two passes.
+    decode_bytes : int
+        What the chunk caches of compressed datasets may hold (``RunReader.decode_bytes``).
 
     Raises
     ------
@@ -137,9 +143,12 @@ def plan_epoch(info, present: int, *, chunk_rows: int | None, limit: int | None,
     itemsize = np.dtype(info.features_dtype).itemsize
     rows = min(chunk_rows or block_rows(info.num_features), info.num_samples)
     chunk = rows * info.num_features * max(itemsize, 4)
+    cache = min(cache_bytes, info.num_samples * (info.num_features * itemsize + 8))
+    samples = info.num_samples
+    if info.kind == "statistics":  # no rows are read: N costs no memory
+        samples = chunk = cache = 0
     parts = estimate(classes=info.num_classes, present=present, features=info.num_features,
-                     samples=info.num_samples, chunk_bytes=chunk,
-                     cache_bytes=min(cache_bytes, info.num_samples * (
-                         info.num_features * itemsize + 8)))
+                     samples=samples, chunk_bytes=chunk, cache_bytes=cache,
+                     decode_bytes=decode_bytes)
     return plan(parts, limit, what=f"{info.path}: one epoch (C = {info.num_classes}, "
                                     f"P = {info.num_features}, N = {info.num_samples})")

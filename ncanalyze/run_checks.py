@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .caps import cap_workers
+from .core.metrics import etf_impossible_note
 from .errors import InputError
 from .io.protocol import RunReader
 from .io.schema import Source, check_classes_present
@@ -49,7 +50,9 @@ def option_warnings(reader: RunReader, settings: Settings) -> list[str]:
 
 def class_warnings(reader: RunReader, settings: Settings,
                    classes_of: Callable[[Source], np.ndarray]) -> list[str]:
-    """The absent-class warnings of the training split and every ``--split``.
+    """The absent-class warnings of the training split and every ``--split``, and the facts
+    of a run with more classes than feature dimensions (C − 1 > P), said once here rather
+    than at every epoch.
 
     Parameters
     ----------
@@ -73,6 +76,15 @@ def class_warnings(reader: RunReader, settings: Settings,
                               dataset=source.labels_path or f"{source.path}/counts")
         if note:
             warnings.append(note)
+    present = classes_of(reader.train).size
+    if "metrics" in s.quantities and present - 1 > info.num_features:
+        warnings.append(etf_impossible_note(present, info.num_features))
+    if "snr" in s.quantities and present - 1 > info.num_features:
+        warnings.append(
+            f"SNR: M̄ has rank ≤ P = {info.num_features} < C − 1 = {present - 1}, so "
+            f"only the {info.num_features} largest singular values ω_j can be nonzero; "
+            "they are the ones reported (snr_singular_values, snr_min, snr_ratio), the "
+            f"other {present - 1 - info.num_features} are 0 by construction")
     return warnings
 
 

@@ -21,10 +21,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ncanalyze"
 ONLY_IN = {
     "h5py": ("ncanalyze.io",),
     "cupy": ("ncanalyze.backend",),
-    # capture and recorder hook a torch model and convert reads .pt dumps: torch as the
-    # *training framework*, not as a compute backend.
+    # capture and recorder hook a torch model and convert reads .pt dumps (dumps, one file):
+    # torch as the *training framework*, not as a compute backend.
     "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.recorder",
-              "ncanalyze.convert", "ncanalyze.integrations"),
+              "ncanalyze.convert", "ncanalyze.dumps", "ncanalyze.integrations"),
     # Training-framework callbacks: optional modules a user imports, nothing else does.
     "transformers": ("ncanalyze.integrations.hf",),
     "lightning": ("ncanalyze.integrations.lightning",),
@@ -37,10 +37,13 @@ ONLY_IN = {
 # Internal prefixes each layer may import (besides itself and ncanalyze.errors).
 MAY_IMPORT = {
     "ncanalyze.backend": (),
-    "ncanalyze.core": ("ncanalyze.backend",),
+    # limits: the size limits of a run (constants, imports nothing), shared by the reader,
+    # the writers and the API's checks of in-memory labels.
+    "ncanalyze.limits": (),
+    "ncanalyze.core": ("ncanalyze.backend", "ncanalyze.limits"),
     # atomic and lock are the file-system rules every writer shares (output paths, the
     # writer lock); they import only errors.
-    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock"),
+    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock", "ncanalyze.limits"),
     "ncanalyze.atomic": (),
     "ncanalyze.lock": ("ncanalyze.atomic",),
     "ncanalyze._version": (),
@@ -213,3 +216,21 @@ def test_imports_by_name_are_followed(toy_package):
     assert "torch" in graph["ncanalyze.core.stats"]
     assert "ncanalyze.cli" in graph["ncanalyze"]
     assert any("ncanalyze.core.stats imports torch" in line for line in violations(graph))
+
+
+def test_tests_import_builders_not_other_test_modules():
+    """Shared builders live in conftest.py, factories.py, reference.py and the child programs
+    (cli_worker.py, writer_child.py); a test module imported by others would run its tests
+    twice and tie unrelated suites together."""
+    tests = PACKAGE.parent / "tests"
+    bad = []
+    for path in sorted(tests.rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if isinstance(node, ast.ImportFrom) and node.module == "tests":
+                names = [f"tests.{a.name}" for a in node.names]
+            bad += [f"{path.relative_to(tests)}: {n}" for n in names
+                    if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+    assert bad == []

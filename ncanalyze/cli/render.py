@@ -97,13 +97,12 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
 
     "best" follows each key's direction in the key catalogue (:mod:`ncanalyze.core.keys`): the
     largest value, the smallest, or the one closest to the key's target (``bias_collapse``:
-    1/√C on an MSE run, ``loss``); unranked keys, keys not in the catalogue, ω_C (the last SNR
-    singular value, zero by construction) and the training loop's scalars get none.
+    1/√C on an MSE run, ``loss``); unranked keys, keys not in the catalogue and the training
+    loop's scalars get none.
     """
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
     classes = int(header["classes"])
-    structural_zero = f"snr_singular_values_{classes - 1}"
     lines = [
         f"### ncanalyze {command}: `{escape(header['file'])}`",
         "",
@@ -114,6 +113,13 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         "| key | first | last | best (epoch) | trend |",
         "|---|---:|---:|---:|:---:|",
     ]
+    if len(flats) == 1:  # nothing to compare: the values, and why there is no trend
+        lines[-2:] = [f"One epoch selected ({flats[0]['epoch']}): its values, without "
+                      "first/best/trend (select more epochs with `--epochs` for a trend).",
+                      "", "| key | value |", "|---|---:|"]
+        lines += [f"| `{escape(c).replace('|', chr(92) + '|')}` | {fmt(flats[0].get(c))} |"
+                  for c in cols]
+        cols = []
     for c in cols:
         series = [(f["epoch"], f.get(c)) for f in flats]
         valid = [(e, v) for e, v in series if isinstance(v, (int, float)) and v is not None]
@@ -122,9 +128,7 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         row = row_of(c)
         direction = row.direction if row is not None else "unranked"
         target = None if row is None else target_value(row, loss=loss, classes=classes)
-        if c.split(".")[-1] == structural_zero:
-            best = "0 by construction"
-        elif valid and target:
+        if valid and target:
             be, bv = min(valid, key=lambda t: abs(t[1] - target))
             shown = f"1/√C = {fmt(target)}" if row.name == "bias_collapse" else fmt(target)
             best = f"{fmt(bv)} ({be}; → {shown})"

@@ -9,6 +9,7 @@ A command parses its options into :class:`~ncanalyze.settings.Settings` by name 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..analysis import Analysis
 from ..api import CommandResult, check_follow, run_command as compute_command
 from ..settings import Settings
 from ..atomic import atomic_text, check_outputs
-from ..errors import UsageError, escape
+from ..errors import InputError, UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
 from ..results import flatten, merge_warnings
 from . import render
@@ -29,9 +30,20 @@ from .progress import EpochProgress, progress_console
 from .terminal import check_key_patterns, render_view, stream_line
 
 
-def _verdict_lines(extra: dict[str, Any]) -> list[str]:
+#: A (merged) per-epoch warning that a key is undefined.
+_UNDEFINED = re.compile(r"^epochs? [^:]+: (?:(?:split|layer) [^:]+: )?\S+ is undefined: ")
+#: The ``loss`` attribute values of a cross-entropy run.
+CE_LOSSES = ("ce", "cross_entropy", "cross-entropy", "crossentropy")
+
+
+def _verdict_lines(extra: dict[str, Any], loss: str | None) -> list[str]:
+    """The dynamics verdict for people: one short line (the fit's details are in ``-f json``);
+    none for a cross-entropy run, where the MSE law of Han et al. does not apply."""
     dynamics = extra.get("dynamics")
-    return [dynamics["verdict"]] if dynamics else []
+    if not dynamics or (loss or "").lower() in CE_LOSSES:
+        return []
+    more = "; the fit: -f\u00a0json" if dynamics.get("fitted") else ""  # not split by wrapping
+    return [dynamics.get("summary", dynamics["verdict"]) + more]
 
 
 @dataclasses.dataclass
@@ -98,11 +110,13 @@ def run_command(command: str, file: Path, settings: Settings, view: View, *,
     check_xscale(xscale)
     if plot is not None:
         plot_format(plot)
-    check_outputs({"--output": output_path, "--plot": plot}, [file])
+    outputs = {"--output": output_path, "--plot": plot}
+    check_outputs(outputs, [file])
     quiet = flags().quiet
 
     def prepare(analysis: Analysis) -> None:
         """Checks that need the file, before any epoch is computed."""
+        check_outputs(outputs, analysis.run.inputs)  # every file the reads may open
         catalogue = producible_keys(settings, analysis.run.info)
         validate_gates(gates, catalogue)
         if keys and fmt == "table":
@@ -126,11 +140,14 @@ def run_command(command: str, file: Path, settings: Settings, view: View, *,
         # naming the epochs; the table view shows them under the table, other formats on
         # stderr (run warnings as soon as the run is open, the rest at the end); while
         # following, each distinct warning was said on stderr when it first appeared.
-        epoch_warnings = merge_warnings(outcome.warnings[len(outcome.run_warnings):],
-                                        [int(e["epoch"]) for e in outcome.epochs])
+        raw = outcome.warnings[len(outcome.run_warnings):]
+        epoch_warnings = merge_warnings(raw, [int(e["epoch"]) for e in outcome.epochs])
         in_table = fmt == "table" and not follow
-        notes = [f"warning: {w}" for w in (outcome.run_warnings + epoch_warnings if in_table
-                                            else [])] + _verdict_lines(extra)
+        # Under the table an undefined shown key gets its reason next to it (render_view).
+        table_notes = outcome.run_warnings + [w for w in epoch_warnings
+                                              if not _UNDEFINED.search(w)]
+        notes = ([f"warning: {w}" for w in (table_notes if in_table else [])]
+                 + _verdict_lines(extra, outcome.loss))
         if not follow and not in_table:
             for w in epoch_warnings:
                 warn(w)
@@ -142,24 +159,30 @@ def run_command(command: str, file: Path, settings: Settings, view: View, *,
         elif fmt == "markdown":
             out.write(render.markdown_text(outcome.header, command, outcome.epochs, verdicts,
                                            loss=outcome.loss))
-            for line in _verdict_lines(extra):
+            for line in _verdict_lines(extra, outcome.loss):
                 out.write(f"\n{line}\n")
         elif fmt == "table":
             render_view(console, command=command, header=outcome.header, epochs=outcome.epochs,
-                        keys=keys, show_all=show_all, notes=notes)
+                        keys=keys, show_all=show_all, notes=notes, warnings=raw)
     if fmt in ("csv", "jsonl") and not quiet:
-        for line in _verdict_lines(extra):  # no place for it in the file: say it on stderr
+        # No place for it in the file: say it on stderr.
+        for line in _verdict_lines(extra, outcome.loss):
             err_console.print(f"ncanalyze: {escape(line)}", markup=False)
     code = 0
     for v in verdicts:
         if v.holds or not quiet:  # a gate that holds is said even with --quiet
-            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
+            err_console.print(f"ncanalyze: {escape(v.describe())}", markup=False)
         if v.holds:
             code = 1
     if plot is not None and outcome.epochs:
         _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
     if outcome.stopped_by == "interrupt":
         return code or EXIT_INTERRUPTED
+    unfinished = _unfinished(file, timeout, outcome.epochs) if (
+        outcome.stopped_by == "timeout") else ""
+    if unfinished:  # a dead (or slow) writer must not pass a CI gate silently
+        err_console.print(f"ncanalyze: error: {escape(unfinished)}", markup=False)
+        return code or InputError.exit_code
     return code
 
 
@@ -196,11 +219,12 @@ def _follow(command: str, file: Path, settings: Settings, gates, fmt: str, out,
             keys: list[str] | None, live: list) -> CommandResult:
     """Epochs as a writer appends them; stops at close, timeout, a holding gate (its verdicts
     go to ``live``) or Ctrl-C."""
-    classes = []
+    classes, features = [], []
 
     def opened(analysis: Analysis) -> None:
         _opened(analysis, fmt, follow=True)
         classes.append(analysis.run.info.num_classes)
+        features.append(analysis.run.info.num_features)
 
     said: set[str] = set()
 
@@ -212,18 +236,38 @@ def _follow(command: str, file: Path, settings: Settings, gates, fmt: str, out,
                 warn(f"{w} (not repeated for later epochs)")
         _stream(result, fmt, out)
         if fmt == "table":
-            stream_line(console, command, flatten(result.values), classes[0], keys)
+            stream_line(console, command, flatten(result.values), classes[0], keys,
+                        features[0])
         live.extend(v for v in evaluate_gates(gates, [result.values], "last") if v.holds)
         return bool(live)
 
     outcome = compute_command(command, file, settings, time=time, follow=True,
                               timeout=timeout, check=prepare, on_open=opened,
                               on_epoch=epoch_done, stop_on_interrupt=True)
-    if outcome.stopped_by == "timeout":
-        warn(f"stopped following {escape(file)} after --timeout {timeout:g} s")
-    elif outcome.stopped_by == "interrupt":
+    if outcome.stopped_by == "interrupt":
         err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
     return outcome
+
+
+def _unfinished(file: Path, timeout: float | None, epochs: list[dict]) -> str:
+    """Why a run that ``--timeout`` stopped following is incomplete ('' when it was closed)."""
+    from ..follow import writer_active
+    from ..lock import writer_lock_state
+
+    if not writer_active(file):
+        return ""
+    last = f"epoch {epochs[-1]['epoch']}" if epochs else "no epoch"
+    state, pid = writer_lock_state(file)
+    who = f" (process {pid})" if pid else ""
+    if state == "held":
+        writer = f"its writer{who} is still running; the last epoch written is {last}"
+    elif state == "stale":
+        writer = (f"its writer{who} is gone without closing it (killed or crashed): it "
+                  f"stopped at {last}")
+    else:
+        writer = f"no writer lock tells whether its writer is alive; the last epoch is {last}"
+    return (f"{file}: the run was never closed — following stopped after --timeout "
+            f"{timeout:g} s; {writer}")
 
 
 def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[str, Any],
@@ -235,3 +279,7 @@ def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[
     elif command == "snr":
         plot_snr(plot, epochs, extra.get("dynamics"), classes,
                  title=f"SNR dynamics: {file.name}", xscale=xscale)
+    else:
+        return
+    if not flags().quiet:  # as `plot` does
+        err_console.print(f"ncanalyze: wrote {escape(plot)}", markup=False)

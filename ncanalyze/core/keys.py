@@ -24,7 +24,7 @@ FAMILIES = (
     "NC2 · class means and classifier rows",
     "NC3 · self-duality",
     "NC4 · decisions",
-    "classes",
+    "many classes (Wu & Papyan)",
     "MSE decomposition (Han et al.)",
     "SNR (Han et al.)",
 )
@@ -58,7 +58,7 @@ class Key:
     target : str
         With ``direction="target"``: the value it tends to at collapse.
     kind : {"number", "count", "list"}
-        ``list``: C numbers, flattened as ``KEY_0 … KEY_{C-1}``.
+        ``list``: min(P, C − 1) numbers, flattened as ``KEY_0``, ``KEY_1``, ….
     layer : bool
         Also computed for every ``/layers/<name>`` (``--layers``).
     """
@@ -75,7 +75,7 @@ class Key:
 
 
 _F, _FW = ("features", "labels"), ("features", "labels", "weight")
-_NC1, _NC2, _NC3, _NC4, _CLS, _DEC, _SNR = FAMILIES
+_NC1, _NC2, _NC3, _NC4, _MANY, _DEC, _SNR = FAMILIES
 
 #: Every per-epoch key, in output order within each quantity.
 KEYS: tuple[Key, ...] = (
@@ -136,33 +136,33 @@ KEYS: tuple[Key, ...] = (
     Key("ncc_mismatch", "metrics", _NC4,
         "share of samples where classifier and NCC disagree (NC4)",
         _FW + ("decisions",), "lower"),
-    Key("nc1_trace_ratio", "metrics", _NC1, "tr Σ_W / tr Σ_B, without pseudo-inverse", _F, "lower"),
-    Key("gnc2", "metrics", _NC2,
+    Key("nc1_trace_ratio", "metrics", _MANY, "tr Σ_W / tr Σ_B, without pseudo-inverse", _F, "lower"),
+    Key("gnc2", "metrics", _MANY,
         "variance of the log inverse distances between normalised class means",
         _F, "lower"),
-    Key("gnc2_energy", "metrics", _NC2,
+    Key("gnc2_energy", "metrics", _MANY,
         "logarithmic energy of the normalised class means",
         _F, "lower"),
-    Key("gnc2_weights", "metrics", _NC2, "gnc2 of the normalised classifier rows", _FW, "lower"),
-    Key("gnc2_energy_weights", "metrics", _NC2,
+    Key("gnc2_weights", "metrics", _MANY, "gnc2 of the normalised classifier rows", _FW, "lower"),
+    Key("gnc2_energy_weights", "metrics", _MANY,
         "gnc2_energy of the normalised classifier rows",
         _FW, "lower"),
-    Key("unc3", "metrics", _NC3,
+    Key("unc3", "metrics", _MANY,
         "std over classes of cos(w_c, μ_c − μ_G) (uniform duality)",
         _FW, "lower"),
-    Key("duality_mean", "metrics", _NC3,
+    Key("duality_mean", "metrics", _MANY,
         "mean over classes of cos(w_c, μ_c − μ_G)",
         _FW, "target", target="1"),
-    Key("classes_present", "metrics", _CLS,
+    Key("classes_present", "metrics", _MANY,
         "classes with samples (K)",
         ("labels",), "unranked", kind="count"),
-    Key("class_count_min", "metrics", _CLS,
+    Key("class_count_min", "metrics", _MANY,
         "fewest samples of a present class",
         ("labels",), "unranked", kind="count"),
-    Key("class_count_max", "metrics", _CLS,
+    Key("class_count_max", "metrics", _MANY,
         "most samples of a class",
         ("labels",), "unranked", kind="count"),
-    Key("effective_classes", "metrics", _CLS,
+    Key("effective_classes", "metrics", _MANY,
         "exp of the class-proportion entropy (C when balanced)",
         ("labels",), "unranked"),
     # decompose (docs/CENTRAL_PATH.md §1)
@@ -186,7 +186,7 @@ KEYS: tuple[Key, ...] = (
         _FW, "lower"),
     # snr (docs/CENTRAL_PATH.md §2)
     Key("snr_singular_values", "snr", _SNR,
-        "singular values ω_0 ≥ … ≥ ω_{C−1} of Σ_W^{-1/2} M̄",
+        "singular values ω_0 ≥ ω_1 ≥ … of Σ_W^{-1/2} M̄, min(P, C − 1) of them",
         _F, "higher", kind="list"),
     Key("snr_min", "snr", _SNR, "ω_{C−2}, the smallest non-zero SNR singular value", _F, "higher"),
     Key("snr_max", "snr", _SNR, "ω_0, the largest SNR singular value", _F, "higher"),
@@ -218,7 +218,7 @@ FEATURE_KEYS = tuple(k.name for k in KEYS if k.quantity == "metrics" and "weight
 LAYER_KEYS = tuple(k.name for k in KEYS if k.layer)
 DECOMPOSE_KEYS = keys_of("decompose")
 SNR_KEYS = keys_of("snr")
-#: Keys whose value is a list of C numbers (``KEY_0 … KEY_{C-1}`` when flattened).
+#: Keys whose value is a list of numbers (``KEY_0``, ``KEY_1``, … when flattened).
 LIST_KEYS = tuple(k.name for k in KEYS if k.kind == "list")
 
 

@@ -53,6 +53,9 @@ class RunReader(Protocol):
 
     path: str
     info: RunInfo
+    #: Bytes the reader's decompression caches may hold (0 for uncompressed data); the
+    #: memory plan counts them.
+    decode_bytes: int
 
     @property
     def kind(self) -> str:

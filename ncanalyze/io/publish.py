@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Iterator
 
-from ..atomic import check_overwrite, file_mode, output_errors, resolve_output
+from ..atomic import check_overwrite, file_mode, output_errors, resolve_output, temp_beside
 from ..errors import NcanalyzeError
 from ..lock import WriterLock
 
@@ -57,12 +56,9 @@ class RunPublisher:
             raise
 
     def temp_name(self) -> str:
-        """A new, empty hidden file beside the target."""
+        """A new, empty hidden file beside the target (:func:`~ncanalyze.atomic.temp_beside`)."""
         with output_errors(self.path):
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.target)}.",
-                                       suffix=".partial", dir=os.path.dirname(self.target))
-            os.close(fd)
-        return tmp
+            return temp_beside(self.target, ".partial")
 
     def publish(self, tmp: str) -> tuple[int, int]:
         """Rename the written ``tmp`` onto the target; return the published (device, inode)."""

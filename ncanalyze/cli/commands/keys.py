@@ -32,7 +32,7 @@ def table_text(width: int = WIDTH) -> str:
     for family in FAMILIES:
         lines.append(family)
         for key in (k for k in KEYS if k.family == family):
-            kind = {"list": " (list of C)", "count": " (integer)"}.get(key.kind, "")
+            kind = {"list": " (list)", "count": " (integer)"}.get(key.kind, "")
             head = (f"  {key.name.ljust(name_w)}{_direction(key)} · {key.quantity}{kind} · "
                     f"needs {', '.join(key.needs)}")
             lines += textwrap.wrap(head, width, subsequent_indent=" " * (name_w + 2))
@@ -41,7 +41,7 @@ def table_text(width: int = WIDTH) -> str:
         lines.append("")
     lines.append("Split keys: splits.NAME.KEY; layer keys (--layers): layers.NAME.KEY for "
                  + ", ".join(k.name for k in KEYS if k.layer) + "; list keys flatten to "
-                 "KEY_0 … KEY_{C-1}.")
+                 "KEY_0, KEY_1, … (min(P, C − 1) values).")
     return "\n".join(line for part in lines for line in (
         textwrap.wrap(part, width) if len(part) > width else [part])) + "\n"
 
@@ -50,7 +50,7 @@ def markdown_text() -> str:
     """The catalogue as a markdown table (docs/METRICS.md, "Key catalogue", is this text)."""
     rows = ["| key | family | better | needs | definition |", "|---|---|---|---|---|"]
     for key in KEYS:
-        kind = " (list of C)" if key.kind == "list" else ""
+        kind = " (list)" if key.kind == "list" else ""
         definition = key.definition.replace("|", "\\|")
         rows.append(f"| `{key.name}`{kind} | {key.family} | {_direction(key)} | "
                     f"{', '.join(key.needs)} | {definition} |")

@@ -47,8 +47,8 @@ def plot(file: RunFile,
     check_outputs({"--output": output_path}, paths)
     settings = Settings(quantities=("metrics",), epochs=epochs, backend=backend,
                         global_mean=global_mean, allow_external=allow_external)
-    series = [panel_series(p, settings, labels[i] if labels else None)
-              for i, p in enumerate(paths)]
+    series = [panel_series(p, settings, labels[i] if labels else None,
+                           {"--output": output_path}) for i, p in enumerate(paths)]
     draw_panel(series, output_path, title=title, xscale=xscale)
     if not flags().quiet:
         err_console.print(f"ncanalyze: wrote {escape(output_path)}", markup=False)
