@@ -5,7 +5,7 @@ markdown link of the docs points at a file."""
 
 from __future__ import annotations
 
-import importlib
+import ast
 import re
 from pathlib import Path
 
@@ -32,19 +32,59 @@ def _cited_paths(text: str) -> set[str]:
     return found
 
 
+def _module_file(parts: list[str]) -> Path | None:
+    base = ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _names(body) -> dict[str, ast.AST]:
+    """Names a module or class body defines (functions, classes, assignments, imports)."""
+    out: dict[str, ast.AST] = {}
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        out[n.id] = node
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                out[(alias.asname or alias.name).split(".")[0]] = node
+        elif isinstance(node, (ast.If, ast.Try)):
+            out.update(_names(node.body))
+    return out
+
+
 def _resolves(dotted: str) -> bool:
+    """``dotted`` names a module of the package, or a name its source defines (read with
+    :mod:`ast`: nothing is imported, so no optional dependency is needed)."""
     parts = dotted.split(".")
-    if "__main__" in parts:  # importing it runs the command line
-        return (ROOT / "ncanalyze" / "__main__.py").exists()
     for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        file = _module_file(parts[:cut])
+        if file is None:
             continue
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        body = tree.body
+        lazy = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                and isinstance(n.value, str)} if "__getattr__" in _names(body) else set()
+        inherits = False
         for name in parts[cut:]:
-            if not hasattr(obj, name):
-                return False
-            obj = getattr(obj, name)
+            defined = _names(body)
+            if name.startswith("__") or inherits and name not in defined:
+                return True  # a module dunder, or a member a base class may define
+            if name in lazy and body is tree.body:  # a module __getattr__ serves it by name
+                return True
+            if name not in defined:
+                return _module_file(parts[:cut] + [name]) is not None and name == parts[-1]
+            node = defined[name]
+            if not isinstance(node, ast.ClassDef):
+                return True  # an attribute of a function or value: not checked further
+            body, inherits = node.body, bool(node.bases)
         return True
     return False
 
@@ -83,3 +123,4 @@ def test_the_checker_finds_a_missing_path(tmp_path):
     assert _cited_paths(f"see `{gone}` and ncanalyze/io/reader.py.") == {
         gone, "ncanalyze/io/reader.py"}
     assert not _resolves("ncanalyze.io.run") and _resolves("ncanalyze.io.reader.Run")
+    assert not _resolves("ncanalyze.analysis.snr_dynamics") and _resolves("ncanalyze.snr")

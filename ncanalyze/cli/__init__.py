@@ -1,9 +1,9 @@
 """The ``ncanalyze`` command line (Typer + rich): the root app and its commands.
 
-Presentation only — the work is in :mod:`ncanalyze.analysis`. The layout: :mod:`.options`
+Presentation only — what a command computes is :mod:`ncanalyze.api`. The layout: :mod:`.options`
 (shared option aliases), :mod:`.boundary` (errors → exit codes, the stderr console, the
-``--quiet``/``--debug`` flags), :mod:`.render` (output formats), :mod:`.runner` (the loop shared
-by metrics/decompose/snr/report) and one module per command in :mod:`.commands`.
+``--quiet``/``--debug`` flags), :mod:`.render` (output formats), :mod:`.runner` (presenting
+metrics/decompose/snr/report) and one module per command in :mod:`.commands`.
 """
 
 from __future__ import annotations

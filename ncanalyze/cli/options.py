@@ -1,8 +1,9 @@
 """The options the commands share, as ``Annotated`` aliases (one definition, one help text).
 
-A command's signature is built from these; its parameter names are the keyword names of
-:class:`ncanalyze.analysis.Settings` where the option is a setting (so the command can pass
-them on by keyword), and the names :func:`ncanalyze.cli.runner.run_command` takes otherwise.
+A command's signature is built from these; its parameter names are the field names of
+:class:`ncanalyze.settings.Settings` where the option is a setting and of
+:class:`ncanalyze.cli.runner.View` where it says how to present, so the command passes each
+on by name.
 """
 
 from __future__ import annotations
