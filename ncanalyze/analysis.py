@@ -45,11 +45,14 @@ class Analysis:
         closed with the analysis). Workers (``workers``/``dask``) need a path.
     settings : Settings
     progress : callable, optional
-        Called as ``progress(done_rows, total_rows)`` while reading.
+        Called as ``progress(phase, count, size)`` as work is done: ``"rows"`` (``count``
+        rows of ``size`` features read into the statistics), ``"decisions"`` (rows scored
+        against ``size`` classes) and ``"pairs"`` (``count`` class pairs of ``size``-vectors),
+        for a progress bar (:mod:`ncanalyze.cli.progress`).
     """
 
     def __init__(self, path, settings: Settings,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[str, int, int], None] | None = None):
         settings.validate()
         self.settings = settings
         self.progress = progress
@@ -87,7 +90,7 @@ class Analysis:
                                             decode_bytes=run.decode_bytes)
         self.passes.tile_bytes = self.tile_bytes
         self._local = EpochComputer(run, s, self.backend, self.tile_bytes, self.weight_decay,
-                                    LocalPasses(self.passes))
+                                    LocalPasses(self.passes), progress=self.progress)
 
     @property
     def header(self) -> dict[str, Any]:
@@ -148,7 +151,8 @@ class Analysis:
         if split:
             itemsize = np.dtype(self.run.info.features_dtype).itemsize
             computer = EpochComputer(self.run, s, self.backend, self.tile_bytes,
-                                     self.weight_decay, RowSplit(job, itemsize, workers, s.dask))
+                                     self.weight_decay, RowSplit(job, itemsize, workers, s.dask),
+                                     progress=self.progress)
             for epoch in self.epochs:
                 yield computer.compute(epoch)
             return

@@ -107,7 +107,7 @@ def run_command(command: str, path, settings: Settings, *, time: str = "auto",
                 check: Callable[[Analysis], None] | None = None,
                 on_open: Callable[[Analysis], None] | None = None,
                 on_epoch: Callable[[EpochResult], bool | None] | None = None,
-                progress: Callable[[int, int], None] | None = None,
+                progress: Callable[[str, int, int], None] | None = None,
                 stop_on_interrupt: bool = False) -> CommandResult:
     """Compute ``command`` on the run at ``path``.
 
@@ -132,7 +132,8 @@ def run_command(command: str, path, settings: Settings, *, time: str = "auto",
     on_epoch : callable, optional
         Called with each :class:`EpochResult` as it is computed; returning True stops.
     progress : callable, optional
-        ``progress(rows, epoch_rows)`` while reading (not when following).
+        ``progress(phase, count, size)`` as work is done (:class:`Analysis`; not when
+        following).
     stop_on_interrupt : bool
         With ``follow``: Ctrl-C ends following (``stopped_by="interrupt"``) instead of
         raising ``KeyboardInterrupt``, so the epochs so far are kept (before the first

@@ -14,12 +14,13 @@ worker computing whole epochs receives the outcome (:class:`ncanalyze.tasks.Epoc
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from .backend import Backend
 from .core.decisions import DecisionCounts
+from .core.pairs import TILE_PROGRESS
 from .core.metrics import ETF_IMPOSSIBLE, feature_metrics, nc_metrics_from_stats
 from .core.stats import ClassStats
 from .core.values import LAYER_KEYS
@@ -68,19 +69,34 @@ class EpochComputer:
         λ of the decomposition (the option, else the run's attribute, else 0).
     passes : Passes
         How the passes are run.
+    progress : callable, optional
+        ``progress("pairs", count, size)`` as class-pair tiles are done (the passes report
+        rows and decisions themselves).
     """
 
     def __init__(self, reader: RunReader, settings: Settings, backend: Backend,
-                 tile_bytes: int, weight_decay: float, passes: Passes):
+                 tile_bytes: int, weight_decay: float, passes: Passes,
+                 progress: Callable[[str, int, int], None] | None = None):
         self.reader = reader
         self.settings = settings
         self.backend = backend
         self.tile_bytes = tile_bytes
         self.weight_decay = weight_decay
         self.passes = passes
+        self.progress = progress
 
     def compute(self, epoch: int) -> EpochResult:
         """All requested quantities of ``epoch`` (warnings prefixed ``epoch N:``)."""
+        if self.progress is None:
+            return self._compute(epoch)
+        size, progress = self.reader.info.num_features, self.progress
+        token = TILE_PROGRESS.set(lambda pairs: progress("pairs", pairs, size))
+        try:
+            return self._compute(epoch)
+        finally:
+            TILE_PROGRESS.reset(token)
+
+    def _compute(self, epoch: int) -> EpochResult:
         s, run, be = self.settings, self.reader, self.backend
         weight = run.weight(epoch)
         bias = run.bias(epoch)

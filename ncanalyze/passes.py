@@ -63,11 +63,13 @@ class EpochPasses:
     tile_bytes : int
         Tile size of the decision pass (from the memory plan, :mod:`ncanalyze.memory`).
     progress : callable, optional
-        Called as ``progress(done_rows, total_rows)`` while reading.
+        Called as ``progress(phase, count, size)`` as work is done: ``"rows"`` (``count`` rows
+        of ``size`` features read into the statistics) and ``"decisions"`` (rows scored
+        against ``size`` classes), for a progress bar (:mod:`ncanalyze.cli.progress`).
     """
 
     def __init__(self, reader: RunReader, settings: Settings, backend: Backend,
-                 tile_bytes: int, progress: Callable[[int, int], None] | None = None):
+                 tile_bytes: int, progress: Callable[[str, int, int], None] | None = None):
         self.reader = reader
         self.settings = settings
         self.backend = backend
@@ -170,7 +172,7 @@ class EpochPasses:
                 if cache is not None:
                     cache.append((x, lab.device[start:stop]))
                 if self.progress:
-                    self.progress(x.shape[0], source.num_samples)
+                    self.progress("rows", x.shape[0], source.num_features)
         with np.errstate(invalid="ignore", over="ignore"):
             stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
@@ -205,8 +207,11 @@ class EpochPasses:
         chunks = cache if cache is not None else (
             (x, labels[start:stop], None)
             for x, start, stop in self._chunks(epoch, source, rows_range=rows_range))
+        scored = (0 if weight is None else weight.shape[0]) + len(ncc_classes)
         for x, y, norm_bounds in chunks:
             pred.update(x, y, norm_bounds)
+            if self.progress:
+                self.progress("decisions", x.shape[0], scored)
         return pred.counts()
 
 

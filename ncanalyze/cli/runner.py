@@ -199,6 +199,7 @@ def _compute(command: str, file: Path, settings: Settings, fmt: str, out, quiet:
     with ExitStack() as stack:
         def opened(analysis: Analysis) -> None:
             _opened(analysis, fmt, follow=False)
+            progress.plan(analysis)
             stack.enter_context(progress.start(len(analysis.epochs)))
 
         def epoch_done(result) -> None:
@@ -206,7 +207,7 @@ def _compute(command: str, file: Path, settings: Settings, fmt: str, out, quiet:
             progress.epoch_done()
 
         return compute_command(command, file, settings, time=time, check=prepare,
-                               on_open=opened, on_epoch=epoch_done, progress=progress.rows)
+                               on_open=opened, on_epoch=epoch_done, progress=progress.work)
 
 
 def _stream(result, fmt: str, out) -> None:
