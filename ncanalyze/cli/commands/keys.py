@@ -58,7 +58,7 @@ def markdown_text() -> str:
 
 
 def keys(fmt: KeysFormatOpt = "table") -> int:
-    """List every output key: its family, which way is better, what it needs, what it means."""
+    """List every output key (its family, which way is better, what it needs, what it means)."""
     if fmt not in KEYS_FORMATS:
         raise UsageError(f"keys: --format must be one of {', '.join(KEYS_FORMATS)}, got {fmt!r}")
     if fmt == "json":
