@@ -26,6 +26,11 @@ is singular and ``ncanalyze snr`` computes the SNR on the support of Σ_W, dropp
 directions (``snr_dropped_dims``; ``--activation relu`` gives 6–21 per epoch). A leaky
 activation keeps every unit alive while the network still trains past zero training error.
 
+Needs PyTorch and scikit-learn (``python -m pip install -e '.[examples]'``). Deterministic for
+one PyTorch build and CPU; another build rounds differently and training amplifies it: with
+torch 2.13.0 (CPU) the defaults reproduce the bundled run to float16 rounding through epoch
+20, then drift (nc1 at epoch 600: 5.937e-4 instead of 5.981e-4), see docs/TUTORIAL.md §1.
+
 The MSE loss is the paper convention ½·(1/N) Σ ‖W h_i + b − e_{y_i}‖² (Han et al.), so with
 PyTorch's ``weight_decay=wd`` the λ of ``ncanalyze decompose`` is wd; it is stored in the file.
 """
@@ -132,7 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--loss", choices=("mse", "ce"), default="mse")
     p.add_argument("--activation", choices=tuple(ACTIVATIONS), default="leaky_relu",
                    help="hidden activation (default leaky_relu, slope 0.1; relu leaves dead "
-                        "penultimate units, which make Σ_W singular and the SNR undefined)")
+                        "penultimate units: Σ_W is singular and the SNR is computed on its "
+                        "support, snr_dropped_dims counting them)")
     p.add_argument("--epochs", type=int, default=600, help="training epochs (default 600)")
     p.add_argument("--save-every", type=int, default=None,
                    help="record every K epochs (default: --records epochs, log-spaced)")

@@ -25,7 +25,8 @@ from ._version import __version__
 from .backend import Backend, get_backend
 from .caps import cap_workers, check_chunk_rows, usable_cores
 from .core.decisions import DecisionCounts, PredictionAccumulator
-from .core.metrics import feature_metrics, nc_metrics_from_stats
+from .core.metrics import (ETF_IMPOSSIBLE, etf_impossible_note, feature_metrics,
+                           nc_metrics_from_stats)
 from .core.values import LAYER_KEYS
 from .core.stats import (ClassStats, StatsAccumulator, block_rows,
                          compact_labels, merge_class_stats)
@@ -109,6 +110,15 @@ class Analysis:
                                   dataset=source.labels_path or f"{source.path}/counts")
             if note:
                 self.run_warnings.append(note)
+        present = self._source_labels(run.train).classes.size
+        if "metrics" in s.quantities and present - 1 > info.num_features:
+            self.run_warnings.append(etf_impossible_note(present, info.num_features))
+        if "snr" in s.quantities and present - 1 > info.num_features:
+            self.run_warnings.append(
+                f"SNR: M̄ has rank ≤ P = {info.num_features} < C − 1 = {present - 1}, so "
+                f"only the {info.num_features} largest singular values ω_j can be nonzero; "
+                "they are the ones reported (snr_singular_values, snr_min, snr_ratio), the "
+                f"other {present - 1 - info.num_features} are 0 by construction")
         self.tile_bytes = self._plan_memory()
         self._split: tuple[str, Settings, int] | None = None
         self._last_stored: tuple = (None, None)
@@ -121,11 +131,14 @@ class Analysis:
         present = max(self._source_labels(src).classes.size for src in sources)
         rows = min(self.settings.chunk_rows or block_rows(info.num_features), info.num_samples)
         chunk = rows * info.num_features * max(itemsize, 4)
+        cache = min(CACHE_BYTES, info.num_samples * (info.num_features * itemsize + 8))
+        samples = info.num_samples
+        if self.run.kind == "statistics":  # no rows are read: N costs no memory
+            samples = chunk = cache = 0
         parts = memory.estimate(classes=info.num_classes, present=present,
-                                features=info.num_features, samples=info.num_samples,
-                                chunk_bytes=chunk,
-                                cache_bytes=min(CACHE_BYTES, info.num_samples * (
-                                    info.num_features * itemsize + 8)))
+                                features=info.num_features, samples=samples,
+                                chunk_bytes=chunk, cache_bytes=cache,
+                                decode_bytes=self.run.decode_bytes)
         return memory.plan(parts, self.settings.memory_limit,
                            what=f"{info.path}: one epoch (C = {info.num_classes}, "
                                 f"P = {info.num_features}, N = {info.num_samples})")
@@ -380,7 +393,9 @@ class Analysis:
         scalars = run.scalars(epoch)
         if scalars:
             values["scalars"] = scalars
-        return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings])
+        # C − 1 > P is a fact of the run, said once among the run's warnings (_prepare).
+        return EpochResult(epoch, values, [f"epoch {epoch}: {m}" for m in warnings
+                                           if ETF_IMPOSSIBLE not in m])
 
     def __iter__(self) -> Iterator[EpochResult]:
         s = self.settings

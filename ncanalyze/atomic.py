@@ -144,7 +144,9 @@ def resolve_output(path, *, regular: bool = False) -> tuple[str, bool]:
     path = os.fspath(path)
     target = os.path.realpath(path)
     try:
-        mode = os.stat(target).st_mode
+        # The name itself, not its real path: /dev/stdout is a link to /proc/self/fd/1,
+        # whose "target" (pipe:[N]) names no file when stdout is a pipe.
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         return target, False
     except OSError as exc:
@@ -154,10 +156,38 @@ def resolve_output(path, *, regular: bool = False) -> tuple[str, bool]:
     if stat.S_ISREG(mode):
         return target, False
     if not regular and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-        return target, True
+        return path, True
     raise UsageError("is not a regular file" + (" (a run file must be one)" if regular else
                      " (devices other than character devices, and sockets, are refused)"),
                      file=path)
+
+
+def _name_max(folder: str) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def bounded_name(folder: str, stem: str, tail: str, extra: int = 0) -> str:
+    """``stem + tail`` with ``stem`` shortened until the name (plus ``extra`` bytes) fits the
+    file system's name limit in ``folder`` (a legal 255-byte output name must still get its
+    temporary and lock names beside it)."""
+    room = _name_max(folder) - extra - len(os.fsencode(tail))
+    while stem and len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return stem + tail
+
+
+def temp_beside(target: str, tail: str = ".tmp") -> str:
+    """Create a hidden temporary file ``.NAME.XXXXXXXXTAIL`` beside ``target`` (made with
+    ``O_EXCL`` under an unpredictable name, so nothing planted there is followed) and return
+    its name; ``NAME`` is shortened when the name would exceed the file system's limit."""
+    folder = os.path.dirname(target) or "."
+    prefix = bounded_name(folder, "." + os.path.basename(target), ".", extra=8 + len(tail))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=tail, dir=folder)
+    os.close(fd)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -184,7 +214,7 @@ def _through_copy(user: str, target: str, suffix: str | None) -> Iterator[str]:
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
-                _body_errors: bool = True, _direct: bool = False) -> Iterator[str]:
+                _body_errors: bool = True) -> Iterator[str]:
     """Yield a name to write ``path``'s new content to; it appears at ``path`` only on success.
 
     Parameters
@@ -209,24 +239,14 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
     """
     user = os.fspath(path)
     target, through = resolve_output(user, regular=regular)
-    if through and _direct:
-        try:
-            yield target
-        except OSError as exc:
-            if _body_errors and exc.filename in (None, target, user):
-                raise output_error(exc, user) from exc
-            raise
-        return
     if through:  # e.g. a figure writer that seeks: write a temporary file, then copy it
         with _through_copy(user, target, suffix) as tmp:
             yield tmp
         return
     folder = os.path.dirname(target)
-    base = os.path.basename(target)
-    suffix = suffix if suffix is not None else os.path.splitext(base)[1]
-    with output_errors(user):
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
-        os.close(fd)
+    suffix = suffix if suffix is not None else os.path.splitext(target)[1]
+    with output_errors(user):  # a long "extension" is no format: dropped from the name
+        tmp = temp_beside(target, f".tmp{suffix}" if len(suffix) <= 16 else ".tmp")
     try:
         try:
             yield tmp
@@ -270,12 +290,54 @@ class _NamedWriter:
         return getattr(self._fh, name)
 
 
+class _LazyWriter(_NamedWriter):
+    """A character device or FIFO opened at the first write: a FIFO nobody reads yet blocks
+    only once there is something to write (never before the work, never for an error)."""
+
+    def __init__(self, target: str, path: str, encoding: str):
+        super().__init__(None, path)
+        self._target, self._encoding = target, encoding
+
+    def _file(self):
+        if self._fh is None:
+            with output_errors(self._path):
+                self._fh = open(self._target, "w", encoding=self._encoding, newline="")
+        return self._fh
+
+    def write(self, text: str) -> int:
+        self._file()
+        return super().write(text)
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            super().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with output_errors(self._path):
+                self._fh.close()
+
+    def __getattr__(self, name):
+        return getattr(self._file(), name)
+
+
 @contextlib.contextmanager
 def atomic_text(path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     """Open a text file for writing that appears at ``path`` only when the block succeeds
-    (written through for a character device or FIFO)."""
+    (written through for a character device or FIFO, opened at the first write)."""
     user = os.fspath(path)
-    with atomic_path(user, _body_errors=False, _direct=True) as name:  # streams to a pipe
+    target, through = resolve_output(user)
+    if through:  # streams (jsonl) reach a pipe as they are written
+        writer = _LazyWriter(target, user, encoding)
+        try:
+            yield writer
+        finally:
+            writer.close()
+        return
+    with atomic_path(user, _body_errors=False) as name:
         with output_errors(user):
             fh = open(name, "w", encoding=encoding, newline="")
         try:

@@ -86,14 +86,7 @@ def to_numpy(array: Any) -> np.ndarray:
         return array
     module = type(array).__module__
     if module.startswith("torch"):
-        t = array.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.is_conj():
-            t = t.resolve_conj()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
-            t = t.float()
-        return t.numpy()
+        return _torch_to_numpy(array)
     if module.startswith("cupy"):
         return array.get()
     if module.startswith("array_api_strict"):
@@ -122,6 +115,26 @@ def to_numpy(array: Any) -> np.ndarray:
     if arr is not None and arr.dtype != object:
         return arr
     raise UsageError(f"cannot convert {type(array).__name__} to a NumPy array")
+
+
+def _torch_to_numpy(array) -> np.ndarray:
+    """A dense tensor on the host; float types NumPy lacks (bfloat16, float8) become float32.
+    ``UsageError`` for a sparse or meta tensor, or another dtype NumPy lacks."""
+    t = array.detach()
+    if str(t.layout) != "torch.strided":
+        raise UsageError(f"a {t.layout} tensor is not a dense array; pass tensor.to_dense()")
+    if t.device.type == "meta":
+        raise UsageError("a tensor on the meta device holds no data")
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.is_conj():
+        t = t.resolve_conj()
+    try:
+        return t.numpy()
+    except TypeError:  # no NumPy dtype: bfloat16, float8_*, …
+        if t.is_floating_point():
+            return t.float().numpy()
+        raise UsageError(f"a tensor of dtype {t.dtype} has no NumPy equivalent") from None
 
 
 def to_numpy_many(*arrays) -> list[np.ndarray]:

@@ -12,7 +12,8 @@ carry the epoch number (the last integer in the name: ``epoch_007.npz``, ``ep7.n
 Any other entry that is a numeric scalar (``train_loss``, ``lr``, a 0-d or one-element
 array or tensor, a Python number) is carried into ``/scalars/<name>``; the scalars are those of
 the first dump (an epoch that lacks one records NaN). Every other entry is ignored and listed in
-the result (``"ignored"``), so nothing is dropped silently.
+the result (``"ignored"``), so nothing is dropped silently. Reading one dump, within one
+memory budget and without loading the entries not used, is :mod:`ncanalyze.dumps`.
 
 Labels must be identical in every file; shapes must agree across epochs; every file has
 weight (bias) or none has. The output is written through :class:`RunWriter` to a temporary
@@ -21,26 +22,19 @@ name and renamed, so a failed conversion leaves nothing behind.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import zipfile
-import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
-from .lock import WriterLock
+from .dumps import load_dump
 from .errors import InputError, UsageError
+from .lock import WriterLock
 
 SUFFIXES = (".npz", ".pt", ".pth")
-KEYS = ("features", "labels", "weight", "bias")
-#: Entry names that cannot be scalars (add_epoch's own parameters; the epoch number comes from
-#: the file name).
-RESERVED = ("epoch", "layers", "splits", "self")
-_NUMBER = re.compile(r"(\d+)")
+_NUMBER = re.compile(r"([0-9]+)", re.ASCII)
 
 
 def epoch_of(name: str) -> int | None:
@@ -82,129 +76,6 @@ def find_dumps(folder) -> list[tuple[int, Path]]:
                              file=str(folder))
         by_epoch[e] = p
     return sorted(by_epoch.items())
-
-
-#: Largest array a dump may declare (bytes); a larger one is refused before it is allocated.
-MAX_ARRAY_BYTES = 2**34
-
-
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}
-
-
-def _check_npz_members(path: Path) -> None:
-    """Check every array of the .npz against what its zip entry holds, before any allocation.
-
-    ``np.load`` allocates an array of the shape its ``.npy`` header declares and only then
-    reads: a few bytes declaring 384 GiB would raise ``MemoryError`` (or page in gigabytes).
-    The declared size must match the entry's uncompressed size and stay within
-    :data:`MAX_ARRAY_BYTES`; a corrupt or truncated archive fails here too.
-    """
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            # Every member: the extra ones are read too (numeric scalars go to /scalars).
-            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read_header = _HEADER_READERS.get(version)
-                if read_header is None:  # format 3.0 (utf-8 field names): np.load checks it
-                    continue
-                shape, _, dtype = read_header(member)
-                header = member.tell()
-            nbytes = math.prod(shape) * dtype.itemsize
-            what = f"array {key!r} declares shape {shape} of {dtype} ({nbytes / 2**30:.3g} GiB)"
-            if nbytes > MAX_ARRAY_BYTES:
-                raise InputError(f"{what}, above the {MAX_ARRAY_BYTES / 2**30:g} GiB limit",
-                                 file=str(path))
-            if dtype.hasobject:
-                raise InputError(f"cannot be read without unpickling (array {key!r} holds "
-                                 "Python objects)", file=str(path))
-            if info.file_size != header + nbytes:
-                raise InputError(f"{what} but its entry holds {info.file_size - header} bytes "
-                                 "(damaged or truncated)", file=str(path))
-
-
-def _load_npz(path: Path) -> dict[str, Any]:
-    try:
-        _check_npz_members(path)
-        with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k]) for k in data.files}
-    except InputError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as exc:
-        text = str(exc) if len(str(exc)) <= 120 else str(exc)[:117] + "…"
-        raise InputError(f"is not a readable .npz file ({type(exc).__name__}: {text})",
-                         file=str(path)) from exc
-
-
-def _load_pt(path: Path) -> dict[str, Any]:
-    try:
-        import torch
-    except ImportError:
-        raise UsageError(f"{path}: reading .pt dumps needs torch (pip install torch)") from None
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad or unsafe files
-        raise InputError(f"cannot be read by torch.load(weights_only=True): {exc}",
-                         file=str(path)) from exc
-    if not isinstance(obj, dict):
-        raise InputError(f"holds a {type(obj).__name__}, expected a dict of tensors "
-                         f"with keys {', '.join(KEYS)}", file=str(path))
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        out[str(k)] = v.detach().cpu().numpy() if hasattr(v, "detach") else v
-    return out
-
-
-def _scalar(value: Any) -> float | None:
-    """``value`` as a float when it is one real number (0-d or one element), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.size == 1 and (
-            np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
-        return float(value.reshape(()))
-    return None
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"array {value.dtype} {'×'.join(map(str, value.shape)) or 'scalar'}"
-    return type(value).__name__
-
-
-def load_dump(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
-    """One dump's arrays, numeric scalars and ignored entries.
-
-    Returns
-    -------
-    arrays : dict
-        ``features``, ``labels`` (and ``weight``, ``bias`` when present) as NumPy arrays.
-    scalars : dict of str to float
-        The other entries that are one real number.
-    ignored : dict of str to str
-        Every other entry, with what it is.
-    """
-    data = _load_npz(path) if path.suffix == ".npz" else _load_pt(path)
-    for k in ("features", "labels"):
-        if k not in data:
-            raise InputError(f"has no array {k!r} (has: {', '.join(sorted(data)) or 'none'})",
-                             file=str(path))
-    arrays = {k: np.asarray(data[k]) for k in KEYS if k in data}
-    scalars: dict[str, float] = {}
-    ignored: dict[str, str] = {}
-    for k, v in data.items():
-        if k in KEYS:
-            continue
-        value = _scalar(v)
-        if k in RESERVED:
-            ignored[k] = f"{_describe(v)}, a reserved name"
-        elif value is not None and k and "/" not in k and k != "." and k.isprintable():
-            scalars[k] = value
-        else:
-            ignored[k] = _describe(v)
-    return arrays, scalars, ignored
 
 
 def _check(data: dict[str, np.ndarray], first: dict[str, np.ndarray], path: Path,
@@ -266,13 +137,18 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
     OutputError
         Another writer holds ``out``, or it cannot be written.
     """
-    from .io.schema import check_weight_decay
+    from .io.schema import check_num_classes, check_weight_decay
 
     if weight_decay is not None:  # the reader's rule; an option, so a usage error
         try:
             weight_decay = check_weight_decay(weight_decay)
         except ValueError as exc:
             raise UsageError(f"--weight-decay: {exc}") from None
+    if num_classes is not None:  # an option, so a usage error (the writer's rule)
+        try:
+            check_num_classes(num_classes)
+        except ValueError as exc:
+            raise UsageError(f"--num-classes: {exc}") from None
     out = os.fspath(out)
     resolve_output(out, regular=True)
     with WriterLock(out):
@@ -303,9 +179,6 @@ def _convert(dumps, out: str, num_classes, weight_decay, loss) -> dict:
                     if not np.issubdtype(labels.dtype, np.integer):
                         raise InputError(f"labels must be integers, got {labels.dtype}",
                                          file=str(path), dataset="labels", epoch=epoch)
-                    if labels.min() < 0:
-                        raise InputError("labels must be non-negative", file=str(path),
-                                         dataset="labels", epoch=epoch)
                     try:
                         writer = RunWriter(tmp, labels, num_classes=num_classes,
                                            weight_decay=weight_decay, loss=loss)

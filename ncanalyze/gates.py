@@ -3,8 +3,8 @@ produce (before anything is computed), evaluate on the computed epochs.
 
 Keys are the flattened output keys (as in CSV output, docs/METRICS.md): ``nc1``,
 ``splits.test.accuracy``, ``layers.block3.nc1``, ``scalars.train_loss``. A list-valued key such
-as ``snr_singular_values`` (C values) is gated one element at a time: ``snr_singular_values_0``
-… ``snr_singular_values_{C-1}``.
+as ``snr_singular_values`` (min(P, C − 1) values) is gated one element at a time:
+``snr_singular_values_0``, ``snr_singular_values_1``, ….
 
 Examples
 --------
@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from .core.decomposition import DECOMPOSE_KEYS
 from .core.values import FEATURE_KEYS, LAYER_KEYS, METRIC_KEYS
-from .core.snr import SNR_KEYS
+from .core.snr import SNR_KEYS, snr_rank_bound
 from .errors import UsageError
 from .results import flatten
 
@@ -33,7 +33,7 @@ _OPS = {
 }
 _GATE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
 _INDEXED = re.compile(r"^(.+)_(\d+)$")
-#: Keys whose value is a list of C numbers (one per class), see docs/METRICS.md.
+#: Keys whose value is a list of numbers (min(P, C − 1) of them), see docs/CENTRAL_PATH.md.
 LIST_KEYS = ("snr_singular_values",)
 
 
@@ -164,7 +164,7 @@ def producible_keys(settings, info) -> KeyCatalogue:
     if "snr" in quantities:
         for key in SNR_KEYS:
             if key in LIST_KEYS:
-                lists[key] = info.num_classes
+                lists[key] = snr_rank_bound(info.num_features, info.num_classes)
             else:
                 numbers.add(key)
     numbers.update(f"scalars.{name}" for name in info.scalars)
@@ -225,9 +225,13 @@ class Verdict:
     holds: bool
 
     def describe(self) -> str:
-        shown = "missing" if self.value is None else f"{self.value:.6g}"
-        state = "FAILED" if self.holds else "ok"
-        return f"{state}: {self.gate.text} (epoch {self.epoch}: {self.gate.key} = {shown})"
+        """'gate FAILED: nc1>0.01 holds at epoch 600 (nc1 = 0.0123)' or 'gate passes: nc1>0.01
+        does not hold at epoch 600 (…)'."""
+        shown = ("missing: an undefined value fails the gate" if self.value is None
+                 else f"{self.gate.key} = {self.value:.6g}")
+        if self.holds:
+            return f"gate FAILED: {self.gate.text} holds at epoch {self.epoch} ({shown})"
+        return f"gate passes: {self.gate.text} does not hold at epoch {self.epoch} ({shown})"
 
 
 def evaluate_gates(gates: Iterable[Gate], epochs: list[dict[str, Any]], scope: str = "last"

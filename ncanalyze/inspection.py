@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .errors import InputError
+from .follow import writer_active
 from .io.describe import describe_layout
 from .io.reader import open_run
+from .lock import writer_lock_state
 
 
 def inspect_file(path, *, allow_external: bool = False) -> dict:
@@ -54,4 +56,27 @@ def inspect_file(path, *, allow_external: bool = False) -> dict:
                     "direction has no within-class noise)")
     except InputError as exc:
         report["problems"].append(exc.one_line())
+    report["writing"] = _writing(path, report)
     return report
+
+
+def _writing(path, report: dict) -> dict | None:
+    """Whether the file is still marked open for writing and whether its writer is alive."""
+    if not writer_active(path):
+        return None
+    state, pid = writer_lock_state(path)
+    epochs = (report.get("run") or {}).get("epochs") or []
+    last = f"epoch {epochs[-1]}" if epochs else "no complete epoch"
+    who = f"process {pid}" if pid else "a process"
+    text = {
+        "held": f"open for writing: its writer ({who}) holds the lock and is alive; last "
+                f"complete epoch: {last}",
+        "stale": f"still marked open for writing, but no writer holds its lock: the writer "
+                 f"({who}) died without closing it after {last} (the complete epochs are "
+                 f"readable; --follow on it ends at --timeout with exit 3)",
+        "none": f"open for writing by a writer without a RunWriter lock (alive or not is "
+                f"unknown); last complete epoch: {last}",
+    }[state]
+    if state == "stale":
+        report["problems"].append(text)
+    return {"open": True, "lock": state, "pid": pid, "status": text}

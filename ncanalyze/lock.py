@@ -12,22 +12,37 @@ Why ``flock`` on a lock file beside the run (``.NAME.lock``), and not the altern
 dies, however it dies, and two writers in one process exclude each other too. A SIGKILLed
 writer leaves at most a stale, unlocked ``.NAME.lock`` that the next writer takes over. Local
 file systems only: over NFS ``flock`` may not exclude writers on other machines.
+
+The name ``.NAME.lock`` is predictable, so something else may already be there (a symbolic
+link shipped in a tarball of dumps): the lock file is opened without following links or
+blocking, and anything but a plain file with one link is refused and left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import stat
 
-from .atomic import file_identity, output_error, output_errors
+from .atomic import bounded_name, output_error
 from .errors import OutputError
 
 
 def lock_name(path) -> str:
-    """The lock file of a run written at ``path``: ``.NAME.lock`` beside its real target."""
+    """The lock file of a run written at ``path``: ``.NAME.lock`` beside its real target.
+
+    When that name would exceed the file system's limit (``NAME`` of 250 bytes and more),
+    ``NAME`` is shortened and a digest of the whole name keeps it unique to ``path``.
+    """
     target = os.path.realpath(os.fspath(path))
-    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+    folder, base = os.path.split(target)
+    name = f".{base}.lock"
+    if bounded_name(folder, name, "") != name:
+        digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:16]
+        name = bounded_name(folder, "." + base, f".{digest}.lock")
+    return os.path.join(folder, name)
 
 
 class WriterLock:
@@ -50,8 +65,7 @@ class WriterLock:
         self.lock_path = lock_name(self.path)
         self._fd: int | None = None
         while True:
-            with output_errors(self.path):
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = _open_lock(self.lock_path, self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -98,9 +112,89 @@ class WriterLock:
         self.release()
 
 
-def _same_file(fd: int, path: str) -> bool:
+def writer_lock_state(path) -> tuple[str, int | None]:
+    """Whether a live :class:`WriterLock` guards the run at ``path``; nothing is modified.
+
+    Returns
+    -------
+    state : {"held", "stale", "none"}
+        ``held``: a live process holds the lock (a writer is running); ``stale``: the lock file
+        is there but unlocked (its writer died without closing the run); ``none``: no lock
+        file (closed cleanly, or written by something other than RunWriter).
+    pid : int or None
+        The process recorded in the lock file.
+    """
+    name = lock_name(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return "none", None
+    try:
+        pid = None
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(os.pread(fd, 32, 0).decode().strip())
+        try:  # a shared lock is refused while a writer holds its exclusive one
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "held", pid
+        except OSError:
+            return "none", pid
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return "stale", pid
+    finally:
+        os.close(fd)
+
+
+#: How a lock file is opened: never through a symbolic link (a planted ``.NAME.lock`` link
+#: would make the writer truncate the file it points to), never blocking on a FIFO, never
+#: making a terminal the controlling one.
+_LOCK_FLAGS = (os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+
+
+def _open_lock(lock_path: str, path: str) -> int:
+    """Open (creating if needed) the lock file; refuse anything but a plain file of its own.
+
+    Raises
+    ------
+    OutputError
+        The name is a symbolic link, a FIFO, a device, a folder, or a file with other hard
+        links (planted, e.g. by a tarball of dumps): it is left as it is, nothing it points
+        to is opened for writing or changed.
+    """
+    def planted(what: str) -> OutputError:
+        return OutputError(f"its lock file {lock_path} {what}, not a lock file of ncanalyze; "
+                           "refused (remove it if no writer of yours made it)", file=path)
+
+    try:
+        fd = os.open(lock_path, _LOCK_FLAGS, 0o644)
+    except OSError as exc:
+        if os.path.islink(lock_path):
+            raise planted("is a symbolic link") from None
+        if os.path.isdir(lock_path):
+            raise planted("is a directory") from None
+        raise output_error(exc, path) from exc
     st = os.fstat(fd)
-    return file_identity(path) == (st.st_dev, st.st_ino)
+    problem = None
+    if not stat.S_ISREG(st.st_mode):
+        problem = "is not a regular file"
+    elif st.st_nlink > 1:  # 0: removed by a writer releasing it, the flock loop retries
+        problem = f"has {st.st_nlink} hard links"
+    if problem:
+        os.close(fd)
+        raise planted(problem)
+    return fd
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether the name ``path`` (not followed if a link) is the file open as ``fd``."""
+    st = os.fstat(fd)
+    try:
+        named = os.lstat(path)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _read_holder(fd: int) -> str:

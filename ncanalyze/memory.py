@@ -10,7 +10,9 @@ features and N rows, one epoch holds
 * the row chunks in flight and the second-pass cache (bounded, see ``CACHE_BYTES``) and the
   labels (3·N int64);
 * one tile of the pairwise reductions or of the decision scores: what is left of the budget,
-  between ``MIN_TILE_BYTES`` and ``MAX_TILE_BYTES``.
+  between ``MIN_TILE_BYTES`` and ``MAX_TILE_BYTES``;
+* the chunk caches of the compressed datasets read (``Run.decode_bytes``, bounded in all by
+  :data:`ncanalyze.io.trust.MAX_DECODE_BYTES`).
 
 Nothing grows as C², rows × C or with N beyond the labels, so the estimate is known from
 the file's header. When even the smallest tile does not fit, the analysis stops at once with
@@ -67,8 +69,9 @@ def _meminfo(path: str, key: str) -> int | None:
 
 
 def estimate(*, classes: int, present: int, features: int, samples: int, chunk_bytes: int,
-             cache_bytes: int) -> dict[str, int]:
-    """Bytes of each part of one epoch's working memory (without the tile)."""
+             cache_bytes: int, decode_bytes: int = 0) -> dict[str, int]:
+    """Bytes of each part of one epoch's working memory (without the tile); ``decode_bytes``
+    is what the chunk caches of compressed datasets may hold (``Run.decode_bytes``)."""
     c, k, p, n = classes, present, features, samples
     return {
         "classifier": 12 * c * p + 12 * c,
@@ -76,6 +79,7 @@ def estimate(*, classes: int, present: int, features: int, samples: int, chunk_b
         "P×P matrices": 10 * 8 * p * p,
         "rows": 4 * chunk_bytes + cache_bytes + 3 * 8 * n,
         "baseline": BASELINE_BYTES,
+        "decoding": decode_bytes,
     }
 
 

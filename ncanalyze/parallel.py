@@ -22,7 +22,8 @@ import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .errors import UsageError
+from . import scheduler
+from .errors import BackendError, UsageError
 
 #: Environment variables that keep each worker's BLAS to one thread (the workers already
 #: use every core; nested BLAS threads would oversubscribe them).
@@ -99,10 +100,13 @@ def _dask_executor(address: str) -> Iterator[tuple[Executor, Callable[[], None]]
         from distributed import Client
     except ImportError as exc:
         raise UsageError("--dask needs dask.distributed: pip install 'ncanalyze[dask]'") from exc
+    scheduler.check_scheduler(address)  # bounded: a Client alone may wait without end
     try:
-        client = Client(address, timeout="20s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"--dask {address}: cannot connect to the scheduler ({exc})") from exc
+        client = Client(address, timeout=f"{scheduler.DASK_CONNECT_TIMEOUT}s",
+                        set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 - any failure of a scheduler that answered
+        raise BackendError(f"--dask {address}: cannot connect to the scheduler ({exc})") \
+            from exc
     try:
         executor = client.get_executor(pure=False)
         try:

@@ -110,7 +110,9 @@ class EpochResult:
     warnings: list[str] = field(default_factory=list)
 
 
-_RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$")
+_RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$", re.ASCII)
+#: One epoch number: ASCII digits only (``int()`` would also take "1_0" and "١").
+_NUMBER = re.compile(r"-?\d+", re.ASCII)
 
 
 def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
@@ -151,10 +153,9 @@ def select_epochs(spec: str | None, available: np.ndarray) -> list[int]:
                 raise UsageError(f"--epochs {token}: no epoch of the file lies in {lo}..{hi}")
             chosen.update(avail[first:stop])
             continue
-        try:
-            e = int(token)
-        except ValueError:
-            raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)") from None
+        if not _NUMBER.fullmatch(token):
+            raise UsageError(f"--epochs: cannot parse {part!r} (use e.g. 1,5,10:20,last)")
+        e = int(token)
         if e not in known:
             raise UsageError(f"--epochs: epoch {e} is not in the file "
                              f"(first {avail[0]}, last {avail[-1]}, {len(avail)} epochs)")

@@ -37,8 +37,10 @@ from typing import Callable
 import numpy as np
 
 from .atomic import atomic_path, check_overwrite, resolve_output
-from .lock import WriterLock
 from .errors import UsageError
+from .limits import MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES, MAX_SAMPLES
+from .lock import WriterLock
+from .memory import BASELINE_BYTES, DEFAULT_FRACTION, available_memory
 
 MODELS = ("mse", "ce", "extended")
 BIASES = ("free", "decayed", "none")
@@ -106,6 +108,25 @@ class UFMConfig:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise UsageError(f"--{name.replace('_', '-')} must be a non-negative number")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be ≥ 0, got {self.seed}")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """The run's size limits (docs/RELIABILITY.md §1): the file written must be readable."""
+        k, n = self.classes, self.classes * self.per_class
+        for value, limit, what in (
+                (k, MAX_CLASSES, "--classes"),
+                (n, MAX_SAMPLES, f"--classes × --per-class = {n} samples"),
+                (self.dim, MAX_FEATURES, "--dim"),
+                (self.dim1 or 0, MAX_FEATURES, "--dim1"),
+                (k * self.dim, MAX_CLASSES_X_FEATURES, f"--classes × --dim = {k * self.dim}"),
+                (self.saves, MAX_EPOCHS, "--saves"),
+                # steps are epoch numbers, log-spaced in float64: exact up to 2⁵³
+                (self.epochs, 2**53, "--epochs")):
+            if value > limit:
+                raise UsageError(f"{what} is above the limit {limit} "
+                                 "(docs/RELIABILITY.md, size limits)")
 
 
 # ---------------------------------------------------------------------- theory
@@ -332,6 +353,8 @@ def simulate(path, config: UFMConfig, *, overwrite: bool = False,
     UsageError
         For invalid settings, or when gradient descent diverges (lower ``--lr``).
     """
+    config.validate()
+    plan_memory(config)
     model = UFM(config)
     c = config
     steps = _save_steps(c.epochs, c.saves)
@@ -346,6 +369,38 @@ def simulate(path, config: UFMConfig, *, overwrite: bool = False,
     fit, obj = model.objective()
     return {"steps": steps, "objective": obj, "fit_loss": fit,
             "prediction": predicted_geometry(c), "config": asdict(c)}
+
+
+def simulation_bytes(config: UFMConfig) -> int:
+    """Peak bytes of one gradient step (float64): the K×N targets, logits and gradient (and
+    the softmax's temporaries for ``ce``), about eight D×N feature-sized arrays (H, the
+    features, their gradients and the copies the writer converts, D = max(d, d₁)), and the
+    small K×d and d×d₁ matrices."""
+    c = config
+    k, n = c.classes, c.classes * c.per_class
+    d = max(c.dim, c.dim1 or c.dim)
+    per_kn = 5 if c.model == "ce" else 3
+    return 8 * (per_kn * k * n + 8 * d * n + 4 * k * c.dim + 4 * c.dim * d) + BASELINE_BYTES
+
+
+def plan_memory(config: UFMConfig, available: int | None = None) -> None:
+    """Refuse a simulation whose working memory exceeds half the available memory.
+
+    Raises
+    ------
+    UsageError
+        Naming what it needs and what is available, before anything is allocated.
+    """
+    avail = available_memory() if available is None else available
+    if avail is None:
+        return
+    need, allowed = simulation_bytes(config), int(avail * DEFAULT_FRACTION)
+    if need > allowed:
+        raise UsageError(
+            f"--classes {config.classes} --per-class {config.per_class} --dim {config.dim}: "
+            f"the simulation needs about {need / 2**30:.2f} GiB of memory, more than the "
+            f"{allowed / 2**30:.2f} GiB allowed ({DEFAULT_FRACTION:.0%} of the "
+            f"{avail / 2**30:.2f} GiB available); use fewer classes, samples or dimensions")
 
 
 def _train(model: "UFM", path, steps: list[int], progress) -> None:

@@ -165,3 +165,25 @@ def lm_examples(ids: np.ndarray, length: int = 32) -> list[dict]:
     n = ids.size // length
     blocks = torch.as_tensor(ids[:n * length]).reshape(n, length)
     return [{"input_ids": b, "labels": b.clone()} for b in blocks]
+
+
+def printf_virtual_dataset(f, name: str, source: str, shape, dtype, file: str = ".") -> None:
+    """Create ``name`` as a virtual dataset with a printf-style mapping: HDF5 reads block ``j``
+    of the epoch axis (``[j]``) from the dataset named ``source`` with ``%b`` replaced by
+    ``j`` (in ``file``), for j = 0, 1, … until a source is missing."""
+    import h5py
+    from h5py import h5d, h5p, h5s, h5t
+
+    shape = tuple(shape)
+    rest = shape[1:]
+    vspace = h5s.create_simple(shape, (h5s.UNLIMITED,) + rest)
+    vspace.select_hyperslab((0,) * len(shape), (h5s.UNLIMITED,) + (1,) * len(rest),
+                            stride=(1,) * len(shape), block=(1,) + rest)
+    src = h5s.create_simple((1,) + rest)
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_virtual(vspace, file.encode(), source.encode(), src)
+    parent = name.strip("/").rpartition("/")[0]
+    if parent:
+        f.require_group(parent)
+    h5d.create(f.id, name.encode(), h5t.py_create(np.dtype(dtype)), vspace, dcpl=dcpl)
+    assert isinstance(f[name], h5py.Dataset)

@@ -20,10 +20,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ncanalyze"
 ONLY_IN = {
     "h5py": ("ncanalyze.io",),
     "cupy": ("ncanalyze.backend",),
-    # capture and recorder hook a torch model and convert reads .pt dumps: torch as the
-    # *training framework*, not as a compute backend.
+    # capture and recorder hook a torch model and convert reads .pt dumps (dumps, one file):
+    # torch as the *training framework*, not as a compute backend.
     "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.recorder",
-              "ncanalyze.convert", "ncanalyze.integrations"),
+              "ncanalyze.convert", "ncanalyze.dumps", "ncanalyze.integrations"),
     # Training-framework callbacks: optional modules a user imports, nothing else does.
     "transformers": ("ncanalyze.integrations.hf",),
     "lightning": ("ncanalyze.integrations.lightning",),
@@ -36,10 +36,13 @@ ONLY_IN = {
 # Internal prefixes each layer may import (besides itself and ncanalyze.errors).
 MAY_IMPORT = {
     "ncanalyze.backend": (),
-    "ncanalyze.core": ("ncanalyze.backend",),
+    # limits: the size limits of a run (constants, imports nothing), shared by the reader,
+    # the writers and the API's checks of in-memory labels.
+    "ncanalyze.limits": (),
+    "ncanalyze.core": ("ncanalyze.backend", "ncanalyze.limits"),
     # atomic and lock are the file-system rules every writer shares (output paths, the
     # writer lock); they import only errors.
-    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock"),
+    "ncanalyze.io": ("ncanalyze.backend", "ncanalyze.atomic", "ncanalyze.lock", "ncanalyze.limits"),
     "ncanalyze.atomic": (),
     "ncanalyze.lock": ("ncanalyze.atomic",),
     "ncanalyze._version": (),

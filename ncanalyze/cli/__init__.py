@@ -14,10 +14,12 @@ import typer
 
 from .. import __version__
 from .boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, DebugOpt, QuietOpt, command, set_root_flags
+from .parsing import OneLineGroup
 from .commands import convert, decompose, inspect, metrics, plot, report, simulate, snr
 
 app = typer.Typer(
     name="ncanalyze",
+    cls=OneLineGroup,
     help="Measure Neural Collapse (NC1–NC4, ETF/OF geometry, MSE decomposition, SNR dynamics) "
          "from saved training runs.\n\nExit codes: 0 ok · 1 a --fail-if condition holds · "
          "2 usage error · 3 input error · 4 backend unavailable · 70 internal error (a bug: "

@@ -9,10 +9,14 @@ input error; anything else is a bug (exit :data:`EXIT_INTERNAL`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import signal
 import sys
+import threading
 import traceback
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Callable
@@ -21,11 +25,50 @@ import typer
 from rich.console import Console
 
 from ..errors import InputError, NcanalyzeError, escape
+from .parsing import strict_numbers
 
 #: Exit code of an unexpected internal error (a bug: please report it).
 EXIT_INTERNAL = 70
 #: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+
+#: Signals that end a command like Ctrl-C does (every output's temporary file removed), with
+#: exit code 128 + the signal number, as shells report it (SIGTERM 143, SIGHUP 129).
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                            if hasattr(signal, name))
+
+
+class Terminated(BaseException):
+    """A terminating signal arrived; raised in the main thread so that everything unwinds."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminating_signals():
+    """Turn :data:`TERMINATING_SIGNALS` into :class:`Terminated` while the block runs (only
+    where their handler is the default one, and in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        for sig in installed:  # a second signal must not interrupt the clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    installed = {}
+    for sig in TERMINATING_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            installed[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in installed.items():
+            signal.signal(sig, old)
+
 
 #: Warnings, errors, progress and gate verdicts: never on stdout.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -74,6 +117,10 @@ def report_error(exc: BaseException, debug: bool) -> int:
     return EXIT_INTERNAL
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    warn(f"{category.__name__}: {message}")
+
+
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or progress on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 
@@ -95,19 +142,29 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
         root = flags()
         token = _flags.set(Flags(quiet=quiet or root.quiet, debug=debug or root.debug))
         try:
-            code = fn(*args, **kwargs)
+            with terminating_signals(), warnings.catch_warnings():
+                # Python warnings (NumPy's RuntimeWarnings, …) are ncanalyze warnings: one
+                # line each, none under --quiet.
+                warnings.simplefilter("ignore" if flags().quiet else "default")
+                warnings.showwarning = _show_warning
+                code = fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
             err_console.print("ncanalyze: interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated as exc:
+            err_console.print(f"ncanalyze: terminated ({signal.Signals(exc.signum).name})",
+                              markup=False)
+            raise typer.Exit(128 + exc.signum) from None
         except BaseException as exc:  # noqa: BLE001 - the one boundary
             raise typer.Exit(report_error(exc, flags().debug)) from None
         finally:
             _flags.reset(token)
         raise typer.Exit(code or 0)
 
-    params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    params = strict_numbers(list(inspect.signature(fn, eval_str=True).parameters.values()))
     wrapper.__signature__ = inspect.Signature(params + list(_EXTRA))  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**fn.__annotations__, "quiet": QuietOpt, "debug": DebugOpt}
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in params}, "quiet": QuietOpt,
+                               "debug": DebugOpt}
     return wrapper

@@ -71,6 +71,9 @@ def print_inspection(report: dict, console: Console) -> None:
             if run[kind]:
                 names = run[kind] if isinstance(run[kind], list) else dict(run[kind])
                 console.print(escape(f"{kind}: {names}"), markup=False)
+    writing = report.get("writing")
+    if writing and writing["lock"] != "stale":  # a dead writer is listed with the problems
+        console.print(escape(writing["status"]), style="yellow", markup=False)
     if report["problems"]:
         console.print("[bold red]problems:[/bold red]")
         for p in report["problems"]:

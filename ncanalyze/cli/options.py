@@ -108,7 +108,8 @@ FollowOpt = Annotated[bool, typer.Option(
                      "1) or on Ctrl-C (exit 130). --epochs picks among the epochs already "
                      "written.")]
 TimeoutOpt = Annotated[Optional[float], typer.Option(
-    "--timeout", metavar="SECONDS", help="With --follow: stop after this many seconds.")]
+    "--timeout", metavar="SECONDS", help="With --follow: stop after this many seconds (exit 3 when the run "
+                                         "is still open: its writer stopped or is too slow).")]
 
 OutFile = Annotated[Path, typer.Argument(help="Run file to write (HDF5).", show_default=False)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]

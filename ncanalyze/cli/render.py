@@ -164,14 +164,12 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
     """Summary for a CI job summary / pull-request comment: first, last, best and trend.
 
     "best" is the largest value of keys in :data:`HIGHER_IS_BETTER`, the value closest to
-    1/√C for ``bias_collapse`` of an MSE run (``loss``), and the smallest otherwise; ω_C (the
-    last SNR singular value, zero by construction) and the training loop's scalars are not
-    ranked.
+    1/√C for ``bias_collapse`` of an MSE run (``loss``), and the smallest otherwise; the
+    training loop's scalars are not ranked.
     """
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
     classes = int(header["classes"])
-    structural_zero = f"snr_singular_values_{classes - 1}"
     lines = [
         f"### ncanalyze {command}: `{escape(header['file'])}`",
         "",
@@ -182,6 +180,13 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         "| key | first | last | best (epoch) | trend |",
         "|---|---:|---:|---:|:---:|",
     ]
+    if len(flats) == 1:  # nothing to compare: the values, and why there is no trend
+        lines[-2:] = [f"One epoch selected ({flats[0]['epoch']}): its values, without "
+                      "first/best/trend (select more epochs with `--epochs` for a trend).",
+                      "", "| key | value |", "|---|---:|"]
+        lines += [f"| `{escape(c).replace('|', chr(92) + '|')}` | {fmt(flats[0].get(c))} |"
+                  for c in cols]
+        cols = []
     for c in cols:
         series = [(f["epoch"], f.get(c)) for f in flats]
         valid = [(e, v) for e, v in series if isinstance(v, (int, float)) and v is not None]
@@ -189,9 +194,7 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         last = series[-1][1]
         leaf = re.sub(r"_\d+$", "", c.split(".")[-1])  # list items: snr_singular_values_3
         target = _target(leaf, loss, classes)
-        if c.split(".")[-1] == structural_zero:
-            best = "0 by construction"
-        elif valid and target is not None:
+        if valid and target is not None:
             be, bv = min(valid, key=lambda t: abs(t[1] - target))
             best = f"{fmt(bv)} ({be}; → 1/√C = {fmt(target)})"
         elif valid and leaf not in UNRANKED and not c.startswith("scalars."):

@@ -55,9 +55,18 @@ def _run_results(command: str, analysis: Analysis, epochs: list[dict], time: str
     return {"dynamics": snr_dynamics(analysis, epochs, time)}
 
 
-def _verdict_lines(extra: dict[str, Any]) -> list[str]:
+#: The ``loss`` attribute values of a cross-entropy run.
+CE_LOSSES = ("ce", "cross_entropy", "cross-entropy", "crossentropy")
+
+
+def _verdict_lines(extra: dict[str, Any], loss: str | None) -> list[str]:
+    """The dynamics verdict for people: one short line (the fit's details are in ``-f json``);
+    none for a cross-entropy run, where the MSE law of Han et al. does not apply."""
     dynamics = extra.get("dynamics")
-    return [dynamics["verdict"]] if dynamics else []
+    if not dynamics or (loss or "").lower() in CE_LOSSES:
+        return []
+    more = "; the fit: -f\u00a0json" if dynamics.get("fitted") else ""  # not split by wrapping
+    return [dynamics.get("summary", dynamics["verdict"]) + more]
 
 
 @dataclasses.dataclass
@@ -71,6 +80,7 @@ class _Outcome:
     epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     stopped_by: str = ""  # follow: "closed", "timeout", "gate", "interrupt"
+    unfinished: str = ""  # follow: why the run is incomplete when --timeout ended it
     live_verdicts: list = dataclasses.field(default_factory=list)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # run-level results
 
@@ -134,12 +144,14 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
     check_xscale(xscale)
     if plot is not None:
         plot_format(plot)
-    check_outputs({"--output": output_path, "--plot": plot}, [file])
+    outputs = {"--output": output_path, "--plot": plot}
+    check_outputs(outputs, [file])
     settings = make_settings(command, **options)
     quiet = flags().quiet
 
     def prepare(analysis: Analysis) -> None:
         """Checks that need the file, before any epoch is computed."""
+        check_outputs(outputs, analysis.run.inputs)  # every file the reads may open
         catalogue = producible_keys(settings, analysis.run.info)
         validate_gates(gates, catalogue)
         if keys and fmt == "table":
@@ -160,11 +172,11 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         extra = outcome.extra
         verdicts = outcome.live_verdicts or (
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
-        notes = [f"warning: {w}" for w in outcome.run_warnings] + _verdict_lines(extra)
+        notes = ([f"warning: {w}" for w in outcome.run_warnings]
+                 + _verdict_lines(extra, outcome.loss))
         if outcome.header is None:  # --follow ended before the first complete epoch
-            raise InputError(f"no complete epoch was written before following stopped "
-                             f"({'Ctrl-C' if outcome.stopped_by == 'interrupt' else '--timeout'})",
-                             file=file)
+            raise InputError("no complete epoch was written before following stopped "
+                             "(--timeout)", file=file)
         if fmt == "json":
             out.write(render.json_document(outcome.header, command, outcome.epochs,
                                            outcome.warnings, extra))
@@ -173,24 +185,28 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         elif fmt == "markdown":
             out.write(render.markdown_text(outcome.header, command, outcome.epochs, verdicts,
                                            loss=outcome.loss))
-            for line in _verdict_lines(extra):
+            for line in _verdict_lines(extra, outcome.loss):
                 out.write(f"\n{line}\n")
         elif fmt == "table":
             render_view(console, command=command, header=outcome.header, epochs=outcome.epochs,
-                        keys=keys, show_all=show_all, notes=notes)
+                        keys=keys, show_all=show_all, notes=notes, warnings=outcome.warnings)
     if fmt in ("csv", "jsonl") and not quiet:
-        for line in _verdict_lines(extra):  # no place for it in the file: say it on stderr
+        # No place for it in the file: say it on stderr.
+        for line in _verdict_lines(extra, outcome.loss):
             err_console.print(f"ncanalyze: {escape(line)}", markup=False)
     code = 0
     for v in verdicts:
         if v.holds or not quiet:  # a gate that holds is said even with --quiet
-            err_console.print(f"ncanalyze: fail-if {escape(v.describe())}", markup=False)
+            err_console.print(f"ncanalyze: {escape(v.describe())}", markup=False)
         if v.holds:
             code = 1
     if plot is not None and outcome.epochs:
         _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
     if outcome.stopped_by == "interrupt":
         return code or EXIT_INTERRUPTED
+    if outcome.unfinished:  # a dead (or slow) writer must not pass a CI gate silently
+        err_console.print(f"ncanalyze: error: {escape(outcome.unfinished)}", markup=False)
+        return code or InputError.exit_code
     return code
 
 
@@ -237,7 +253,8 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
         for result in follower:
             _take(outcome, result, fmt, out)
             if fmt == "table":
-                stream_line(console, command, flatten(result.values), outcome.classes, keys)
+                stream_line(console, command, flatten(result.values), outcome.classes, keys,
+                            (outcome.header or {}).get("features"))
             held = [v for v in evaluate_gates(gates, [result.values], "last") if v.holds]
             if held:
                 outcome.live_verdicts = held
@@ -246,8 +263,10 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
         else:
             outcome.stopped_by = follower.stop_reason
             if follower.stop_reason == "timeout":
-                warn(f"stopped following {escape(file)} after --timeout {timeout:g} s")
+                outcome.unfinished = _unfinished(file, timeout, outcome.epochs)
     except KeyboardInterrupt:
+        if outcome.header is None:  # nothing to finish: one line and exit 130 (boundary)
+            raise
         outcome.stopped_by = "interrupt"
         err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
     if command in WITH_DYNAMICS and outcome.epochs:
@@ -256,6 +275,27 @@ def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, cons
                                                 dask=None)) as analysis:
             outcome.extra = _run_results(command, analysis, outcome.epochs, time)
     return outcome
+
+
+def _unfinished(file: Path, timeout: float | None, epochs: list[dict]) -> str:
+    """Why a run that ``--timeout`` stopped following is incomplete ('' when it was closed)."""
+    from ..follow import writer_active
+    from ..lock import writer_lock_state
+
+    if not writer_active(file):
+        return ""
+    last = f"epoch {epochs[-1]['epoch']}" if epochs else "no epoch"
+    state, pid = writer_lock_state(file)
+    who = f" (process {pid})" if pid else ""
+    if state == "held":
+        writer = f"its writer{who} is still running; the last epoch written is {last}"
+    elif state == "stale":
+        writer = (f"its writer{who} is gone without closing it (killed or crashed): it "
+                  f"stopped at {last}")
+    else:
+        writer = f"no writer lock tells whether its writer is alive; the last epoch is {last}"
+    return (f"{file}: the run was never closed — following stopped after --timeout "
+            f"{timeout:g} s; {writer}")
 
 
 def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[str, Any],
@@ -267,3 +307,7 @@ def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[
     elif command == "snr":
         plot_snr(plot, epochs, extra.get("dynamics"), classes,
                  title=f"SNR dynamics: {file.name}", xscale=xscale)
+    else:
+        return
+    if not flags().quiet:  # as `plot` does
+        err_console.print(f"ncanalyze: wrote {escape(plot)}", markup=False)

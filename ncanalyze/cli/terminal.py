@@ -11,6 +11,7 @@ jsonl) always hold everything.
 from __future__ import annotations
 
 import fnmatch
+import re
 import textwrap
 from typing import Any, Sequence
 
@@ -32,6 +33,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("MSE decomposition (Han et al.)", ("loss", "loss_ls", "loss_nc1", "loss_nc23",
                                         "loss_ls_perp", "central_path_ratio")),
     ("SNR (Han et al.)", ("snr_*", "nc1_whitened", "loss_ls_predicted")),
+    ("many classes (Wu & Papyan)", ("classes_present", "effective_classes", "class_count_*",
+                                    "nc1_trace_ratio", "gnc2*", "unc3", "duality_mean")),
 )
 
 #: The keys each command shows without ``--all``/``--keys`` (patterns as in ``--keys``).
@@ -53,10 +56,32 @@ HEADLINE: dict[str, tuple[str, ...]] = {
 _INDENT, _GAP = 2, 2
 
 
-def structural_zero_key(keys: Sequence[str], classes: int) -> str | None:
-    """The key of ω_C, the last SNR singular value: zero by construction (M̄ has rank ≤ C−1)."""
-    key = f"snr_singular_values_{classes - 1}"
-    return key if key in keys else None
+#: The headline keys when C − 1 > P (a language model, Wu & Papyan 2024): the ETF distances
+#: cannot reach 0 there, the regime's own keys come first (docs/TUTORIAL.md).
+HEADLINE_LM: dict[str, tuple[str, ...]] = {
+    "metrics": ("classes_present", "effective_classes", "nc1", "nc1_trace_ratio", "cdnv",
+                "gnc2", "unc3", "duality_mean", "accuracy", "ncc_mismatch", "splits.*.nc1",
+                "splits.*.accuracy", "layers.*.nc1", "scalars.*acc*"),
+    "report": ("classes_present", "nc1", "nc1_trace_ratio", "cdnv", "gnc2", "unc3",
+               "duality_mean", "accuracy", "ncc_mismatch", "splits.*.accuracy", "loss",
+               "loss_nc1", "loss_nc23", "loss_ls_perp", "snr_min", "snr_max", "snr_ratio"),
+}
+#: The snr command's headline shows this many of the largest and of the smallest ω_j.
+SNR_SHOWN = 3
+
+
+def language_model_regime(classes: int, features: int | None) -> bool:
+    """C − 1 > P: more classes than a simplex ETF fits in P dimensions."""
+    return features is not None and classes - 1 > features
+
+
+def _few_singular_values(keys: list[str]) -> list[str]:
+    """The largest and the smallest ``SNR_SHOWN`` ω_j of a long list, in order."""
+    sv = [k for k in keys if k.startswith("snr_singular_values_")]
+    if len(sv) <= 2 * SNR_SHOWN:
+        return keys
+    drop = set(sv[SNR_SHOWN:-SNR_SHOWN])
+    return [k for k in keys if k not in drop]
 
 
 def _group_of(key: str) -> str:
@@ -99,7 +124,7 @@ def check_key_patterns(keys: Sequence[str], catalogue) -> None:
 
 
 def choose_keys(all_keys: Sequence[str], command: str, keys: Sequence[str] | None,
-                show_all: bool, classes: int) -> list[str]:
+                show_all: bool, classes: int, features: int | None = None) -> list[str]:
     """The keys the view shows, in output order.
 
     Raises
@@ -116,9 +141,14 @@ def choose_keys(all_keys: Sequence[str], command: str, keys: Sequence[str] | Non
                 known = ", ".join(all_keys[:12])
                 raise UsageError(f"--keys {p!r} matches no key (keys include {known}, …)")
         return [k for k in all_keys if _matches(k, patterns)]
-    zero = structural_zero_key(all_keys, classes)
-    headline = [k for k in all_keys if _matches(k, HEADLINE[command]) and k != zero]
-    return headline or list(all_keys)
+    if language_model_regime(classes, features) and command in HEADLINE_LM:
+        patterns = HEADLINE_LM[command]  # in their order: the regime's keys first
+        headline = sorted((k for k in all_keys if _matches(k, patterns)),
+                          key=lambda k: next(i for i, p in enumerate(patterns)
+                                             if _matches(k, [p])))
+    else:
+        headline = [k for k in all_keys if _matches(k, HEADLINE[command])]
+    return _few_singular_values(headline) or list(all_keys)
 
 
 def pick_epochs(count: int, slots: int) -> list[int]:
@@ -141,7 +171,8 @@ def _layout(keys: list[str], flats: list[dict[str, Any]], width: int) -> tuple[i
 
 def render_view(console: Console, *, command: str, header: dict[str, Any],
                 epochs: list[dict[str, Any]], keys: Sequence[str] | None = None,
-                show_all: bool = False, notes: Sequence[str] = ()) -> None:
+                show_all: bool = False, notes: Sequence[str] = (),
+                warnings: Sequence[str] = ()) -> None:
     """Print the view of ``epochs`` on ``console``, no line wider than ``console.width``.
 
     Parameters
@@ -159,6 +190,9 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
         ``--all``: every key and every epoch.
     notes : sequence of str
         Lines printed after the table (warnings, the dynamics verdict), wrapped to the width.
+    warnings : sequence of str
+        The per-epoch warnings ("epoch 5: cdnv is undefined: …"): a shown key that is null
+        ("—") gets its reason under the table, once.
     """
     width = console.width
     # Keys from the file (layer, split, scalar names) are shown escaped: one line stays one.
@@ -168,7 +202,8 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
         for k in f:
             if k != "epoch" and k not in all_keys:
                 all_keys.append(k)
-    shown = choose_keys(all_keys, command, keys, show_all, header["classes"]) if all_keys else []
+    shown = choose_keys(all_keys, command, keys, show_all, header["classes"],
+                        header.get("features")) if all_keys else []
     title = (f"ncanalyze {command} · C={header['classes']} · N={header['samples']} · "
              f"P={header['features']} · {len(epochs)} epoch(s)")
     _print_wrapped(console, title, width, style="bold")
@@ -207,8 +242,36 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
         _print_wrapped(console, f"shown: {' and '.join(parts)} (--all for everything, --keys "
                                 f"to choose, --epochs to select; -f csv|json for files)",
                        width, style="dim")
+    for key, why in _null_reasons(shown, flats, warnings).items():
+        _print_wrapped(console, f"— {key}: undefined: {escape(why)}", width)
+    if (language_model_regime(header["classes"], header.get("features")) and not keys
+            and command in HEADLINE_LM):
+        _print_wrapped(console, f"C − 1 > P = {header['features']} (a language model): the "
+                                "regime's keys come first; nc1 divides by the number of "
+                                "classes present although Σ_B has rank ≤ P — compare runs by "
+                                "nc1_trace_ratio; see docs/TUTORIAL.md, 'Language models'",
+                       width, style="dim")
     for line in notes:
         _print_wrapped(console, escape(line), width)
+
+
+_UNDEFINED = re.compile(r"^epoch [^:]+: (?:(split|layer) ([^:]+): )?(\S+) is undefined: (.*)$")
+
+
+def _null_reasons(shown: Sequence[str], flats: list[dict[str, Any]],
+                  warnings: Sequence[str]) -> dict[str, str]:
+    """Why each shown key that is null at some epoch is undefined (the first reason given)."""
+    nulls = {k for k in shown if any(k in f and f[k] is None for f in flats)}
+    out: dict[str, str] = {}
+    for w in warnings:
+        m = _UNDEFINED.match(w)
+        if not m:
+            continue
+        kind, name, key, why = m.groups()
+        full = f"{kind}s.{name}.{key}" if kind else key
+        if full in nulls and full not in out:
+            out[full] = why
+    return {k: out[k] for k in shown if k in out}
 
 
 def _print_wrapped(console: Console, text: str, width: int, style: str | None = None) -> None:
@@ -218,10 +281,11 @@ def _print_wrapped(console: Console, text: str, width: int, style: str | None = 
 
 
 def stream_line(console: Console, command: str, flat: dict[str, Any], classes: int,
-                keys: Sequence[str] | None = None) -> None:
+                keys: Sequence[str] | None = None, features: int | None = None) -> None:
     """One epoch as it arrives (``--follow``): as many of the view's keys as fit on one line."""
     flat = {escape(k): v for k, v in flat.items()}
-    keys = choose_keys([k for k in flat if k != "epoch"], command, keys, False, classes)
+    keys = choose_keys([k for k in flat if k != "epoch"], command, keys, False, classes,
+                       features)
     text = f"epoch {flat.get('epoch')}:"
     for k in keys:
         part = f" {k} {fmt(flat.get(k))}"

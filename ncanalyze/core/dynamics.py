@@ -156,6 +156,7 @@ def not_fitted(reason: str, time: str = "epoch", law: str | None = None,
            "clock": clock_name(time)}
     out.update(extra or {})
     out["verdict"] = f"dynamics: not fitted ({reason})"
+    out["summary"] = out["verdict"]
     return out
 
 
@@ -210,6 +211,11 @@ def fit_dynamics(times: Sequence[int | float], singular_values: Sequence[Sequenc
         used_times.append(t)
         rows.append(w)
     extra = {"epochs_skipped": skipped} if skipped else {}
+    lengths = [len(sv) for sv in singular_values if sv is not None]
+    if lengths and max(lengths) < c - 1:
+        return not_fitted(f"C − 1 > P: only {max(lengths)} singular values can be nonzero "
+                          "(M̄ has rank ≤ P) and the law needs all C − 1; it does not apply",
+                          time, law, extra)
     if len(used_epochs) < MIN_EPOCHS:
         reason = (f"needs at least {MIN_EPOCHS} epochs with a defined SNR, got "
                   f"{len(used_epochs)}" + (f" ({skipped} skipped)" if skipped else ""))
@@ -267,6 +273,7 @@ def fit_dynamics(times: Sequence[int | float], singular_values: Sequence[Sequenc
     }
     out.update(extra)
     out["verdict"] = _verdict(out)
+    out["summary"] = _summary(out)
     return out
 
 
@@ -306,6 +313,40 @@ def _verdict(fit: dict[str, Any]) -> str:
     if slope > 0 and r2_min >= R2_FAIR:
         return f"dynamics: approximately follows the central-path law {clock}: {summary}; {cause}"
     return f"dynamics: the central-path law does not describe this run {clock}: {cause}; {summary}"
+
+
+def _summary(fit: dict[str, Any]) -> str:
+    """The verdict in plain words for a person: what holds, what does not, one number (the
+    full sentence is ``verdict``; the numbers are the other keys of the fit)."""
+    r2_min, slope = fit["r2_min"], fit["slope"]
+    clock = f"on the {fit['clock']} clock"
+    if r2_min is None:
+        return "dynamics: the SNR singular values do not change; nothing to fit"
+    if all(s < 0 for s in fit["slopes"]):
+        return f"dynamics: the SNR singular values shrink {clock}; the growth law does not apply"
+    if slope > 0 and r2_min >= R2_GOOD:
+        return (f"dynamics: the SNR follows Han et al.'s central-path law {clock} "
+                f"(min R² {_r2_text(r2_min)})")
+    if slope > 0 and r2_min >= R2_FAIR:
+        return (f"dynamics: the SNR roughly follows Han et al.'s central-path law {clock} "
+                f"(min R² {_r2_text(r2_min)})")
+    slopes, r2_sep = fit["slopes"], [x for x in fit["r2_separate"] if x is not None]
+    log_spread = fit["log_slope_spread"]
+    if any(not s > 0 for s in slopes):
+        why = "some ω_j do not grow"
+    elif r2_sep and min(r2_sep) < R2_FAIR:
+        why = "φ(ω_j) is not a line on this clock"
+    elif log_spread is not None and log_spread <= PROPORTION_SPREAD:
+        why = "the ω_j grow in proportion, not equalising"
+    else:
+        why = "the ω_j grow at different rates"
+    return (f"dynamics: the central-path law does not fit {clock}: {why} "
+            f"(min R² {_r2_text(r2_min)})")
+
+
+def _r2_text(r2: float) -> str:
+    """'0.968', '1.000' (not '1' for 0.99999), '-359.5'."""
+    return f"{r2:.3f}" if abs(r2) <= 1 else f"{r2:.4g}"
 
 
 def _cause(fit: dict[str, Any]) -> str:

@@ -4,7 +4,10 @@
 One function, :func:`check_inputs`, so that every public function and every array library
 (NumPy, CuPy, torch, any array-API namespace) refuses the same mistakes with the same
 :class:`~ncanalyze.errors.UsageError`, naming the argument and both shapes, instead of a
-library's own error ("mat1 and mat2 shapes cannot be multiplied", ``IndexError``).
+library's own error ("mat1 and mat2 shapes cannot be multiplied", ``IndexError``); and
+:func:`checked_labels` for the label values, before anything C-sized is allocated: float
+labels that are not integers (they were truncated), and a class count beyond the limit the
+CLI applies to files (one label of 2³¹−1 asked for 2³¹ classes).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import UsageError
+from ..limits import MAX_CLASSES
 
 
 def shape_of(array) -> tuple[int, ...]:
@@ -69,6 +73,7 @@ def check_inputs(features, labels, weight=None, bias=None, *,
     if len(ls) != 1 or ls[0] != fs[0]:
         raise UsageError(f"labels must have shape ({fs[0]},), one per row of features; got "
                          f"labels {_shape(ls)} and features {_shape(fs)}")
+    _, classes = checked_labels(labels, fs[0], num_classes)  # values, before any use
     if weight is None:
         if bias is not None:
             raise UsageError("bias was given without weight")
@@ -81,7 +86,7 @@ def check_inputs(features, labels, weight=None, bias=None, *,
     if num_classes is not None and ws[0] != num_classes:
         raise UsageError(f"weight must have num_classes = {num_classes} rows; got weight "
                          f"{_shape(ws)}")
-    classes_seen = int(np.max(to_numpy(labels))) + 1 if num_classes is None else None
+    classes_seen = classes if num_classes is None else None
     if classes_seen is not None and ws[0] < classes_seen:
         raise UsageError(f"weight has {ws[0]} rows but the labels name {classes_seen} classes "
                          f"(largest label {classes_seen - 1}); got weight {_shape(ws)} and "
@@ -92,3 +97,58 @@ def check_inputs(features, labels, weight=None, bias=None, *,
             raise UsageError(f"bias must have shape ({ws[0]},), one per row of weight; got bias "
                              f"{_shape(bs)} and weight {_shape(ws)}")
         _check_real("bias", bias)
+
+
+def checked_labels(labels, num_samples: int, num_classes: int | None) -> tuple[np.ndarray, int]:
+    """Host int64 labels and C, checked.
+
+    Parameters
+    ----------
+    labels : array, shape (n_samples,)
+        Integers, or floats that are all integers.
+    num_samples : int
+        Rows of the features.
+    num_classes : int, optional
+        C; default ``max(labels) + 1``.
+
+    Raises
+    ------
+    UsageError
+        Labels not 1-D of length ``num_samples``, not integers (a float that is not an integer,
+        NaN), negative, or ≥ C; C < 1 or above :data:`~ncanalyze.limits.MAX_CLASSES`.
+    """
+    host = np.asarray(to_numpy(labels))
+    if host.ndim != 1 or host.shape[0] != num_samples:
+        raise UsageError(f"labels must be 1-D with one entry per row of features "
+                         f"({num_samples}), got shape {host.shape}")
+    if host.dtype.kind == "f":
+        bad = ~np.isfinite(host) | (host != np.round(host))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise UsageError(f"labels must be integers (class indices): {int(bad.sum())} of "
+                             f"{host.size} are not (first: labels[{i}] = {host[i]!r})")
+        if host.size and np.abs(host).max() >= 2**62:
+            raise UsageError(f"labels hold {np.abs(host).max():g}, far above the class-count "
+                             f"limit {MAX_CLASSES}")
+    elif host.dtype.kind not in "iu":
+        raise UsageError(f"labels must be integers (class indices), got dtype {host.dtype}")
+    if host.size and host.dtype.kind == "u" and host.max() > np.iinfo(np.int64).max:
+        raise UsageError(f"labels hold {host.max()}, above the class-count limit {MAX_CLASSES}")
+    host = host.astype(np.int64, copy=False)
+    if host.size and host.min() < 0:
+        raise UsageError(f"labels must be ≥ 0, {int(np.sum(host < 0))} are negative "
+                         f"(min {host.min()})")
+    if num_classes is not None:
+        if isinstance(num_classes, (bool, np.bool_)) or int(num_classes) != num_classes:
+            raise UsageError(f"num_classes must be an integer, got {num_classes!r}")
+        c = int(num_classes)
+        if not 1 <= c <= MAX_CLASSES:
+            raise UsageError(f"num_classes = {c} must lie in 1..{MAX_CLASSES}")
+        if host.size and host.max() >= c:
+            raise UsageError(f"labels hold {host.max()}, not below num_classes = {c}")
+        return host, c
+    top = int(host.max()) if host.size else -1
+    if top >= MAX_CLASSES:
+        raise UsageError(f"labels hold {top}: C = max(labels) + 1 would be above the "
+                         f"class-count limit {MAX_CLASSES} (docs/RELIABILITY.md)")
+    return host, top + 1

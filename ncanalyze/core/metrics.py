@@ -287,9 +287,18 @@ def feature_metrics(stats: ClassStats, *, global_mean: str = "samples",
     if "of_distance_means" in keys:
         out.set("of_distance_means", of.result(), "all class means are zero")
     if c - 1 > p and any(k in keys for k in ("etf_distance_means", "maxangle_means")):
-        out.warnings.append(f"C − 1 = {c - 1} > P = {p}: an exact simplex ETF is impossible "
-                            "(Zhou et al., d < K−1); ETF distances cannot reach 0")
+        out.warnings.append(etf_impossible_note(c, p))
     return out
+
+
+#: The words of :func:`etf_impossible_note` (a run-level fact: said once per run by the CLI).
+ETF_IMPOSSIBLE = "an exact simplex ETF is impossible"
+
+
+def etf_impossible_note(classes: int, features: int) -> str:
+    """Why the ETF distances cannot reach 0 when C − 1 > P."""
+    return (f"C − 1 = {classes - 1} > P = {features}: {ETF_IMPOSSIBLE} (Zhou et al., d < K−1); "
+            "ETF distances cannot reach 0")
 
 
 def present_rows(stats: ClassStats, a):

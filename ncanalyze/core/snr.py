@@ -43,6 +43,12 @@ ZERO_VARIANCE_RTOL = PIVOT_RTOL
 SPREAD_RTOL = math.sqrt(ZERO_VARIANCE_RTOL)
 
 
+def snr_rank_bound(features: int, classes: int) -> int:
+    """min(P, C − 1): how many singular values of Σ_W^{-1/2} M̄ can be nonzero (M̄π = 0 for
+    the class proportions π, and M̄ has P rows), the length of ``snr_singular_values``."""
+    return max(1, min(int(features), int(classes) - 1))
+
+
 def _feature_list(indices: np.ndarray) -> str:
     return ", ".join(str(i) for i in indices[:8]) + (", …" if indices.size > 8 else "")
 
@@ -127,16 +133,19 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     Returns
     -------
     MetricValues
-        ``snr_singular_values`` (list of C floats, descending; zeros appended when fewer than
-        C directions remain), ``snr_min`` = ω_{C−2}, ``snr_max`` = ω_0, ``snr_ratio`` =
-        ω_0/ω_{C−2}, ``nc1_whitened`` = Σ_{j≤C−2} ω_j^{-2}, ``loss_ls_predicted`` =
-        ½ Σ_{j≤C−2} 1/(C + ω_j²) (j 0-based), ``snr_dropped_dims`` (directions of zero
-        within-class variance and zero between-class spread left out). Every key is ``None``,
+        ``snr_singular_values`` (list of r = min(P, C − 1) floats, descending: the others
+        are 0 by construction, M̄ having rank ≤ r; zeros appended when fewer than r
+        directions remain), ``snr_min`` = ω_{r−1}, ``snr_max`` = ω_0, ``snr_ratio`` =
+        ω_0/ω_{r−1}, ``nc1_whitened`` = Σ_{j<r} ω_j^{-2}, ``loss_ls_predicted`` =
+        ½ Σ_{j≤C−2} 1/(C + ω_j²) (j 0-based, ω_j = 0 for j ≥ r), ``snr_dropped_dims``
+        (directions of zero within-class variance and zero between-class spread left out). Every key is ``None``,
         with one warning, when the SNR is infinite or undefined.
     """
     out = MetricValues()
     xp = stats.xp
     c, p, n = stats.num_classes, stats.num_features, stats.num_samples
+    if c < 2:  # M̄ has no direction to whiten, ω_{C−2} does not exist
+        return _null(out, "fewer than two classes have samples")
     sigma = stats.sigma_w
     mbar = stats.centred_means(global_mean).T  # (P, C)
     dropped = 0
@@ -156,28 +165,30 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
             whitened, dropped, reason = _on_support(stats, sigma, mbar)
             if whitened is None:
                 return _null(out, reason)
+    # M̄ has rank ≤ min(P, C − 1) (M̄π = 0): only that many ω_j can be nonzero, the rest are
+    # 0 by construction and are not reported (a language model has C − 1 ≫ P).
+    r = snr_rank_bound(p, c)
     omega = np.sort(np.asarray(to_numpy(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
-    if omega.size < c:
-        omega = np.concatenate([omega, np.zeros(c - omega.size)])
+    omega = np.concatenate([omega, np.zeros(max(0, r - omega.size))])[:r]
     out.values["snr_singular_values"] = [float(v) for v in omega]
-    nonzero = omega[: c - 1]
-    top = float(omega[0])
-    out.values["snr_min"] = float(nonzero[-1])
+    top, low = float(omega[0]), float(omega[-1])
+    out.values["snr_min"] = low
     out.values["snr_max"] = top
     tol = default_rtol(p, c) * top
-    if top == 0.0 or float(nonzero[-1]) <= tol:
+    if top == 0.0 or low <= tol:
         kept = p - dropped
         why = ("all class means equal μ_G (M̄ = 0)" if top == 0.0 else
-               f"the whitened class means have rank < C − 1 = {c - 1}"
-               + (f" (P = {p} < C − 1)" if p < c - 1 else
-                  f" ({kept} of P = {p} directions have within-class variance)"
-                  if kept < c - 1 else ""))
+               f"the whitened class means have rank < min(P, C − 1) = {r}"
+               + (f" ({kept} of P = {p} directions have within-class variance)"
+                  if kept < r else ""))
         out.set("snr_ratio", None, why)
         out.set("nc1_whitened", None, why)
     else:
-        out.set("snr_ratio", top / float(nonzero[-1]))
-        out.set("nc1_whitened", float(np.sum(1.0 / nonzero**2)))
-    out.values["loss_ls_predicted"] = float(0.5 * np.sum(1.0 / (c + nonzero**2)))
+        out.set("snr_ratio", top / low)
+        out.set("nc1_whitened", float(np.sum(1.0 / omega**2)))
+    # ½ Σ_{j<C−1} 1/(C + ω_j²): the C − 1 − r structural zeros add 1/C each.
+    out.values["loss_ls_predicted"] = float(0.5 * (np.sum(1.0 / (c + omega**2))
+                                                   + (c - 1 - r) / c))
     out.values["snr_dropped_dims"] = dropped
     return out
 
@@ -208,7 +219,7 @@ def snr(features, labels, *, num_classes: int | None = None, ridge: float | None
     >>> h = 5 * np.eye(3, 4)[y] + np.random.default_rng(0).normal(size=(150, 4))
     >>> out = snr(h, y)
     >>> len(out["snr_singular_values"]), out["snr_ratio"] > 1
-    (3, True)
+    (2, True)
     """
     if ridge is not None and not (ridge > 0 and math.isfinite(ridge)):
         raise ValueError(f"ridge must be a positive finite number, got {ridge!r}")

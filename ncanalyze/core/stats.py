@@ -611,14 +611,13 @@ def class_stats(features, labels, num_classes: int | None = None, *, chunk_rows:
     Tensors that require grad are detached (no copy); the statistics are computed on the
     device of ``features`` (labels anywhere: they are copied there).
     """
-    from .inputs import check_inputs
+    from .inputs import check_inputs, checked_labels
 
     check_inputs(features, labels)
     features = detach(features)
     xp = array_namespace(features)
     dev = device(features)
-    labels_host = to_numpy(labels).astype(np.int64)
-    c = int(labels_host.max()) + 1 if num_classes is None else int(num_classes)
+    labels_host, c = checked_labels(labels, int(features.shape[0]), num_classes)
     classes, compact = compact_labels(labels_host, c)
     acc = StatsAccumulator(classes.size, int(features.shape[1]), xp, compute_dtype,
                            classes=classes, total_classes=c, device=dev)

@@ -17,20 +17,11 @@ import stat
 import h5py
 
 from ..errors import InputError
+from ..limits import (MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS,  # noqa: F401
+                      MAX_FEATURES, MAX_SAMPLES)
 
 #: Target size of one row chunk read from ``/features`` (bytes, in the file's dtype).
 DEFAULT_CHUNK_BYTES = 16 * 2**20
-#: Largest P accepted: Σ_W is P×P float64 (4 GiB at this limit).
-MAX_FEATURES = 23_000
-#: Largest C accepted (memory is O(C·P): bounded by MAX_CLASSES_X_FEATURES and the analysis'
-#: memory plan; this bounds the per-class vectors of length C).
-MAX_CLASSES = 2**21
-#: Largest C·P accepted: W and the class means are C×P float64 (2 GiB each at this limit).
-MAX_CLASSES_X_FEATURES = 2**28
-#: Largest N accepted: the labels are held in memory as int64 (1 GiB at this limit).
-MAX_SAMPLES = 2**27
-#: Largest number of epoch slots accepted.
-MAX_EPOCHS = 10_000_000
 #: Largest HDF5 chunk of a filtered (compressed) dataset: HDF5 decodes whole chunks.
 MAX_FILTERED_CHUNK_BYTES = 256 * 2**20
 #: Metadata read attempts of a SWMR reader. HDF5's default (100, sleeping 1 ns, 2 ns, 4 ns, …

@@ -47,12 +47,24 @@ class Run:
         self.info: RunInfo = checked.info
         self._datasets = checked.datasets
         self._labels = checked.labels
+        self._reads = checked.reads
+        #: Bytes the chunk caches of the datasets read may hold, in all.
+        self.decode_bytes: int = checked.decode_bytes
         self._counts = checked.counts
 
     def close(self) -> None:
         """Close the file."""
         self._datasets.clear()
         self._file.close()
+
+    def identity(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of the file this run has open (not of whatever ``path`` names
+        now), or None when HDF5's file driver gives no descriptor."""
+        try:
+            st = os.fstat(self._file.id.get_vfd_handle())
+        except (AttributeError, TypeError, ValueError, OSError, RuntimeError):
+            return None
+        return st.st_dev, st.st_ino
 
     def __enter__(self) -> "Run":
         return self
@@ -62,6 +74,13 @@ class Run:
 
     def _error(self, message, dataset=None, epoch=None) -> InputError:
         return InputError(message, file=self.path, dataset=dataset, epoch=epoch)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every file a read of this run may open: the run file, then (with
+        ``allow_external``) the external-link targets, external raw-storage files and
+        virtual-source files its datasets lead to. No output may replace any of them."""
+        return (self.path, *sorted(self._reads))
 
     # ------------------------------------------------------------------ access
     @property

@@ -12,6 +12,7 @@ validation of a file's layout.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import h5py
@@ -23,13 +24,16 @@ from .h5 import (H5_ERRORS, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES,
 from .rules import (check_classes_present, check_labels, check_member_name,  # noqa: F401
                     check_num_classes, check_weight_decay)
 from .info import RunInfo, Source
-from .trust import Refused, Resolved, check_dataset, resolve
+from .trust import (MAX_DECODE_BYTES, Refused, Resolved, check_dataset, chunk_cache_bytes,
+                    note_link, resolve)
 
 #: Highest format this version reads and writes: 1 (features runs), 2 (adds statistics runs,
 #: docs/FORMAT.md); a features run is still written as format 1.
 FORMAT_VERSION = 2
 #: Fill value of ``/epoch``: a slot still holding it is incomplete (see the writer).
 EPOCH_FILL = np.iinfo(np.int64).min
+#: An integer attribute stored as a string: ASCII digits, optional sign.
+_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def _is_float(dtype: np.dtype) -> bool:
@@ -51,11 +55,19 @@ class Validated:
         Every dataset the reader will read, opened and checked, by HDF5 path.
     labels : dict of str to ndarray
         The int64 labels of the training split and of every extra split, by HDF5 path.
+    reads : set of str
+        With ``allow_external``: the files outside this one that the reads may open (real
+        paths; see :func:`~ncanalyze.io.trust.check_dataset`).
+    decode_bytes : int
+        The chunk caches of ``datasets``, in all (at most
+        :data:`~ncanalyze.io.trust.MAX_DECODE_BYTES`).
     """
 
     info: RunInfo
     datasets: dict[str, h5py.Dataset]
     labels: dict[str, np.ndarray]
+    reads: set[str] = field(default_factory=set)
+    decode_bytes: int = 0
     #: A statistics run's first-epoch class counts, by source group (every epoch must match).
     counts: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -84,7 +96,8 @@ def validate(f: h5py.File, path: str, *, allow_external: bool = False) -> Valida
         raise
     except H5_ERRORS as exc:
         raise v._error(f"is damaged or malformed: {type(exc).__name__}: {exc}") from exc
-    return Validated(info, v.datasets, v.labels, v.counts)
+    return Validated(info, v.datasets, v.labels, reads=v.reads, decode_bytes=v.decode_bytes,
+                     counts=v.counts)
 
 
 class _Validator:
@@ -94,6 +107,8 @@ class _Validator:
         self.allow_external = allow_external
         self.datasets: dict[str, h5py.Dataset] = {}
         self.labels: dict[str, np.ndarray] = {}
+        self.reads: set[str] = set()
+        self.decode_bytes = 0
         self.counts: dict[str, np.ndarray] = {}
 
     def _error(self, message, dataset=None, epoch=None) -> InputError:
@@ -117,7 +132,9 @@ class _Validator:
         value = self._attr(name)
         if value is None:
             return None
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, str)) or (
+                isinstance(value, str) and not _DECIMAL.fullmatch(value)):
+            # a string must be plain ASCII digits: float() would take "1e3", "1_0" and "١"
             raise self._error(f"attribute {name}={value!r} is not an integer", "/")
         try:
             number = float(value)
@@ -135,7 +152,10 @@ class _Validator:
 
     def _resolve(self, name: str) -> Resolved | None:
         try:
-            return resolve(self._file, name, allow_external=self.allow_external)
+            where = resolve(self._file, name, allow_external=self.allow_external)
+            if where is not None:
+                note_link(self._file, where, self.reads)
+            return where
         except Refused as exc:
             raise self._refused(exc, name) from None
         except H5_ERRORS as exc:
@@ -149,13 +169,20 @@ class _Validator:
                 raise self._error("required dataset is missing", name)
             return None
         try:
-            obj = check_dataset(self._file, where, allow_external=self.allow_external)
+            obj = check_dataset(self._file, where, allow_external=self.allow_external,
+                                reads=self.reads)
         except Refused as exc:
             raise self._refused(exc, name) from None
         except TypeError as exc:
             raise self._error(str(exc), name) from None
         except H5_ERRORS as exc:
             raise self._error(f"cannot be opened: {exc}", name) from exc
+        self.decode_bytes += chunk_cache_bytes(obj) or 0
+        if self.decode_bytes > MAX_DECODE_BYTES:
+            raise self._refused(Refused(
+                f"has compressed chunks: with the datasets read before it, decoding needs "
+                f"{gib(self.decode_bytes)} of chunk cache in all (limit "
+                f"{gib(MAX_DECODE_BYTES)}; re-chunk with h5repack -l)", external=False), name)
         self.datasets[name] = obj
         return obj
 
@@ -275,6 +302,9 @@ class _Validator:
             from .statistics import validate_statistics  # a statistics run (format 2)
 
             return validate_statistics(self, version, declared)
+        if version == FORMAT_VERSION and self._resolve("/labels") is None and \
+                self._resolve("/features") is None:
+            self._read_epochs(False)  # a statistics writer's header: "no complete epoch yet"
 
         labels = self._read_labels("/labels", declared)
         num_samples = labels.shape[0]

@@ -8,18 +8,25 @@ being opened. Every dataset the reader will read is then checked with :func:`che
 virtual-dataset sources are followed recursively through the same resolution (a source that
 is itself virtual, external raw storage, an external link, another file, or a cycle back to a
 dataset on the way), and compressed datasets must be decodable here with chunks of bounded
-size. ``allow_external=True`` (the ``--allow-external`` option) lets HDF5 follow external
-links, external raw storage and other files; cycles and link loops are refused regardless.
+size. Virtual source names are resolved as HDF5 resolves them (:mod:`~ncanalyze.io.names`):
+a printf-style name (``%b``) is checked block by block, as far as HDF5 will read.
+``allow_external=True`` (the ``--allow-external`` option) lets HDF5 follow external links,
+external raw storage and other files, and :func:`check_dataset` then reports every such file
+(each is an input of the command: no output may replace it); cycles, link loops and a
+dataset mapping itself are refused regardless.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 from dataclasses import dataclass
 
 import h5py
 
 from .h5 import MAX_FILTERED_CHUNK_BYTES, gib
+from .names import outside_files, printf_segments
 
 #: Soft links expanded while resolving one path (POSIX uses 40 for symbolic links).
 MAX_SOFT_LINKS = 40
@@ -27,6 +34,9 @@ MAX_SOFT_LINKS = 40
 MAX_VIRTUAL_DEPTH = 32
 #: Virtual-dataset mappings examined for one dataset (all levels together).
 MAX_VIRTUAL_MAPPINGS = 100_000
+#: Chunk caches of one file's datasets, in all: every compressed dataset read gets one as
+#: large as a row of its chunks (:func:`chunk_cache_bytes`), held while the file is open.
+MAX_DECODE_BYTES = 4 * MAX_FILTERED_CHUNK_BYTES
 #: Chunk-cache hash slots (HDF5 advises a prime about 100 × the chunks held).
 _CACHE_SLOTS = 12_007
 
@@ -56,10 +66,13 @@ class Resolved:
         when it crosses an external link (HDF5 then follows it).
     inside : bool
         Whether ``path`` is canonical in this file.
+    link : tuple of str, optional
+        ``(file, object)`` of the external link crossed (with ``allow_external``).
     """
 
     path: str
     inside: bool
+    link: tuple[str, str] | None = None
 
 
 def filters(obj: h5py.Dataset) -> list[tuple[int, str]]:
@@ -104,13 +117,15 @@ def resolve(f: h5py.File, name: str, *, allow_external: bool = False) -> Resolve
         path = _resolve(f, name, "/", (), budget, name)
     except _External as exc:
         if allow_external:
-            return Resolved(name, False)
+            return Resolved(name, False, exc.target)
         raise Refused(str(exc), external=True) from None
     return None if path is None else Resolved(path, True)
 
 
 class _External(Exception):
-    pass
+    def __init__(self, message: str, target: tuple[str, str]):
+        super().__init__(message)
+        self.target = target
 
 
 def _resolve(f, name: str, base: str, stack: tuple, budget: list, asked: str) -> str | None:
@@ -140,20 +155,32 @@ def _resolve(f, name: str, base: str, stack: tuple, budget: list, asked: str) ->
         elif kind == h5py.h5l.TYPE_EXTERNAL:
             filename, objpath = (v.decode(errors="replace") for v in value)
             who = "is" if candidate == asked else f"{candidate} is"
-            raise _External(f"{who} an external link to {filename}:{objpath}")
+            raise _External(f"{who} an external link to {filename}:{objpath}",
+                            (filename, objpath))
         else:
             raise Refused(f"{candidate} is a link of user-defined class {kind}", external=False)
     return current
 
 
-def check_dataset(f: h5py.File, path: Resolved, *, allow_external: bool = False
-                  ) -> h5py.Dataset:
+def check_dataset(f: h5py.File, path: Resolved, *, allow_external: bool = False,
+                  reads: set[str] | None = None) -> h5py.Dataset:
     """Open the dataset at ``path`` after checking everything its data comes from.
 
     The returned dataset has a chunk cache large enough for one row read
     (:func:`chunk_cache_bytes`), so no compressed chunk is decoded twice in a pass over an
     epoch; with ``allow_external`` its external storage and virtual sources resolve beside
     the file (HDF5's default is the current directory).
+
+    Virtual source names are resolved as HDF5 resolves them: ``%%`` is a literal ``%`` and a
+    printf-style name (``%b``) is every block HDF5 will read, ``%b`` replaced by 0, 1, … up to
+    the first missing source (the printf gap is pinned to 0); each block is checked like any
+    other source.
+
+    Parameters
+    ----------
+    reads : set of str, optional
+        With ``allow_external``, the files outside ``f`` that the data may be read from are
+        added to it (every place HDF5 may look for them that exists).
 
     Raises
     ------
@@ -163,16 +190,25 @@ def check_dataset(f: h5py.File, path: Resolved, *, allow_external: bool = False
     TypeError
         ``path`` is not a dataset.
     """
+    reads = set() if reads is None else reads
+    if not path.inside:
+        note_link(f, path, reads)
     ds = _open(f, path.path, allow_external, cache=None)
     if path.inside:
-        _check_sources(f, ds, path.path, allow_external, [path.path], set(), [0])
+        _Sources(f, allow_external, reads).check(ds, [path.path])
     else:
-        _check_storage(ds, allow_external, "")
+        _check_storage(f, ds, allow_external, "", reads)
     cache = chunk_cache_bytes(ds)
     if cache is None:
         return ds
     del ds  # HDF5 refuses a second open under different access properties
     return _open(f, path.path, allow_external, cache=cache)
+
+
+def note_link(f: h5py.File, path: Resolved, reads: set[str]) -> None:
+    """Add to ``reads`` the file an external link crossed by ``path`` leads to."""
+    if path.link is not None:
+        reads.update(outside_files(f, path.link[0], "HDF5_EXT_PREFIX"))
 
 
 def _open(f, name: str, allow_external: bool, cache: int | None) -> h5py.Dataset:
@@ -181,6 +217,7 @@ def _open(f, name: str, allow_external: bool, cache: int | None) -> h5py.Dataset
         raise TypeError(f"is a {getattr(kind, '__name__', 'missing object').lower()}, "
                         "expected a dataset")
     dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_virtual_printf_gap(0)  # the blocks _Sources checks: up to the first missing
     if allow_external:
         dapl.set_efile_prefix(b"${ORIGIN}")
         dapl.set_virtual_prefix(b"${ORIGIN}")
@@ -189,62 +226,100 @@ def _open(f, name: str, allow_external: bool, cache: int | None) -> h5py.Dataset
     return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl))
 
 
-def _check_storage(ds: h5py.Dataset, allow_external: bool, via: str) -> None:
-    if not allow_external and ds.id.get_create_plist().get_external_count() > 0:
+def _check_storage(f, ds: h5py.Dataset, allow_external: bool, via: str, reads: set) -> None:
+    dcpl = ds.id.get_create_plist()
+    count = dcpl.get_external_count()
+    if count > 0 and not allow_external:
         raise Refused(f"{via}uses external raw storage (data in another file)", external=True)
+    for i in range(count):
+        name = dcpl.get_external(i)[0]
+        name = name.decode(errors="surrogateescape") if isinstance(name, bytes) else name
+        reads.update(outside_files(f, name, "HDF5_EXTFILE_PREFIX"))
     problem = filter_problem(ds)
     if problem:
         raise Refused(f"{via}{problem}", external=False)
 
 
-def _check_sources(f, ds, name, allow_external, stack, done, count) -> None:
-    """Check ``ds`` (at canonical ``name``) and, recursively, its virtual sources."""
-    via = "" if len(stack) == 1 else (
-        f"is a virtual dataset over {' → '.join(stack[1:])}, which ")
-    _check_storage(ds, allow_external, via)
-    if not ds.is_virtual:
-        return
-    if len(stack) > MAX_VIRTUAL_DEPTH:
-        raise Refused(f"virtual datasets nest deeper than {MAX_VIRTUAL_DEPTH}", external=False)
-    for vs in ds.virtual_sources():
-        count[0] += 1
-        if count[0] > MAX_VIRTUAL_MAPPINGS:
-            raise Refused(f"maps more than {MAX_VIRTUAL_MAPPINGS} virtual sources",
+class _Sources:
+    """Check a virtual dataset's sources, recursively (each source once)."""
+
+    def __init__(self, f, allow_external: bool, reads: set):
+        self.f, self.allow_external, self.reads = f, allow_external, reads
+        self.done: set[str] = set()
+        self.count = 0
+        self.origin = os.path.realpath(f.filename)
+
+    def check(self, ds, stack: list[str]) -> None:
+        """Check ``ds`` (at canonical ``stack[-1]``; ``stack`` is the chain from the dataset
+        read) and its sources."""
+        via = "" if len(stack) == 1 else (
+            f"is a virtual dataset over {' → '.join(stack[1:])}, which ")
+        _check_storage(self.f, ds, self.allow_external, via, self.reads)
+        if not ds.is_virtual:
+            return
+        if len(stack) > MAX_VIRTUAL_DEPTH:
+            raise Refused(f"virtual datasets nest deeper than {MAX_VIRTUAL_DEPTH}",
                           external=False)
-        if vs.file_name != ".":
-            if allow_external:
-                continue
-            where = f"is a virtual dataset over {' → '.join(stack[1:])}, which is" \
-                if len(stack) > 1 else "is"
-            raise Refused(f"{where} a virtual dataset mapping file {vs.file_name!r}",
-                          external=True)
+        for vs in ds.virtual_sources():
+            try:
+                files, names = printf_segments(vs.file_name), printf_segments(vs.dset_name)
+            except ValueError as exc:
+                raise Refused(f"{via}{exc}", external=False) from None
+            printf = len(files) > 1 or len(names) > 1
+            for block in itertools.count() if printf else (None,):
+                self.count += 1
+                if self.count > MAX_VIRTUAL_MAPPINGS:
+                    raise Refused(f"maps more than {MAX_VIRTUAL_MAPPINGS} virtual sources",
+                                  external=False)
+                shown = "" if block is None else f" (block {block} of {vs.dset_name})"
+                found = self._source(stack, str(block).join(files), str(block).join(names),
+                                     vs.file_name, shown)
+                if not found:
+                    break  # HDF5 reads printf blocks up to the first missing one
+
+    def _source(self, stack, file_name: str, dset_name: str, raw_file: str, shown: str
+                ) -> bool:
+        """Check one source; whether it exists (as far as can be told)."""
+        if file_name != ".":
+            if not self.allow_external:
+                where = f"is a virtual dataset over {' → '.join(stack[1:])}, which is" \
+                    if len(stack) > 1 else "is"
+                raise Refused(f"{where} a virtual dataset mapping file {raw_file!r}",
+                              external=True)
+            found = outside_files(self.f, file_name, "HDF5_VDS_PREFIX")
+            if self.origin not in found:
+                self.reads.update(found)
+                return bool(found)
+            # The file maps itself by name: its sources are checked as this file's.
         try:
-            source = resolve(f, vs.dset_name, allow_external=allow_external)
+            source = resolve(self.f, dset_name, allow_external=self.allow_external)
         except Refused as exc:
-            over = " → ".join(stack[1:] + [vs.dset_name])
+            over = " → ".join(stack[1:] + [dset_name + shown])
             text = str(exc)
             joined = f"which {text}" if text.startswith("is ") else f"where {text}"
             raise Refused(f"is a virtual dataset over {over}, {joined}",
                           external=exc.external) from None
         if source is None:
-            continue  # a missing source reads as the fill value
+            return False  # a missing source reads as the fill value
         if not source.inside:
-            continue  # allow_external: HDF5 follows the external link
+            note_link(self.f, source, self.reads)  # allow_external: HDF5 follows the link
+            return True
         if source.path in stack:
             if source.path == stack[0] and len(stack) == 1:
-                raise Refused("is a virtual dataset that maps itself", external=False)
+                raise Refused(f"is a virtual dataset that maps itself{shown}", external=False)
             cycle = " → ".join(stack[stack.index(source.path):] + [source.path])
-            raise Refused(f"is in a cycle of virtual datasets ({cycle})", external=False)
-        if source.path in done:
-            continue
+            raise Refused(f"is in a cycle of virtual datasets ({cycle}){shown}",
+                          external=False)
+        if source.path in self.done:
+            return True
         try:
-            inner = _open(f, source.path, allow_external, cache=None)
+            inner = _open(self.f, source.path, self.allow_external, cache=None)
         except TypeError as exc:
-            raise Refused(f"is a virtual dataset over {source.path}, which {exc}",
+            raise Refused(f"is a virtual dataset over {source.path}{shown}, which {exc}",
                           external=False) from None
-        _check_sources(f, inner, source.path, allow_external, stack + [source.path], done,
-                       count)
-        done.add(source.path)
+        self.check(inner, stack + [source.path])
+        self.done.add(source.path)
+        return True
 
 
 def chunk_cache_bytes(ds: h5py.Dataset) -> int | None:

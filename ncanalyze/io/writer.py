@@ -37,16 +37,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from ..atomic import check_overwrite, file_identity, file_mode, output_errors, resolve_output
+from ..atomic import (check_overwrite, file_identity, file_mode, output_errors, resolve_output,
+                      temp_beside)
 from ..lock import WriterLock
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
+from ..limits import MAX_SAMPLES
+from .content import check_epoch, check_sizes, check_values
 from .h5 import DEFAULT_CHUNK_BYTES
 from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
                      check_member_name, check_num_classes, check_weight_decay)
@@ -175,8 +177,10 @@ class RunWriter(StatisticsWriting):
         labels = to_numpy(labels)
         if labels.ndim != 1 or labels.size == 0:
             raise UsageError(f"{what} must be a non-empty 1-D array, got shape {labels.shape}")
+        if labels.size > MAX_SAMPLES:
+            raise UsageError(f"{what}: N = {labels.size} samples is above the limit {MAX_SAMPLES}")
         if not np.issubdtype(labels.dtype, np.integer):
-            if np.issubdtype(labels.dtype, np.number) and np.all(np.mod(labels, 1) == 0):
+            if labels.dtype.kind in "bf" and np.all(np.mod(labels, 1) == 0):
                 labels = labels.astype(np.int64)
             else:
                 raise UsageError(f"{what} must be integers, got dtype {labels.dtype}")
@@ -214,11 +218,7 @@ class RunWriter(StatisticsWriting):
             raise
 
     def _temp_name(self) -> str:
-        folder = os.path.dirname(self._target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self._target)}.",
-                                   suffix=".partial", dir=folder)
-        os.close(fd)
-        return tmp
+        return temp_beside(self._target, ".partial")
 
     def _check_still_ours(self) -> None:
         """Stop if the file at our path is no longer the one this writer published."""
@@ -337,11 +337,7 @@ class RunWriter(StatisticsWriting):
                 for k, v in scalars.items()}
 
     def _next(self, epoch) -> int:
-        epoch = int(epoch)
-        if self._last_epoch is not None and epoch <= self._last_epoch:
-            raise UsageError(f"epoch {epoch} is not larger than the previous epoch "
-                             f"{self._last_epoch}")
-        return epoch
+        return _check(check_epoch, epoch, self._last_epoch, self._count)
 
     def _check_first(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.splits:
@@ -396,13 +392,18 @@ class RunWriter(StatisticsWriting):
         if feats.ndim != 2 or feats.shape[0] != n:
             raise UsageError(f"features must have shape ({n}, P), got {feats.shape}")
         p = feats.shape[1]
+        _check(check_sizes, n, p, c)
+        for path, arr in arrays.items():
+            _check(check_values, path, arr)
         if "weight" in arrays and arrays["weight"].shape != (c, p):
             raise UsageError(f"weight must have shape ({c}, {p}), got {arrays['weight'].shape}")
         if "bias" in arrays and arrays["bias"].shape != (c,):
             raise UsageError(f"bias must have shape ({c},), got {arrays['bias'].shape}")
         for path, arr in arrays.items():
-            if path.startswith("layers/") and (arr.ndim != 2 or arr.shape[0] != n):
-                raise UsageError(f"{path} must have shape ({n}, P_l), got {arr.shape}")
+            if path.startswith("layers/"):
+                if arr.ndim != 2 or arr.shape[0] != n:
+                    raise UsageError(f"{path} must have shape ({n}, P_l), got {arr.shape}")
+                _check(check_sizes, n, arr.shape[1], 0, what=path)
             if path.startswith("splits/"):
                 ns = self.splits[path.split("/")[1]].shape[0]
                 if arr.shape != (ns, p):

@@ -16,6 +16,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..core.dynamics import fitted_curves
 from ..errors import UsageError
+from .text import literal
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -63,14 +64,40 @@ def resolve_xscale(epochs: Sequence[np.ndarray], xscale: str) -> str:
     return "log" if hi / max(lo, 1) >= 100 else "linear"
 
 
-def epoch_axis(ax, scale: str, right: float, label: bool = True) -> None:
-    """Put epochs on ``ax``'s x axis: linear, or log with epoch 0 at the left edge (a
-    symmetric-log scale, linear below epoch 1)."""
-    if scale == "log":
+def epoch_axis(ax, scale: str, right: float, label: bool = True, left: float | None = None
+               ) -> None:
+    """Put epochs on ``ax``'s x axis: linear; log when every epoch is ≥ 1; with epoch 0, a
+    symmetric-log scale (linear below 1, 0 at the left edge), and the label says so. A single
+    epoch gets an axis of one tick around it."""
+    if left is not None and left == right:
+        ax.set_xscale("linear")
+        ax.set_xlim(right - 1, right + 1)
+        ax.set_xticks([right])
+        scale = "linear"
+    elif scale == "log" and left is not None and left >= 1:
+        ax.set_xscale("log")
+        ax.set_xlim(left / 1.3, right * 1.3)
+    elif scale == "log":
         ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
         ax.set_xlim(0, right * 1.3)
+        scale = "symlog"
+    else:  # epochs are whole numbers: no 1.25 ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if label:
-        ax.set_xlabel("epoch" if scale == "linear" else "epoch (log scale)", fontsize=9)
+        ax.set_xlabel({"linear": "epoch", "log": "epoch (log scale)",
+                       "symlog": "epoch (log scale above 1, linear from 0 to 1)"}[scale],
+                      fontsize=9)
+
+
+def law_accepted(dynamics: dict[str, Any] | None) -> bool:
+    """Whether the verdict accepts the central-path law (only then is the fit drawn)."""
+    from ..core.dynamics import R2_FAIR
+
+    d = dynamics or {}
+    return bool(d.get("fitted") and d.get("slope", 0) > 0 and d.get("r2_min") is not None
+                and d["r2_min"] >= R2_FAIR)
 
 
 def epoch_grid(lo: float, hi: float, scale: str) -> np.ndarray:
@@ -125,8 +152,10 @@ def _series(epochs_values: Sequence[dict[str, Any]], key: str):
 
 def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, Any] | None,
              num_classes: int, title: str | None = None, xscale: str = "auto") -> None:
-    """SNR singular values ω_0..ω_{C−2} (j 0-based, as ``snr_singular_values_j``) over epochs
-    and ω_max/ω_min, the fitted law dashed (drawn through its clock, see ``dynamics["times"]``).
+    """SNR singular values ω_j (j 0-based, as ``snr_singular_values_j``; the largest and the
+    smallest few of a long list) over epochs and ω_max/ω_min. The fitted law is drawn dashed
+    only where the verdict accepts it (:func:`law_accepted`), through the clock it was fitted
+    on (``dynamics["times"]``); otherwise the figure says in one line that it does not fit.
 
     Parameters
     ----------
@@ -142,28 +171,31 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
         Epoch axis (see :func:`resolve_xscale`).
     """
     c = int(num_classes)
+    lengths = [len(e["snr_singular_values"]) for e in epochs_values
+               if e.get("snr_singular_values") is not None]
+    nj = max(lengths, default=0)  # min(P, C − 1): the ω_j that can be nonzero
     ep, rows = [], []
     for e in epochs_values:
         sv = e.get("snr_singular_values")
-        if sv is not None and len(sv) >= c - 1 and all(v is not None for v in sv[: c - 1]):
+        if sv is not None and len(sv) == nj and all(v is not None for v in sv):
             ep.append(e["epoch"])
-            rows.append([float(v) for v in sv[: c - 1]])
-    fig = _figure(11.0, 4.4)
+            rows.append([float(v) for v in sv])
+    fig = _figure(11.0, 4.8)
     ax_w, ax_r = fig.subplots(1, 2)
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
-    nj = c - 1
-    colours = [cmap(0.9 * j / max(nj - 1, 1)) for j in range(nj)]
-    label_each = nj <= 10
+    # A language model has hundreds of ω_j: the largest and the smallest few tell the story.
+    shown = list(range(nj)) if nj <= 10 else [*range(4), *range(nj - 4, nj)]
+    colours = {j: cmap(0.9 * k / max(len(shown) - 1, 1)) for k, j in enumerate(shown)}
     curves = None
+    accepted = law_accepted(dynamics)
     if ep:
-        omega = np.asarray(rows).T  # (C−1, E)
+        omega = np.asarray(rows).T  # (r, E)
         ep_arr = np.asarray(ep, dtype=np.float64)
         scale = resolve_xscale([ep_arr], xscale)
         grid = epoch_grid(ep_arr.min(), ep_arr.max(), scale)
-        curves = None
-        if (dynamics or {}).get("fitted"):  # the law is linear in its clock, not in epochs
+        if accepted and len(dynamics["intercepts"]) == nj:  # linear in its clock, not epochs
             clock = np.interp(grid, dynamics["epochs"], dynamics["times"])
             curves = fitted_curves(dynamics, clock, c)
         if curves is not None:
@@ -174,14 +206,13 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
             with np.errstate(all="ignore"):
                 curves = np.where(np.isfinite(curves) & (curves >= lo) & (curves <= hi),
                                   curves, np.nan)
-        for j in range(nj):
+        for j in shown:
             good = omega[j] > 0
             ax_w.plot(ep_arr[good], omega[j][good], "o-", ms=3.5, lw=1.2, color=colours[j],
-                      label=(f"j = {j}" if label_each else
-                             ("measured ω$_j$" if j == 0 else None)))
+                      label=f"j = {j}")
             if curves is not None:
                 ax_w.plot(grid, curves[j], "--", lw=1.1, color=colours[j], alpha=0.9,
-                          label="fitted law" if j == nj - 1 else None)
+                          label="fitted law" if j == shown[-1] else None)
         ratio = omega[0] / omega[nj - 1]
         good = np.isfinite(ratio) & (omega[nj - 1] > 0)
         ax_r.plot(ep_arr[good], ratio[good], "o-", ms=3.5, lw=1.4, color="tab:red",
@@ -198,26 +229,26 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
                     transform=ax.transAxes)
     ax_w.set_yscale("log")
     ax_w.set_ylabel("ω$_j$ = snr_singular_values_j of $\\Sigma_W^{-1/2}\\bar{M}$")
-    ax_w.set_title("SNR singular values")
+    ax_w.set_title("SNR singular values" + (f" (the 4 largest and smallest of {nj})"
+                                            if len(shown) < nj else ""))
     ax_r.set_yscale("log")
     ax_r.set_ylabel("ω$_{max}$ / ω$_{min}$")
     ax_r.set_title("SNR spread (→ 1: simplex ETF)")
     for ax in (ax_w, ax_r):
         if ep:
-            epoch_axis(ax, scale, float(max(ep)))
+            epoch_axis(ax, scale, float(max(ep)), left=float(min(ep)))
         else:
             ax.set_xlabel("epoch")
         plain_log_ticks(ax)
         ax.grid(True, which="major", alpha=0.3)
-        if ep:
-            ax.legend(fontsize=8, ncols=2 if (ax is ax_w and label_each and nj > 5) else 1)
-    verdict = (dynamics or {}).get("verdict")
-    heading = title or "SNR dynamics"
-    if verdict:
-        import textwrap
-
-        # The verdict names its cause and can run to ~300 characters: wrap it to the figure.
-        heading += "\n" + "\n".join(textwrap.wrap(verdict.replace("dynamics: ", ""), 150))
+        if ep:  # below the axes: a legend never covers a curve
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      ncols=min(5, max(1, len(ax.get_legend_handles_labels()[1]))),
+                      frameon=False)
+    heading = literal(title or "SNR dynamics")
+    if dynamics and not accepted:  # one line: what the verdict says, no curve it rejects
+        line = dynamics.get("summary") or dynamics.get("verdict", "")
+        heading += "\n" + literal(line.replace("dynamics: ", "no fitted law drawn: "))
     fig.suptitle(heading, fontsize=9.5)
     _save(fig, path)
 
@@ -256,15 +287,17 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
             drawn += 1
     if drawn:
         ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2,
+                  frameon=False)  # below the axes: never over a curve
     else:
         ax.text(0.5, 0.5, "no positive loss values to draw", ha="center", va="center",
                 transform=ax.transAxes)
     if all_epochs.size:
-        epoch_axis(ax, resolve_xscale([all_epochs], xscale), float(all_epochs.max()))
+        epoch_axis(ax, resolve_xscale([all_epochs], xscale), float(all_epochs.max()),
+                   left=float(all_epochs.min()))
     else:
         ax.set_xlabel("epoch")
     ax.set_ylabel("loss term (log scale)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title or "MSE decomposition (Han et al. Thm. 1–2)", fontsize=10)
+    ax.set_title(literal(title or "MSE decomposition (Han et al. Thm. 1–2)"), fontsize=10)
     _save(fig, path)

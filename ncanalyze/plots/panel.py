@@ -22,6 +22,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import UsageError
 from .central_path import epoch_axis, plain_log_ticks, plot_format, resolve_xscale
+from .text import literal
 
 #: Colour-blind-safe palette (Okabe & Ito), one colour per run.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -44,7 +45,8 @@ class RunSeries:
 
 #: (title, y label, log y, [(key, style name)]) of each panel, in reading order.
 PANELS: tuple[tuple[str, str, bool, tuple[tuple[str, str], ...]], ...] = (
-    ("Training accuracy", "accuracy", False, (("accuracy", "train"), ("test_accuracy", "test"))),
+    ("Accuracy (train and test)", "accuracy", False,
+     (("accuracy", "train"), ("test_accuracy", "test"))),
     ("NC1: within-class variability", r"tr$(\Sigma_W \Sigma_B^\dagger)/C$", True,
      (("nc1", "means"),)),
     ("Equinorm", "std / mean of norms", False,
@@ -159,7 +161,7 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
             ax.set_yscale("log")
             plain_log_ticks(ax)
             ax.grid(True, which="minor", axis="y", alpha=0.12, lw=0.4)
-        if ptitle.startswith("Training accuracy"):
+        if ptitle.startswith("Accuracy"):
             ax.set_ylim(-0.02, 1.04)
         if ptitle.startswith("NC4"):
             ax.set_ylim(bottom=-0.02)
@@ -171,16 +173,18 @@ def draw_panel(series: Sequence[RunSeries], path, *, title: str | None = None,
             ax.text(0.5, 0.5, "not in the file(s)", ha="center", va="center",
                     transform=ax.transAxes, color="0.5", fontsize=9)
     right = max(float(s.epochs.max()) for s in series)
+    left = min(float(s.epochs.min()) for s in series)
     for i, ax in enumerate(axes.flat):
-        epoch_axis(ax, scale, right, label=i >= 4)
+        epoch_axis(ax, scale, right, label=i >= 4, left=left)
     handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], lw=2.2,
-                      label=s.label + (f" ({s.loss})" if s.loss and s.loss not in s.label else ""))
+                      label=literal(s.label + (f" ({s.loss})" if s.loss and s.loss not in s.label
+                                               else "")))
                for i, s in enumerate(series)]
     handles += [Line2D([], [], color="0.35", ls=_STYLES[st], lw=1.6, label=_STYLE_NAMES[st])
                 for st in used_styles]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
                fontsize=9, frameon=False)
     names = ", ".join(s.label for s in series)
-    fig.suptitle(title or f"Neural collapse over training: {names}", fontsize=12)
+    fig.suptitle(literal(title or f"Neural collapse over training: {names}"), fontsize=12)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150)

@@ -71,7 +71,8 @@ def test_report_table_shows_every_quantity_and_the_verdict(run_file):
     for key in ("nc1", "loss_nc1", "loss_ls_perp", "snr_ratio", "loss_ls_predicted"):
         assert key in res.stdout
     tail = " ".join(line.strip() for line in res.stdout.split("\n\n")[-1].splitlines())
-    assert tail.startswith("dynamics: follows the central-path law"), tail
+    assert tail.startswith("dynamics: the SNR follows Han et al.'s central-path law"), tail
+    assert tail.replace("\u00a0", " ").endswith("(min R² 1.000); the fit: -f json"), tail
 
 
 def test_report_json_agrees_with_array_api_and_has_dynamics(run_file):
@@ -112,8 +113,8 @@ def test_report_markdown_has_summary_gates_and_verdict(run_file):
     md = res.stdout
     assert md.startswith("### ncanalyze report")
     assert "| `loss_ls_perp` |" in md and "| `snr_min` |" in md
-    assert "✅ ok: snr_ratio>10" in md
-    assert "dynamics: follows the central-path law" in md
+    assert "✅ gate passes: snr_ratio>10 does not hold" in md
+    assert "dynamics: the SNR follows Han et al.'s central-path law" in md
 
 
 def test_fail_if_on_decomposition_key_exits_1(run_file):
@@ -128,7 +129,8 @@ def test_csv_and_jsonl(run_file):
     path, _, _ = run_file
     rows = list(csv.DictReader(io.StringIO(invoke("snr", path, "--format", "csv").stdout)))
     assert len(rows) == len(EPOCHS)
-    assert {"snr_singular_values_0", "snr_singular_values_3", "snr_ratio"} <= set(rows[0])
+    assert {"snr_singular_values_0", "snr_singular_values_2", "snr_ratio"} <= set(rows[0])
+    assert "snr_singular_values_3" not in rows[0]  # C = 4: ω_3 = 0 by construction
     lines = invoke("decompose", path, "--format", "jsonl").stdout.strip().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == EPOCHS
 

@@ -93,12 +93,12 @@ def test_keys_chooses_and_unknown_keys_are_usage_errors(wide_run):
     assert r.exit_code == 2 and "no_such_key" in r.stderr
 
 
-def test_structural_zero_singular_value_is_not_a_headline_nor_best():
+def test_structural_zero_singular_value_is_not_reported():
+    """ω_{C−1} = 0 by construction (M̄π = 0): the list holds min(P, C − 1) = 9 values."""
     r = run_cli("snr", EXAMPLE)
     assert "snr_singular_values_8" in r.stdout and "snr_singular_values_9" not in r.stdout
     md = run_cli("snr", EXAMPLE, "-f", "markdown").stdout
-    row = next(line for line in md.splitlines() if "`snr_singular_values_9`" in line)
-    assert "by construction" in row and "e-13 (" not in row
+    assert "`snr_singular_values_8`" in md and "`snr_singular_values_9`" not in md
 
 
 def test_bias_collapse_is_ranked_towards_one_over_sqrt_c_for_mse():

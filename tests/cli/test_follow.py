@@ -123,7 +123,7 @@ def test_stops_at_the_first_gate_that_holds(live_run):
     code, lines, err = f.finish(timeout=90)
     assert code == 1, err
     assert [json.loads(line)["epoch"] for line in lines] == [1]
-    assert "fail-if FAILED: nc1>=0 (epoch 1" in err
+    assert "gate FAILED: nc1>=0 holds at epoch 1 (" in err
     assert writer.p.poll() is None  # stopped while the run is still being written
 
 
@@ -133,11 +133,11 @@ def test_timeout_ends_following_with_a_complete_document(live_run):
     f = follow(path, "-f", "json", "--timeout", "3")
     followers.append(f)
     code, lines, err = f.finish(timeout=90)
-    assert code == 0, err
+    assert code == 3, err  # the run was never closed: not a pass (issue 20 item 6)
     assert time.monotonic() - start >= 3
     doc = json.loads("".join(lines))
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
-    assert "after --timeout 3 s" in err
+    assert "after --timeout 3 s" in err and "still running" in err
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")
@@ -253,6 +253,95 @@ def test_waits_for_a_file_that_does_not_exist_yet(tmp_path):
 
     r = run_cli("metrics", tmp_path / "later.h5", "--follow", "--timeout", "1")
     assert r.exit_code == 3 and "no complete epoch was written" in r.stderr
+
+
+# ------------------------------------------------------------- issue 16 items 8 and 10
+def test_a_closed_run_without_an_epoch_ends_at_once(tmp_path):
+    """A writer closed before its first epoch: nothing will ever come (item 8)."""
+    from ncanalyze.io import RunWriter
+    from tests.conftest import run_cli
+
+    path = tmp_path / "empty.h5"
+    RunWriter(path, np.repeat(np.arange(C), N_PER)).close()
+    start = time.monotonic()
+    r = run_cli("metrics", path, "--follow", "-f", "json", "--timeout", "60")
+    assert time.monotonic() - start < 20
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 3 and len(lines) == 1 and "no complete epoch" in lines[0], r.stderr
+
+
+def test_a_run_whose_writer_has_not_finished_its_first_epoch_is_waited_for(tmp_path):
+    """The same file while its RunWriter is alive (it holds the lock): following waits."""
+    from ncanalyze.follow import Follower
+    from ncanalyze.io import RunWriter
+    from ncanalyze.settings import Settings
+
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    with RunWriter(tmp_path / "starting.h5", np.repeat(np.arange(C), N_PER)):
+        fol = Follower(tmp_path / "starting.h5", Settings(), poll=1.0, timeout=3.0,
+                       clock=lambda: now[0], sleep=sleep)
+        assert list(fol) == [] and fol.stop_reason == "timeout"
+
+
+def test_a_run_replaced_while_followed_stops_with_a_clear_line(live_run, tmp_path):
+    """Item 10: epochs 1–2 of run A, then B renamed over it: never B's epochs 3–4."""
+    from tests.factories import write_run
+
+    path, _, _, followers = live_run
+    f = follow(path, "-f", "jsonl", "--timeout", "90")
+    followers.append(f)
+    assert [json.loads(f.line())["epoch"] for _ in range(2)] == [1, 2]
+    y = np.repeat(np.arange(C), N_PER)
+    other = write_run(tmp_path / "other.h5", y, [np.ones((y.size, P), np.float32) * e
+                                                 for e in range(1, 5)])
+    os.replace(other, path)
+    code, rest, err = f.finish(timeout=60)
+    assert code == 3, err
+    assert [json.loads(line)["epoch"] for line in rest if line.strip()] == []
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "replaced" in lines[0], err
+
+
+def test_a_run_removed_while_followed_ends_at_once(live_run):
+    path, _, _, followers = live_run
+    f = follow(path, "-f", "jsonl", "--timeout", "90")
+    followers.append(f)
+    assert [json.loads(f.line())["epoch"] for _ in range(2)] == [1, 2]
+    start = time.monotonic()
+    os.unlink(path)
+    code, _, err = f.finish(timeout=60)
+    assert time.monotonic() - start < 30
+    assert code == 3 and "removed" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_ctrl_c_before_the_first_epoch_is_exit_130_in_one_line(tmp_path, monkeypatch):
+    import ncanalyze.follow as follow_module
+    from tests.conftest import run_cli
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(follow_module, "writer_active", interrupted)
+    r = run_cli("metrics", tmp_path / "later.h5", "--follow", "-f", "json")
+    assert r.exit_code == 130, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "interrupted" in r.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_timeout_must_be_finite_and_positive(tmp_path, value):
+    from ncanalyze.errors import UsageError
+    from ncanalyze.follow import Follower
+    from ncanalyze.settings import Settings
+    from tests.conftest import run_cli
+
+    r = run_cli("metrics", tmp_path / "x.h5", "--follow", "--timeout", value)
+    assert r.exit_code == 2 and "--timeout" in r.stderr, r.stderr
+    with pytest.raises(UsageError, match="timeout"):
+        Follower(tmp_path / "x.h5", Settings(), timeout=float(value))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["writer"]:

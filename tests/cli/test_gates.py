@@ -70,12 +70,13 @@ def test_list_key_without_index_is_a_clear_error(run):
 
 
 def test_list_key_with_index(run):
-    ok = cli("snr", run, "--fail-if", "snr_singular_values_2>1e300", "-f", "json")
+    ok = cli("snr", run, "--fail-if", "snr_singular_values_1>1e300", "-f", "json")
     assert ok.exit_code == 0, ok.stderr
     failed = cli("snr", run, "--fail-if", "snr_singular_values_0>0", "-f", "json")
     assert failed.exit_code == 1 and "FAILED" in failed.stderr, failed.stderr
-    out_of_range = cli("snr", run, "--fail-if", "snr_singular_values_3>0")  # C = 3: 0..2
-    assert out_of_range.exit_code == 2 and "0..2" in out_of_range.stderr, out_of_range.stderr
+    # C = 3: min(P, C − 1) = 2 values, 0..1 (ω_2 = 0 by construction is not reported)
+    out_of_range = cli("snr", run, "--fail-if", "snr_singular_values_2>0")
+    assert out_of_range.exit_code == 2 and "0..1" in out_of_range.stderr, out_of_range.stderr
 
 
 @pytest.mark.parametrize("quantities,options,drop", [

@@ -106,3 +106,41 @@ def test_decompose_and_snr_figures_use_a_log_epoch_axis(monkeypatch, tmp_path, x
     assert len(figures) == 2
     for fig in figures:
         assert {ax.get_xscale() for ax in fig.axes} == {expected}
+
+
+MARKUP = "x$\\foo{$ a_b ^c"
+
+
+def test_figures_draw_user_and_file_text_literally(runs, tmp_path):
+    """Issue 16 item 12: matplotlib math markup in a file name, --title or --label (or the
+    file's loss attribute) is drawn as typed, never parsed (it raised ValueError: exit 70)."""
+    import shutil
+
+    from ncanalyze.plots.text import literal
+
+    hostile = tmp_path / f"{MARKUP}.h5"
+    shutil.copy(runs[0], hostile)
+    cases = [["plot", hostile, "-o", tmp_path / "a.png"],
+             ["plot", runs[0], "--title", MARKUP, "--label", "$\\x$", "-o", tmp_path / "b.svg"],
+             ["snr", hostile, "--plot", tmp_path / "c.png", "-f", "json"],
+             ["decompose", hostile, "--plot", tmp_path / "d.png", "-f", "json"]]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.exit_code == 0, (args, r.stderr)
+    assert literal(MARKUP) == "x\\$\\foo{\\$ a_b ^c"
+
+
+def test_literal_text_renders_as_typed(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ncanalyze.plots.text import literal
+
+    fig = plt.figure()
+    t = fig.text(0.1, 0.5, literal(MARKUP))
+    fig.savefig(tmp_path / "t.png")
+    # Drawn as text, not mathtext: the rendered string is the typed one.
+    assert t._preprocess_math(t.get_text()) == (MARKUP, False)
+    plt.close(fig)

@@ -149,3 +149,33 @@ def test_cli_simulate_prints_prediction(tmp_path):
     assert r.exit_code == 2 and "exists" in r.stderr
     r = run_cli("simulate", "--help")
     assert "Example" in r.stdout and "simplex ETF" in r.stdout
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--seed", "-1"], "--seed"),
+    (["--classes", "3000000"], "--classes"),
+    (["--per-class", "100000000"], "--per-class"),
+    (["--dim", "30000"], "--dim"),
+    (["--dim1", "30000", "--model", "extended", "--bias", "none"], "--dim1"),
+    (["--saves", "100000000"], "--saves"),
+    (["--per-class", "1e8"], "--per-class"),
+    (["--epochs", "99999999999999999999999"], "--epochs"),
+])
+def test_options_beyond_the_limits_are_refused_before_allocating(tmp_path, args, named):
+    """Issue 16 item 14: exit 2 naming the option, at once (nothing allocated, no file)."""
+    r = run_cli("simulate", tmp_path / "s.h5", *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2, (r.exit_code, r.stderr)
+    assert len(lines) == 1 and named in lines[0], r.stderr
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_simulation_too_large_for_memory_is_refused_by_the_plan(tmp_path, monkeypatch):
+    """Within the limits but beyond the memory available: refused before anything is made."""
+    import ncanalyze.simulate as sim
+
+    monkeypatch.setattr(sim, "available_memory", lambda: 2**30)
+    with pytest.raises(UsageError, match="GiB"):
+        simulate(tmp_path / "x.h5", UFMConfig(classes=1000, per_class=1000, dim=8))
+    assert list(tmp_path.iterdir()) == []
+    assert sim.simulation_bytes(UFMConfig(classes=1000, per_class=1000, dim=8)) > 2**30 // 2

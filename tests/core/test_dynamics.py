@@ -388,9 +388,10 @@ def test_snr_time_the_file_lacks_is_a_usage_error_before_any_work(cli):
     assert "no /scalars/wallclock" in res.stderr and res.stdout == ""
 
 
-def test_snr_plot_draws_the_law_through_its_clock(cli, tmp_path, monkeypatch):
-    """The fitted law is a line in the cumulative learning rate, not in epochs: the figure maps
-    the epochs onto that clock (a wrong mapping would predict ω far from the data)."""
+def test_snr_plot_draws_the_law_through_its_clock(tmp_path, monkeypatch):
+    """An accepted fit on the cumulative learning rate is a line in that clock, not in epochs:
+    the figure maps the epochs onto the clock it was fitted on (a wrong mapping would predict
+    ω far from the data)."""
     from ncanalyze.plots import central_path
 
     seen = {}
@@ -401,12 +402,33 @@ def test_snr_plot_draws_the_law_through_its_clock(cli, tmp_path, monkeypatch):
         return real(dynamics, times, c)
 
     monkeypatch.setattr(central_path, "fitted_curves", spy)
-    res = cli("snr", BUNDLED, "--plot", tmp_path / "snr.png", "--quiet")
-    assert res.exit_code == 0, res.stderr
+    rng = np.random.default_rng(4)
+    c, p = 3, 5
+    s0 = rng.normal(size=(p, c))
+    s0 -= s0.mean(axis=1, keepdims=True)
+    epochs, clock = [0, 2, 5, 9], [0.0, 20.0, 38.0, 46.0]  # lr 0.5 then 0.1, as above
+    rows = [np.linalg.svd(s, compute_uv=False)[: c - 1].tolist()
+            for s in central_path_flow(s0, clock, steps_per_unit=50)]
+    fit = fit_dynamics(clock, rows, c, epochs=epochs, time="lr")
+    assert central_path.law_accepted(fit)
+    central_path.plot_snr(tmp_path / "snr.png",
+                          [{"epoch": e, "snr_singular_values": r} for e, r in zip(epochs, rows)],
+                          fit, c)
     assert (tmp_path / "snr.png").read_bytes().startswith(b"\x89PNG")
-    fit = _dynamics(BUNDLED)
-    assert seen["times"][0] == pytest.approx(fit["times"][0])
-    assert seen["times"][-1] == pytest.approx(fit["times"][-1])
+    assert seen["times"][0] == pytest.approx(0.0) and seen["times"][-1] == pytest.approx(46.0)
+
+
+def test_snr_plot_draws_no_law_the_verdict_rejects(cli, tmp_path, monkeypatch):
+    """The bundled run's fit (min R² = -359) is rejected: no fitted curve, and the command
+    says where it wrote the figure (issue 20 item 3)."""
+    from ncanalyze.plots import central_path
+
+    called = []
+    monkeypatch.setattr(central_path, "fitted_curves", lambda *a: called.append(a))
+    assert not central_path.law_accepted(_dynamics(BUNDLED))
+    res = cli("snr", BUNDLED, "--plot", tmp_path / "snr.png")
+    assert res.exit_code == 0, res.stderr
+    assert f"wrote {tmp_path / 'snr.png'}" in res.stderr and called == []
 
 
 @pytest.mark.parametrize("with_lr", [False, True])

@@ -35,7 +35,7 @@ def test_matches_float64_reference(xp, balanced, global_mean):
     res = snr_from_stats(stats, global_mean=global_mean)
     assert res.warnings == []
     assert list(res.values) == list(SNR_KEYS)
-    assert len(res.values["snr_singular_values"]) == c
+    assert len(res.values["snr_singular_values"]) == c - 1  # ω_{C−1} = 0 is not reported
     assert_matches(res.values, reference_snr(h, y, c, global_mean))
 
 
@@ -208,16 +208,22 @@ def test_ridge_must_be_positive(rng):
 
 
 def test_fewer_features_than_classes_minus_one(rng):
-    c, p = 5, 2  # P < C − 1: ω_{C−1} = 0
+    """P < C − 1 (a language model): M̄ has rank ≤ P, so only the P largest ω_j can be
+    nonzero; they alone are reported and snr_min/snr_ratio/nc1_whitened are defined on them
+    (issue 20 item 4), while loss_ls_predicted counts the structural zeros."""
+    c, p = 5, 2
     h, y = make_data(rng, c, p, 20)
     out = snr(h, y)
-    assert len(out["snr_singular_values"]) == c
-    assert out["snr_min"] == 0.0
-    assert out["snr_ratio"] is None and out["nc1_whitened"] is None
-    assert any("rank < C − 1" in m for m in out["warnings"])
     want = reference_snr(h, y, c)
-    np.testing.assert_allclose(out["snr_singular_values"][:p], want["snr_singular_values"][:p],
+    assert len(out["snr_singular_values"]) == p
+    np.testing.assert_allclose(out["snr_singular_values"], want["snr_singular_values"],
                                rtol=1e-9)
+    assert out["snr_min"] > 0
+    assert out["snr_min"] == pytest.approx(want["snr_singular_values"][-1], rel=1e-9)
+    assert out["snr_ratio"] == pytest.approx(want["snr_ratio"], rel=1e-9)
+    assert out["nc1_whitened"] == pytest.approx(want["nc1_whitened"], rel=1e-9)
+    assert out["loss_ls_predicted"] == pytest.approx(want["loss_ls_predicted"], rel=1e-9)
+    assert out["warnings"] == []
 
 
 def test_checked_cholesky_reasons():

@@ -221,3 +221,18 @@ def test_reduce_refuses(runs, tmp_path):
     attrs = run_cli("convert", "--statistics", features, tmp_path / "y.h5", "--loss", "ce")
     assert attrs.exit_code == 2 and "--loss" in attrs.stderr
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_language_model_scale_n_costs_no_memory(tmp_path, rng):
+    """N = 10⁹ tokens: a statistics epoch is O(C·P + P²) whatever N is, so a 1 GB memory
+    limit suffices (a features run's plan counts the rows; a statistics run has none)."""
+    n = np.array([4 * 10**8, 3 * 10**8, 3 * 10**8])
+    a = rng.normal(size=(4, 4))
+    scatter = a @ a.T
+    with RunWriter(tmp_path / "lm.h5", None, num_classes=3, statistics=True) as w:
+        w.add_statistics(1, {"counts": n, "means": rng.normal(size=(3, 4)),
+                             "within_scatter": scatter,
+                             "class_scatter": np.trace(scatter) * n / n.sum()},
+                         {"ncc_correct": 6 * 10**8}, feature_dtype="bfloat16")
+    doc = _json("report", tmp_path / "lm.h5", "--memory-limit", "1000000000")
+    assert doc["samples"] == 10**9 and doc["epochs"][0]["ncc_accuracy"] == 0.6

@@ -141,3 +141,17 @@ def test_torch_dtype_and_device_stats(tmp_path, rng):
                               feature_dtype=torch.bfloat16)
     with open_run(tmp_path / "s.h5") as run:
         assert run.train.feature_dtype == "bfloat16"
+
+
+def test_before_the_first_epoch_no_complete_epoch_yet(tmp_path, rng):
+    """A statistics writer without labels leaves a header of attributes only until its
+    first epoch: readers (and --follow) see "no complete epoch yet", as for a features run."""
+    y, h, w, b = _data(rng)
+    with RunWriter(tmp_path / "s.h5", None, num_classes=4, statistics=True) as writer:
+        with pytest.raises(InputError, match="no complete epoch yet") as info:
+            open_run(tmp_path / "s.h5")
+        assert info.value.dataset == "/epoch"
+        stats, dec = statistics_of(h, y, 4, w, b)
+        writer.add_statistics(0, stats, dec, w, b, feature_dtype="float32")
+        with open_run(tmp_path / "s.h5") as run:
+            assert run.info.epochs.tolist() == [0]

@@ -153,3 +153,76 @@ def test_convert_and_simulate_take_the_lock(tmp_path, command):
                 convert(folder, out, overwrite=True)
             else:
                 simulate(out, UFMConfig(epochs=5), overwrite=True)
+
+
+# ---------------------------------------------------------------- planted lock files (issue 16 item 2)
+
+def _plant(tmp_path, kind):
+    """Put ``kind`` at the lock path of ``r.h5``; returns the victim file (or None)."""
+    lock = tmp_path / ".r.h5.lock"
+    victim = tmp_path / "victim.txt"
+    if kind == "symlink":
+        victim.write_text("precious\n")
+        lock.symlink_to(victim)
+    elif kind == "dangling":
+        lock.symlink_to(victim)
+    elif kind == "hardlink":
+        victim.write_text("precious\n")
+        os.link(victim, lock)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+        return None
+    elif kind == "directory":
+        lock.mkdir()
+        return None
+    return victim
+
+
+def _writer_in_child(path, timeout=60):
+    """RunWriter(path) in a child (a FIFO at the lock path must not hang this process)."""
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from ncanalyze.errors import OutputError
+        from ncanalyze.io.writer import RunWriter
+        try:
+            with RunWriter({str(path)!r}, np.arange(40) % 2) as w:
+                w.add_epoch(1, np.ones((40, 4)))
+        except OutputError as exc:
+            print(exc.one_line())
+    """)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "hardlink", "fifo", "directory"])
+def test_a_planted_lock_file_is_refused_and_its_target_untouched(tmp_path, kind):
+    victim = _plant(tmp_path, kind)
+    before = victim.read_bytes() if victim is not None and victim.exists() else None
+    line = _writer_in_child(tmp_path / "r.h5")
+    assert ".r.h5.lock" in line and "not a lock file" in line, line
+    assert "\n" not in line
+    if kind == "dangling":
+        assert not victim.exists() and os.path.islink(tmp_path / ".r.h5.lock")
+    elif victim is not None:
+        assert victim.read_bytes() == before
+    assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "simulate"])
+def test_cli_writers_refuse_a_planted_lock_symlink(tmp_path, command):
+    from tests.conftest import run_cli
+
+    victim = _plant(tmp_path, "symlink")
+    folder = tmp_path / "d"
+    folder.mkdir()
+    np.savez(folder / "e1.npz", features=np.ones((N, P), np.float32), labels=np.arange(N) % C)
+    args = ["convert", folder, tmp_path / "r.h5"] if command == "convert" else \
+        ["simulate", tmp_path / "r.h5"]
+    result = run_cli(*args)
+    assert result.exit_code == 3 and "not a lock file" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert victim.read_text() == "precious\n"
+    assert os.path.islink(tmp_path / ".r.h5.lock")

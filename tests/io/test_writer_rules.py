@@ -73,5 +73,5 @@ def test_convert_refuses_a_nan_weight_decay(tmp_path):
     np.savez(folder / "epoch_0001.npz", features=np.zeros((30, 4), np.float32), labels=Y)
     result = run_cli("convert", folder, tmp_path / "out.h5", "--weight-decay", "nan")
     assert result.exit_code == 2, (result.exit_code, result.stderr)
-    assert "weight_decay" in result.stderr and "Traceback" not in result.stderr
+    assert "--weight-decay" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.h5").exists()

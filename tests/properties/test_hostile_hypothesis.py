@@ -1,6 +1,7 @@
 """Hypothesis-generated hostile run files: virtual-dataset chains (fixed or unlimited
-mappings), self and cyclic references, soft-link cycles and links to special files, layered
-on a valid run.
+mappings), printf-style mappings (``%b`` blocks), self and cyclic references, soft-link
+cycles and links to special files, layered on a valid run; planted lock files before a
+writer; and outputs onto every kind of file a run reads.
 
 Every path that leaves the file ends at a FIFO (external link, external raw storage, virtual
 source in another file): if anything opens it, the command hangs and the worker's timeout
@@ -20,10 +21,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.cli_worker import Worker
+from tests.factories import printf_virtual_dataset
 from tests.robustness.test_bad_input import N, write_h5
 from tests.robustness.test_hostile_files import _members, _unlimited_vds
 
@@ -40,7 +42,13 @@ chain = st.tuples(st.just("chain"), st.sampled_from(READ), st.integers(1, 5),
 soft_cycle = st.tuples(st.just("softcycle"), st.sampled_from(READ + GROUPS), st.integers(1, 4))
 special_link = st.tuples(st.just("special"), st.sampled_from(READ + GROUPS),
                          st.sampled_from(SPECIAL))
-construction = st.one_of(chain, soft_cycle, special_link)
+#: Members with an epoch axis (a printf mapping reads one epoch slot per block).
+EPOCH_AXIS = ["features", "weight", "bias", "scalars/train_loss", "layers/block",
+              "splits/test/features"]
+BLOCKS = ["data", "data", "elink", "storage", "self", "missing"]
+printf_mapping = st.tuples(st.just("printf"), st.sampled_from(EPOCH_AXIS),
+                           st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=4))
+construction = st.one_of(chain, soft_cycle, special_link, printf_mapping)
 
 _WORKER = Worker()
 
@@ -84,6 +92,8 @@ def _apply(f, folder: Path, step, k: int) -> bool | None:
     if kind == "special":
         f[name] = h5py.ExternalLink(step[2], "/x")
         return name in READ or any(r.startswith(name + "/") for r in READ)
+    if kind == "printf":
+        return _printf(f, name, step[2], k)
     if kind == "softcycle":
         ring = [name] + [f"loop{k}/l{i}" for i in range(step[2] - 1)]
         for i, member in enumerate(ring):
@@ -120,6 +130,30 @@ def _apply(f, folder: Path, step, k: int) -> bool | None:
             _unlimited_vds(f, chain[i], target, shape)  # its shape makes HDF5 open sources
         else:
             _vds(f, chain[i], target, shape, dtype)
+    return outside
+
+
+def _printf(f, name, blocks, k) -> bool:
+    """``name`` as a printf mapping over ``/p{k}/b%b``; block j is ``blocks[j]``. Returns
+    whether a block HDF5 reads (those before the first missing one) is outside the file."""
+    data = _members()[name]
+    f.require_group(f"p{k}")
+    outside = False
+    for j, kind in enumerate(blocks):
+        block = f"p{k}/b{j}"
+        if kind == "missing":
+            break
+        if kind == "data":
+            f[block] = data[j % len(data):j % len(data) + 1]
+        elif kind == "elink":
+            f[block] = h5py.ExternalLink("fifo", "/d")
+        elif kind == "storage":
+            f.create_dataset(block, shape=(1,) + data.shape[1:], dtype=data.dtype,
+                             external=[("fifo", 0, data[:1].nbytes)])
+        elif kind == "self":
+            f[block] = h5py.SoftLink("/" + name)
+        outside = outside or kind in ("elink", "storage")
+    printf_virtual_dataset(f, name, f"/p{k}/b%b", data.shape, data.dtype)
     return outside
 
 
@@ -160,3 +194,113 @@ def test_hostile_constructions_are_refused_without_hanging(steps):
             if cmd[0] == "inspect" and rc == 0:
                 json.loads(out)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+# ---------------------------------------------------------------- planted lock files
+
+PLANTED = ["symlink", "dangling", "hardlink", "fifo", "directory"]
+
+
+@settings(max_examples=12)
+@given(st.sampled_from(PLANTED), st.sampled_from(["convert", "simulate"]))
+def test_a_planted_lock_file_is_refused_and_left_alone(planted, command):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        out, lock, victim = folder / "r.h5", folder / ".r.h5.lock", folder / "victim"
+        if planted in ("symlink", "hardlink"):
+            victim.write_bytes(b"precious")
+        if planted in ("symlink", "dangling"):
+            lock.symlink_to(victim)
+        elif planted == "hardlink":
+            os.link(victim, lock)
+        elif planted == "fifo":
+            os.mkfifo(lock)
+        else:
+            lock.mkdir()
+        dumps = folder / "dumps"
+        dumps.mkdir()
+        np.savez(dumps / "e1.npz", features=np.ones((N, 4), np.float32),
+                 labels=np.arange(N) % 3)
+        args = ["convert", dumps, out] if command == "convert" else ["simulate", out]
+        rc, _, err = _WORKER.run(*args, timeout=60)
+        assert rc == 3 and "not a lock file" in err and err.count("\n") == 1, (rc, err)
+        assert not out.exists()
+        if planted in ("symlink", "hardlink"):
+            assert victim.read_bytes() == b"precious"
+        if planted == "dangling":
+            assert not victim.exists()
+        assert os.path.lexists(lock)
+
+
+# ---------------------------------------------------------------- outputs onto inputs
+
+INPUTS = ["run", "elink", "group-elink", "storage", "vds-file", "printf-file"]
+NAMINGS = ["same", "symlink", "hardlink", "dotdot"]
+
+
+def _run_reading(folder: Path, kind: str) -> tuple[Path, Path]:
+    """A run file whose reads (with --allow-external) open the file returned second."""
+    m = _members()
+    if kind == "run":
+        path = write_h5(folder / "run.h5", m)
+        return path, path
+    if kind == "storage":
+        feats = np.ascontiguousarray(m.pop("features"))
+        (folder / "data.raw").write_bytes(feats.tobytes())
+        path = write_h5(folder / "run.h5", m)
+        with h5py.File(path, "a") as f:
+            f.create_dataset("features", shape=feats.shape, dtype=feats.dtype,
+                             external=[("data.raw", 0, feats.nbytes)])
+        return path, folder / "data.raw"
+    if kind == "printf-file":
+        bias = m.pop("bias")
+        for j in range(len(bias)):
+            write_h5(folder / f"data{j}.h5", {"b": bias[j:j + 1]}, attrs={})
+        path = write_h5(folder / "run.h5", m)
+        with h5py.File(path, "a") as f:
+            printf_virtual_dataset(f, "bias", "/b", bias.shape, bias.dtype, file="data%b.h5")
+        return path, folder / f"data{len(bias) - 1}.h5"
+    member = {"elink": "features", "group-elink": "scalars/train_loss",
+              "vds-file": "weight"}[kind]
+    data = m.pop(member)
+    write_h5(folder / "data.h5", {"g/d": data}, attrs={})
+    path = write_h5(folder / "run.h5", m)
+    with h5py.File(path, "a") as f:
+        if kind == "elink":
+            f[member] = h5py.ExternalLink("data.h5", "/g/d")
+        elif kind == "group-elink":
+            f["scalars"] = h5py.ExternalLink("data.h5", "/g")
+        else:
+            layout = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype)
+            layout[...] = h5py.VirtualSource("data.h5", "/g/d", shape=data.shape)
+            f.create_virtual_dataset(member, layout)
+    return path, folder / "data.h5"
+
+
+@settings(max_examples=20)
+@given(st.sampled_from(INPUTS), st.sampled_from(NAMINGS), st.sampled_from(["-o", "--plot"]),
+       st.sampled_from(["snr", "decompose"]))
+def test_no_output_replaces_a_file_the_run_reads(kind, naming, option, command):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "sub").mkdir()
+        path, read = _run_reading(folder, kind)
+        ext = ".png" if option == "--plot" else ".json"
+        target = {"same": read, "symlink": folder / f"link{ext}",
+                  "hardlink": folder / f"hard{ext}",
+                  "dotdot": folder / "sub" / ".." / read.name}[naming]
+        if naming == "symlink":
+            target.symlink_to(read)
+        elif naming == "hardlink":
+            os.link(read, target)
+        if option == "--plot" and naming in ("same", "dotdot"):
+            target = folder / f"named{ext}"  # --plot needs a figure extension: link it
+            target.symlink_to(read)
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+        digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        rc, _, err = _WORKER.run(command, path, "--allow-external", option, target, "-q",
+                                 timeout=60)
+        assert rc == 2 and "is the same file as the input" in err, (kind, naming, rc, err)
+        assert err.count("\n") == 1
+        assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == digest
+        assert not [p for p in folder.rglob(".*")]

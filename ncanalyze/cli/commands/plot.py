@@ -25,12 +25,18 @@ EPILOG = ("Example: ncanalyze plot examples/digits_mlp.h5 -o nc.png  ·  "
 TEST_SPLITS = ("test", "val", "valid", "validation")
 
 
-def read_series(path: Path, settings: Settings, label: str | None = None):
+def read_series(path: Path, settings: Settings, label: str | None = None,
+                outputs: dict | None = None):
     """The panel's series of one run: its metrics at every selected epoch, and the accuracy
-    on its test split when it has one."""
+    on its test split when it has one (``outputs``: refused when one is a file it reads)."""
     from ...plots.panel import series_from_epochs
 
     analysis = Analysis(path, settings)
+    try:
+        check_outputs(outputs or {}, analysis.run.inputs)
+    except BaseException:
+        analysis.close()
+        raise
     test = [name for name in TEST_SPLITS if name in analysis.run.info.splits][:1]
     if test and settings.splits is not None and test[0] not in settings.splits:
         analysis.close()
@@ -71,8 +77,8 @@ def plot(file: RunFile,
     check_outputs({"--output": output_path}, paths)
     settings = Settings(quantities=("metrics",), epochs=epochs, backend=backend,
                         global_mean=global_mean, allow_external=allow_external)
-    series = [read_series(p, settings, labels[i] if labels else None)
-              for i, p in enumerate(paths)]
+    series = [read_series(p, settings, labels[i] if labels else None,
+                          {"--output": output_path}) for i, p in enumerate(paths)]
     draw_panel(series, output_path, title=title, xscale=xscale)
     if not flags().quiet:
         err_console.print(f"ncanalyze: wrote {escape(output_path)}", markup=False)
