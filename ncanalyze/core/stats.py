@@ -388,16 +388,19 @@ class StatsAccumulator:
         lookup = np.full(self.num_classes, -1, dtype=np.int64)
         lookup[new] = np.arange(new.size)
         rows = np.flatnonzero(lookup[ys] >= 0)
-        if rows.size < ys.size:
-            xs = xp.take(xs, xp.asarray(rows, device=self.device), axis=0)
-        if cdt == f64:
-            # float64 products (the default, and the retry after a float32 overflow): sum
-            # in float64 too, so features near the float32 limit do not overflow here.
-            xs = xp.astype(xs, f64, copy=False)
-        elif xs.dtype not in (xp.float32, f64):
-            xs = xp.astype(xs, xp.float32)
-        compact = xp.asarray(lookup[ys[rows]], device=self.device)
-        sums = xp.astype(segment_sum(xs, compact, int(new.size)), f64)
+        sums = None
+        for r0 in range(0, rows.size, REF_ROWS):  # a few rows at a time: no block-sized copy
+            part = rows[r0:r0 + REF_ROWS]
+            xt = xp.take(xs, xp.asarray(part, device=self.device), axis=0)
+            if cdt == f64:
+                # float64 products (the default, and the retry after a float32 overflow):
+                # sum in float64 too, so features near the float32 limit do not overflow.
+                xt = xp.astype(xt, f64, copy=False)
+            elif xt.dtype not in (xp.float32, f64):
+                xt = xp.astype(xt, xp.float32)
+            compact = xp.asarray(lookup[ys[part]], device=self.device)
+            t = xp.astype(segment_sum(xt, compact, int(new.size)), f64)
+            sums = t if sums is None else sums + t
         n = xp.asarray(counts_ref[new].astype(np.float64), device=self.device)
         self._ref_c = set_rows(self._ref_c, new, xp.astype(sums / n[:, None],
                                                           self._ref_c.dtype))
@@ -576,7 +579,7 @@ def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) ->
         # One-hot product: 2·rows·C·P flops, summed in the block's dtype (≤ BLOCK_ROWS terms).
         onehot = (labels[None, :] == np.arange(num_classes)[:, None]).astype(z.dtype)
         return (onehot @ z).astype(np.float64)
-    return _numpy_segment_sum(z, labels, num_classes).astype(np.float64)
+    return _numpy_segment_sum(z, labels, num_classes).astype(np.float64, copy=False)
 
 
 def _numpy_segment_sum(v: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
