@@ -25,6 +25,7 @@ from ._version import __version__
 from .backend import Backend, get_backend
 from .caps import cap_workers, check_chunk_rows, usable_cores
 from .core.decisions import DecisionCounts, PredictionAccumulator
+from .core.pairs import TILE_PROGRESS
 from .core.metrics import (ETF_IMPOSSIBLE, etf_impossible_note, feature_metrics,
                            nc_metrics_from_stats)
 from .core.values import LAYER_KEYS
@@ -63,10 +64,14 @@ class Analysis:
     path : str or os.PathLike
     settings : Settings
     progress : callable, optional
-        Called as ``progress(done_rows, total_rows)`` while reading.
+        Called as ``progress(phase, count, size)`` as work is done: ``"rows"`` (``count``
+        rows of ``size`` features read into the statistics), ``"decisions"`` (rows scored
+        against ``size`` classes) and ``"pairs"`` (``count`` class pairs of ``size``-vectors),
+        for a progress bar (:mod:`ncanalyze.cli.progress`).
     """
 
-    def __init__(self, path, settings: Settings, progress: Callable[[int, int], None] | None = None):
+    def __init__(self, path, settings: Settings,
+                 progress: Callable[[str, int, int], None] | None = None):
         settings.validate()
         self.settings = settings
         self.progress = progress
@@ -238,7 +243,7 @@ class Analysis:
                 if cache is not None:
                     cache.append((x, lab.device[start:stop]))
                 if self.progress:
-                    self.progress(x.shape[0], source.num_samples)
+                    self.progress("rows", x.shape[0], source.num_features)
         with np.errstate(invalid="ignore", over="ignore"):
             stats = acc.finalize().on_host()
         bounds = acc.row_norm_bounds()
@@ -269,8 +274,11 @@ class Analysis:
         chunks = cache if cache is not None else (
             (x, labels[start:stop], None)
             for x, start, stop in self._chunks(epoch, source, rows_range=rows_range))
+        scored = (0 if weight is None else weight.shape[0]) + len(ncc_classes)
         for x, y, norm_bounds in chunks:
             pred.update(x, y, norm_bounds)
+            if self.progress:
+                self.progress("decisions", x.shape[0], scored)
         return pred.counts()
 
     # ------------------------------------------------------------------ row-split epochs
@@ -330,6 +338,16 @@ class Analysis:
     # ------------------------------------------------------------------ one epoch
     def compute_epoch(self, epoch: int) -> EpochResult:
         """All requested quantities of one epoch."""
+        if self.progress is None:
+            return self._compute_epoch(epoch)
+        size = self.run.info.num_features
+        token = TILE_PROGRESS.set(lambda pairs: self.progress("pairs", pairs, size))
+        try:
+            return self._compute_epoch(epoch)
+        finally:
+            TILE_PROGRESS.reset(token)
+
+    def _compute_epoch(self, epoch: int) -> EpochResult:
         s, run = self.settings, self.run
         be = self.backend
         weight = run.weight(epoch)

@@ -123,7 +123,7 @@ class UFMConfig:
                 (k * self.dim, MAX_CLASSES_X_FEATURES, f"--classes × --dim = {k * self.dim}"),
                 (self.saves, MAX_EPOCHS, "--saves"),
                 # steps are epoch numbers, log-spaced in float64: exact up to 2⁵³
-                (self.epochs, 2**53, "--epochs")):
+                (self.epochs, 2**53, "--steps")):
             if value > limit:
                 raise UsageError(f"{what} is above the limit {limit} "
                                  "(docs/RELIABILITY.md, size limits)")

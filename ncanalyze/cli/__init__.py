@@ -8,18 +8,32 @@ by metrics/decompose/snr/report) and one module per command in :mod:`.commands`.
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from pathlib import Path
+from typing import Annotated, Any, get_origin
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
 from .. import __version__
 from .boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, DebugOpt, QuietOpt, command, set_root_flags
 from .parsing import OneLineGroup
 from .commands import convert, decompose, inspect, metrics, plot, report, simulate, snr
 
+
+class _Group(OneLineGroup):
+    """The root: parse errors in one line, ``--help`` without a ``<bool>`` placeholder."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 app = typer.Typer(
+    cls=_Group,
     name="ncanalyze",
-    cls=OneLineGroup,
     help="Measure Neural Collapse (NC1–NC4, ETF/OF geometry, MSE decomposition, SNR dynamics) "
          "from saved training runs.\n\nExit codes: 0 ok · 1 a --fail-if condition holds · "
          "2 usage error · 3 input error · 4 backend unavailable · 70 internal error (a bug: "
@@ -39,6 +53,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                metavar="",
                                                 help="Print the version and exit.")] = False,
           quiet: QuietOpt = False, debug: DebugOpt = False):
     """Measure Neural Collapse from saved training runs."""
@@ -49,9 +64,43 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 #: after the command (returning its exit code) and the ``EPILOG`` example of its ``--help``.
 COMMANDS = (inspect, metrics, decompose, snr, report, plot, simulate, convert)
 
+_METAVARS = {bool: "", int: "N", float: "X", Path: "FILE"}
+
+
+class _Command(TyperCommand):
+    """A command whose help names what an option takes in words (N, X, FILE, TEXT) and shows
+    nothing after a flag, instead of Typer's ``<bool>``/``<list[str]>`` placeholders."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:
+            if isinstance(p, TyperOption) and p.metavar is None:
+                kind = p.type_descriptor.annotation
+                kind = str if get_origin(kind) is list else kind
+                p.metavar = "" if p.is_flag else _METAVARS.get(kind, "TEXT")
+        return params
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+def _helps(fn) -> tuple[str, str]:
+    """(help, short help) from a command's docstring: its lines joined, so that the terminal
+    wraps them, and the first sentence for the command list."""
+    text = " ".join((fn.__doc__ or "").split())
+    first = re.split(r"(?<!\bal)\.\s+(?=[A-Z])|;\s", text, maxsplit=1)[0].rstrip(".")
+    return text, first
+
+
 for _module in COMMANDS:
     _name = _module.__name__.rsplit(".", 1)[-1]
-    app.command(_name, epilog=_module.EPILOG)(command(getattr(_module, _name)))
+    _fn = getattr(_module, _name)
+    _help, _short = _helps(_fn)
+    app.command(_name, epilog=_module.EPILOG, cls=_Command, help=_help,
+                short_help=_short)(command(_fn))
 
 
 def main() -> None:

@@ -121,8 +121,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     warn(f"{category.__name__}: {message}")
 
 
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings or progress on stderr.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="",
+                                        help="No warnings or progress on stderr.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="",
+                                        help="Show the full traceback on errors.")]
 
 _EXTRA = (inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
                             annotation=QuietOpt),

@@ -32,19 +32,30 @@ def print_inspection(report: dict, console: Console) -> None:
                       markup=False)
     table = Table(show_edge=False, header_style="bold")
     width = max([len(escape(m["path"])) for m in report["members"]] + [4])
+    # Below 100 columns the kind and chunk columns go (a group says so in the shape column),
+    # so that every cell is shown whole in an 80-column terminal.
+    wide = console.width >= 100
     table.add_column("path", no_wrap=True, min_width=width)
-    for col in ("kind", "shape", "dtype", "chunks", "filters", "size"):
+    columns = ("kind", "shape", "dtype", "chunks", "filters", "size") if wide else (
+        "shape", "dtype", "filters", "size")
+    for col in columns:
         table.add_column(col, no_wrap=True)
     for m in report["members"]:
         if m["kind"] == "dataset":
-            table.add_row(_cell(m["path"]), "dataset",
-                          "×".join(map(str, m["shape"])) or "scalar", _cell(m["dtype"]),
-                          "×".join(map(str, m["chunks"])) if m["chunks"] else "contiguous",
-                          _cell(",".join(m["filters"]) or "-"), _size(m["nbytes"]))
+            cells = {"kind": "dataset", "shape": "×".join(map(str, m["shape"])) or "scalar",
+                     "dtype": _cell(m["dtype"]),
+                     "chunks": "×".join(map(str, m["chunks"])) if m["chunks"] else "contiguous",
+                     "filters": _cell(",".join(m["filters"]) or "-"),
+                     "size": _size(m["nbytes"])}
         else:
-            table.add_row(_cell(m["path"]), _cell(m["kind"]), "", "", "", "",
-                          _cell(m.get("target", "")))
+            cells = {"kind": _cell(m["kind"]), "shape": "" if wide else _cell(m["kind"]),
+                     "dtype": "", "chunks": "", "filters": "",
+                     "size": _cell(m.get("target", ""))}
+        table.add_row(_cell(m["path"]), *(cells[c] for c in columns))
     console.print(table)
+    if not wide:
+        console.print("(chunk shapes: -f json, or a terminal of 100 columns or more)",
+                      style="dim", markup=False)
     run = report.get("run")
     if run:
         if run.get("kind") == "statistics":

@@ -33,83 +33,83 @@ def _listed(choices) -> str:
 RunFile = Annotated[Path, typer.Argument(help="Run file (HDF5, docs/FORMAT.md).",
                                          show_default=False)]
 EpochsOpt = Annotated[Optional[str], typer.Option(
-    "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.")]
+    "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.", rich_help_panel='What to compute', metavar='LIST')]
 BackendOpt = Annotated[str, typer.Option(
     "--backend", help="Array backend: auto (CuPy, else torch on CUDA, else NumPy), numpy, "
-                      "cupy, torch, torch:cpu, torch:cuda[:N].")]
+                      "cupy, torch, torch:cpu, torch:cuda[:N].", rich_help_panel='Computing', metavar='NAME')]
 DtypeOpt = Annotated[str, typer.Option(
     "--dtype", metavar="DTYPE", help="Precision of the per-chunk products (float64 or "
-                                     "float32); chunks are always summed in float64.")]
+                                     "float32); chunks are always summed in float64.", rich_help_panel='Computing')]
 FormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="FORMAT",
     help=f"Output: {_listed(FORMATS)}. table is for people (fitted to the terminal's width); "
-         "jsonl streams one line per epoch; markdown is a summary for CI.")]
+         "jsonl streams one line per epoch; markdown is a summary for CI.", rich_help_panel='Output')]
 InspectFormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="FORMAT", help=f"Output: {_listed(INSPECT_FORMATS)}.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write the output to FILE (atomically) instead of stdout.")]
+    "--output", "-o", help="Write the output to FILE (atomically) instead of stdout.", rich_help_panel='Output')]
 FailIfOpt = Annotated[Optional[list[str]], typer.Option(
     "--fail-if", help="Exit 1 if KEY OP NUMBER holds, e.g. 'nc1>0.05' (repeatable); list "
-                      "keys one element at a time, e.g. 'snr_singular_values_0<10'.")]
+                      "keys one element at a time, e.g. 'snr_singular_values_0<10'.", rich_help_panel='Gates and live runs', metavar='COND')]
 GateOpt = Annotated[str, typer.Option(
     "--gate", metavar="SCOPE", help="Evaluate --fail-if on the last selected epoch or on all "
-                                    f"({_listed(GATES)}).")]
+                                    f"({_listed(GATES)}).", rich_help_panel='Gates and live runs')]
 GlobalMeanOpt = Annotated[str, typer.Option(
     "--global-mean", metavar="MEAN",
-    help="μ_G: samples (sample-weighted) or classes (mean of class means).")]
+    help="μ_G: samples (sample-weighted) or classes (mean of class means).", rich_help_panel='What to compute')]
 CenterWeightsOpt = Annotated[bool, typer.Option(
-    "--center-weights", help="Subtract the mean classifier row before etf_distance_weights.")]
+    "--center-weights", help="Subtract the mean classifier row before etf_distance_weights.", rich_help_panel='What to compute')]
 ChunkRowsOpt = Annotated[Optional[int], typer.Option(
-    "--chunk-rows", help="Rows per read (default: about 16 MiB per chunk; at most 1 GiB).")]
+    "--chunk-rows", help="Rows per read (default: about 16 MiB per chunk; at most 1 GiB).", rich_help_panel='Computing', metavar='ROWS')]
 AllowExternalOpt = Annotated[bool, typer.Option(
     "--allow-external", help="Follow external links/storage and virtual datasets (refused by "
-                             "default: untrusted files).")]
+                             "default: untrusted files).", rich_help_panel='Computing')]
 SplitsOpt = Annotated[Optional[list[str]], typer.Option(
     "--split", metavar="NAME", help="Splits whose metrics are computed (repeatable; default: "
-                                    "every /splits/NAME of the file; 'none': no split).")]
+                                    "every /splits/NAME of the file; 'none': no split).", rich_help_panel='What to compute')]
 LayersOpt = Annotated[bool, typer.Option(
-    "--layers", help="Also compute depth-wise NC1/NC2 of every /layers/NAME.")]
+    "--layers", help="Also compute depth-wise NC1/NC2 of every /layers/NAME.", rich_help_panel='What to compute')]
 WeightDecayOpt = Annotated[Optional[float], typer.Option(
-    "--weight-decay", help="λ of the MSE loss (default: the file's weight_decay, else 0).")]
+    "--weight-decay", help="λ of the MSE loss (default: the file's weight_decay, else 0).", rich_help_panel='What to compute', metavar='λ')]
 RidgeOpt = Annotated[Optional[float], typer.Option(
     "--ridge", help="Use Σ_W + ε·I for the SNR on every epoch (default: none; a singular Σ_W "
-                    "is handled on its support, docs/CENTRAL_PATH.md §2).")]
+                    "is handled on its support, docs/CENTRAL_PATH.md §2).", rich_help_panel='What to compute', metavar='ε')]
 TimeOpt = Annotated[str, typer.Option(
     "--time", help="Time axis of the SNR dynamics fit: auto (cumulative learning rate when "
-                   "/scalars/lr exists, else epoch), lr, epoch, steps, or a /scalars name.")]
+                   "/scalars/lr exists, else epoch), lr, epoch, steps, or a /scalars name.", rich_help_panel='What to compute', metavar='CLOCK')]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes computing whole epochs in parallel (default: all cores when "
                       "several large epochs are selected; 1: no worker processes; capped at "
-                      "the cores).")]
+                      "the cores).", rich_help_panel='Computing', metavar='N')]
 DaskOpt = Annotated[Optional[str], typer.Option(
     "--dask", metavar="ADDRESS", help="Compute the epochs on a dask.distributed cluster, e.g. "
-                                      "tcp://scheduler:8786 (the file must be readable there).")]
+                                      "tcp://scheduler:8786 (the file must be readable there).", rich_help_panel='Computing')]
 RequireAllClassesOpt = Annotated[bool, typer.Option(
     "--require-all-classes", help="Make a class without samples an input error (exit 3) "
-                                  "instead of a warning (its class-mean keys leave it out).")]
+                                  "instead of a warning (its class-mean keys leave it out).", rich_help_panel='What to compute')]
 MemoryLimitOpt = Annotated[Optional[int], typer.Option(
     "--memory-limit", metavar="BYTES", help="Working memory to plan for (tiles are sized from "
-                                            "it; default half the available memory).")]
+                                            "it; default half the available memory).", rich_help_panel='Computing')]
 PlotOpt = Annotated[Optional[Path], typer.Option(
-    "--plot", help="Also draw a figure to FILE (.png, .svg or .pdf, by extension).")]
+    "--plot", help="Also draw a figure to FILE (.png, .svg or .pdf, by extension).", rich_help_panel='Output')]
 XscaleOpt = Annotated[str, typer.Option(
     "--xscale", metavar="SCALE",
     help=f"Epoch axis of the figure: {_listed(XSCALES)}. log puts epoch 0 at the left edge; "
-         "auto is log when the epochs span two decades or more.")]
+         "auto is log when the epochs span two decades or more.", rich_help_panel='Output')]
 KeysOpt = Annotated[Optional[list[str]], typer.Option(
     "--keys", "-k", help="Table: show these keys (comma list or repeated; shell patterns such "
                          "as 'snr_*' or 'splits.*.accuracy'). Default: the command's headline "
-                         "keys.")]
+                         "keys.", rich_help_panel='Output', metavar='KEYS')]
 ShowAllOpt = Annotated[bool, typer.Option(
-    "--all", "-a", help="Table: show every key and every epoch (in several blocks).")]
+    "--all", "-a", help="Table: show every key and every epoch (in several blocks).", rich_help_panel='Output')]
 FollowOpt = Annotated[bool, typer.Option(
     "--follow", help="Process epochs as a training job writes them (RunWriter); stop when it "
                      "closes the file, at --timeout, at the first --fail-if that holds (exit "
                      "1) or on Ctrl-C (exit 130). --epochs picks among the epochs already "
-                     "written.")]
+                     "written.", rich_help_panel='Gates and live runs')]
 TimeoutOpt = Annotated[Optional[float], typer.Option(
     "--timeout", metavar="SECONDS", help="With --follow: stop after this many seconds (exit 3 when the run "
-                                         "is still open: its writer stopped or is too slow).")]
+                                         "is still open: its writer stopped or is too slow).", rich_help_panel='Gates and live runs')]
 
 OutFile = Annotated[Path, typer.Argument(help="Run file to write (HDF5).", show_default=False)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]

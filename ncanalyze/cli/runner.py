@@ -216,9 +216,10 @@ def _compute(file: Path, settings: Settings, fmt: str, out, quiet: bool, command
     outcome = _Outcome()
     console = None if quiet else progress_console()
     progress = EpochProgress(console)
-    with Analysis(file, settings, progress=progress.rows) as analysis:
+    with Analysis(file, settings, progress=progress.work) as analysis:
         prepare(analysis)
         outcome.opened(analysis)
+        progress.plan(analysis)
         with progress.start(len(analysis.epochs)):
             for result in analysis:
                 _take(outcome, result, fmt, out)

@@ -225,6 +225,8 @@ def render_view(console: Console, *, command: str, header: dict[str, Any],
             str(flats[i]["epoch"]).rjust(col_w + _GAP) for i in block)
         console.print(head, style="bold cyan", markup=False, highlight=False)
         for heading, members in groups.items():
+            if heading.startswith("MSE decomposition"):
+                heading += _decomposition_note(header)
             console.print(heading[:width], style="bold", markup=False)
             for k in members:
                 row = (" " * _INDENT + k).ljust(key_w) + "".join(
@@ -272,6 +274,13 @@ def _null_reasons(shown: Sequence[str], flats: list[dict[str, Any]],
         if full in nulls and full not in out:
             out[full] = why
     return {k: out[k] for k in shown if k in out}
+
+
+def _decomposition_note(header: dict[str, Any]) -> str:
+    """The λ of the decomposition: its `loss` is the penalised one, unlike a training loop's
+    `scalars.train_loss` (docs/CENTRAL_PATH.md)."""
+    lam = (header.get("settings") or {}).get("weight_decay")
+    return "" if lam is None else f" · loss includes λ/2‖W̃‖², λ = {lam:g}"
 
 
 def _print_wrapped(console: Console, text: str, width: int, style: str | None = None) -> None:

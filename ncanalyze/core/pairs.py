@@ -15,6 +15,8 @@ The Gram norms ‖G‖_F that normalise the distances come from P×P products
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
+from typing import Callable
 
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_namespace
@@ -99,12 +101,23 @@ class Minimum:
         return float(np.min(np.asarray(to_numpy(self.xp.stack(self._parts)))))
 
 
+#: Called with the number of entries of each tile :func:`blocks` has yielded, once the caller
+#: asks for the next one (a progress report of the class-pair passes; None: nothing). A context
+#: variable, so that analyses in other threads do not share it.
+TILE_PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("ncanalyze_tile_progress",
+                                                                   default=None)
+
+
 def blocks(n: int, edge: int, symmetric: bool):
     """``(i0, i1, j0, j1)`` of the tiles of an n×n matrix: upper tiles only if symmetric."""
+    hook = TILE_PROGRESS.get()
     for i0 in range(0, n, edge):
         i1 = min(n, i0 + edge)
         for j0 in range(i0 if symmetric else 0, n, edge):
-            yield i0, i1, j0, min(n, j0 + edge)
+            j1 = min(n, j0 + edge)
+            yield i0, i1, j0, j1
+            if hook is not None:
+                hook((i1 - i0) * (j1 - j0))
 
 
 def pair_values(xp, tile, diagonal: bool):

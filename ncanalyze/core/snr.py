@@ -135,8 +135,10 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
     MetricValues
         ``snr_singular_values`` (list of r = min(P, C − 1) floats, descending: the others
         are 0 by construction, M̄ having rank ≤ r; zeros appended when fewer than r
-        directions remain), ``snr_min`` = ω_{r−1}, ``snr_max`` = ω_0, ``snr_ratio`` =
-        ω_0/ω_{r−1}, ``nc1_whitened`` = Σ_{j<r} ω_j^{-2}, ``loss_ls_predicted`` =
+        directions remain: the ``snr_dropped_dims`` of a singular Σ_W), ``snr_min`` =
+        ω_{r′−1} with r′ = min(P − snr_dropped_dims, C − 1) the rank the whitened means can
+        have, ``snr_max`` = ω_0, ``snr_ratio`` = ω_0/ω_{r′−1}, ``nc1_whitened`` =
+        Σ_{j<r′} ω_j^{-2}, ``loss_ls_predicted`` =
         ½ Σ_{j≤C−2} 1/(C + ω_j²) (j 0-based, ω_j = 0 for j ≥ r), ``snr_dropped_dims``
         (directions of zero within-class variance and zero between-class spread left out). Every key is ``None``,
         with one warning, when the SNR is infinite or undefined.
@@ -167,25 +169,29 @@ def snr_from_stats(stats: ClassStats, *, ridge: float | None = None,
                 return _null(out, reason)
     # M̄ has rank ≤ min(P, C − 1) (M̄π = 0): only that many ω_j can be nonzero, the rest are
     # 0 by construction and are not reported (a language model has C − 1 ≫ P).
+    # Directions dropped on the support of Σ_W carry no class-mean spread either: the
+    # whitened means have rank ≤ min(P − dropped, C − 1) = r_kept ≤ r; the list keeps its
+    # length r (zeros at the end, counted by snr_dropped_dims) and snr_min is ω_{r_kept−1}.
     r = snr_rank_bound(p, c)
+    r_kept = max(1, min(int(whitened.shape[0]), c - 1))
     omega = np.sort(np.asarray(to_numpy(xp.linalg.svdvals(whitened)), dtype=np.float64))[::-1]
     omega = np.concatenate([omega, np.zeros(max(0, r - omega.size))])[:r]
     out.values["snr_singular_values"] = [float(v) for v in omega]
-    top, low = float(omega[0]), float(omega[-1])
+    top, low = float(omega[0]), float(omega[r_kept - 1])
     out.values["snr_min"] = low
     out.values["snr_max"] = top
     tol = default_rtol(p, c) * top
     if top == 0.0 or low <= tol:
         kept = p - dropped
         why = ("all class means equal μ_G (M̄ = 0)" if top == 0.0 else
-               f"the whitened class means have rank < min(P, C − 1) = {r}"
-               + (f" ({kept} of P = {p} directions have within-class variance)"
-                  if kept < r else ""))
+               f"the whitened class means have rank < {r_kept} = min(P, C − 1)"
+               + (f" on the {kept} of P = {p} directions with within-class variance"
+                  if kept < p else ""))
         out.set("snr_ratio", None, why)
         out.set("nc1_whitened", None, why)
     else:
         out.set("snr_ratio", top / low)
-        out.set("nc1_whitened", float(np.sum(1.0 / omega**2)))
+        out.set("nc1_whitened", float(np.sum(1.0 / omega[:r_kept]**2)))
     # ½ Σ_{j<C−1} 1/(C + ω_j²): the C − 1 − r structural zeros add 1/C each.
     out.values["loss_ls_predicted"] = float(0.5 * (np.sum(1.0 / (c + omega**2))
                                                    + (c - 1 - r) / c))

@@ -128,3 +128,14 @@ def test_markdown_of_one_epoch_says_there_is_no_trend():
     md = run_cli("report", example, "--epochs", "last", "-f", "markdown").stdout
     assert "One epoch selected (600)" in md and "| `nc1` | 5.981e-04 |" in md
     assert "trend" not in md.split("One epoch selected")[1].split("\n", 1)[1]
+
+
+def test_decomposition_heading_says_loss_includes_the_penalty_and_shows_lambda():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.h5"
+    out = run_cli("decompose", example, "--epochs", "600", "--keys", "loss,scalars.train_loss",
+                  env={"COLUMNS": "80"}).stdout
+    assert "MSE decomposition (Han et al.) · loss includes λ/2‖W̃‖², λ = 0.0001" in out
+    out = run_cli("decompose", example, "--epochs", "600", "--weight-decay", "0.01").stdout
+    assert "λ = 0.01" in out

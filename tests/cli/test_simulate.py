@@ -142,13 +142,27 @@ def test_divergence_is_a_clear_error(tmp_path):
 
 def test_cli_simulate_prints_prediction(tmp_path):
     out = tmp_path / "cli.h5"
-    r = run_cli("simulate", str(out), "--bias", "none", "--epochs", "2000")
+    r = run_cli("simulate", str(out), "--bias", "none", "--steps", "2000")
     assert r.exit_code == 0, r.output
     assert "orthogonal frame" in r.stdout
     r = run_cli("simulate", str(out))
     assert r.exit_code == 2 and "exists" in r.stderr
     r = run_cli("simulate", "--help")
     assert "Example" in r.stdout and "simplex ETF" in r.stdout
+
+
+def test_steps_option_and_the_deprecated_epochs_name(tmp_path):
+    """`--steps` counts gradient-descent steps; `--epochs`, its old name, still works with a
+    note, since `--epochs` selects epochs in every other command (issue 20 item 9)."""
+    new = run_cli("simulate", tmp_path / "a.h5", "--steps", "30", "--saves", "3")
+    assert new.exit_code == 0, new.stderr
+    assert "steps of 30," in new.stdout and "now --steps" not in new.stderr
+    old = run_cli("simulate", tmp_path / "b.h5", "--epochs", "30", "--saves", "3")
+    assert old.exit_code == 0, old.stderr
+    assert "now --steps" in old.stderr and "steps of 30," in old.stdout
+    both = run_cli("simulate", tmp_path / "c.h5", "--epochs", "30", "--steps", "40")
+    assert both.exit_code == 2 and "--steps only" in both.stderr
+    assert "--steps" in run_cli("simulate", "--help", env={"COLUMNS": "120"}).stdout
 
 
 @pytest.mark.parametrize("args,named", [
@@ -159,7 +173,7 @@ def test_cli_simulate_prints_prediction(tmp_path):
     (["--dim1", "30000", "--model", "extended", "--bias", "none"], "--dim1"),
     (["--saves", "100000000"], "--saves"),
     (["--per-class", "1e8"], "--per-class"),
-    (["--epochs", "99999999999999999999999"], "--epochs"),
+    (["--steps", "99999999999999999999999"], "--steps"),
 ])
 def test_options_beyond_the_limits_are_refused_before_allocating(tmp_path, args, named):
     """Issue 16 item 14: exit 2 naming the option, at once (nothing allocated, no file)."""

@@ -254,3 +254,21 @@ def test_relu_run_with_dead_units_has_snr_on_every_epoch(tmp_path):
     for res, (h, y, live, n_dead) in zip(results, written):
         assert res.warnings == [], res.warnings
         assert_on_support(res.values, h[:, live], y, c, dropped=n_dead)
+
+
+def test_dropped_directions_leave_zeros_at_the_end_and_snr_min_on_the_rest(rng):
+    """P = 4 < C − 1 with one constant feature (dropped on the support of Σ_W): the list keeps
+    min(P, C − 1) = 4 entries, the last 0, and snr_min/snr_ratio are on the 3 that can be
+    nonzero (the bundled language model has this: 31 of 32)."""
+    c, p = 8, 4
+    h, y = make_data(rng, c, p, 20)
+    h[:, 2] = 1.5  # constant: no within-class variance and no spread
+    out = snr(h, y)
+    assert out["snr_dropped_dims"] == 1 and len(out["snr_singular_values"]) == 4
+    assert out["snr_singular_values"][-1] == 0.0
+    live = [0, 1, 3]
+    want = reference_snr(h[:, live], y, c)
+    np.testing.assert_allclose(out["snr_singular_values"][:3], want["snr_singular_values"],
+                               rtol=1e-9)
+    assert out["snr_min"] == pytest.approx(want["snr_singular_values"][-1], rel=1e-9)
+    assert out["snr_ratio"] == pytest.approx(want["snr_ratio"], rel=1e-9)

@@ -166,7 +166,7 @@ def test_output_onto_a_directory_is_refused(tmp_path, run):
     folder.mkdir()
     for args in (("metrics", run, "-f", "json", "-o", folder),
                  ("snr", run, "--plot", tmp_path / "outdir.png"),
-                 ("simulate", folder, "--epochs", "5", "--overwrite")):
+                 ("simulate", folder, "--steps", "5", "--overwrite")):
         if args[0] == "snr":
             (tmp_path / "outdir.png").mkdir()
         result = cli(*args)
@@ -177,7 +177,7 @@ def test_output_onto_a_directory_is_refused(tmp_path, run):
 
 def test_run_file_outputs_refuse_devices(tmp_path):
     null = char_device(tmp_path, "null", 3)
-    result = cli("simulate", null, "--epochs", "5", "--overwrite")
+    result = cli("simulate", null, "--steps", "5", "--overwrite")
     assert result.exit_code == 2 and "not a regular file" in _one_line(result), result.stderr
     assert stat.S_ISCHR(os.lstat(null).st_mode)
 

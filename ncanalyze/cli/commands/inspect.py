@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -30,5 +31,7 @@ def inspect(file: RunFile, fmt: InspectFormatOpt = "table",
         from ..inspect_view import print_inspection
 
         tty = sys.stdout.isatty()
-        print_inspection(report, Console(width=None if tty else 120, highlight=False))
+        # A pipe gets the full table unless $COLUMNS says how wide to be.
+        width = None if tty or os.environ.get("COLUMNS") else 120
+        print_inspection(report, Console(width=width, highlight=False))
     return 3 if report["problems"] else 0

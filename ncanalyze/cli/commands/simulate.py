@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ...errors import escape
+from ...errors import UsageError, escape
+from ..boundary import warn
 from ..options import OutFile, OverwriteOpt
 
 EPILOG = (
     "Example: ncanalyze simulate ufm.h5 --model mse --bias none --classes 4 --per-class 5 "
-    "--dim 8 --epochs 5000 && ncanalyze metrics ufm.h5 --epochs last  ·  "
+    "--dim 8 --steps 5000 && ncanalyze metrics ufm.h5 --epochs last  ·  "
     "Theory: mse + --bias free → simplex ETF (centred means and W; b = 1/K); mse + --bias none → "
     "orthogonal frame (W Wᵀ ∝ I, means ∝ Wᵀ); K·√(n·λ_W·λ_H) ≥ 1 → the zero solution "
     "(W = 0, H = 0); mse + --bias decayed → NC1 → 0, no closed form; ce → simplex ETF; "
@@ -30,8 +31,10 @@ def simulate(out: OutFile,
              dim: Annotated[int, typer.Option("--dim", help="Feature dimension d.")] = 8,
              dim1: Annotated[Optional[int], typer.Option(
                  "--dim1", help="extended: dimension of H₁ (default --dim).")] = None,
-             epochs: Annotated[int, typer.Option(
-                 "--epochs", help="Gradient-descent steps (one step = one epoch).")] = 5000,
+             steps: Annotated[int, typer.Option(
+                 "--steps", help="Gradient-descent steps (each is written as an epoch).")] = 5000,
+             old_epochs: Annotated[Optional[int], typer.Option(
+                 "--epochs", hidden=True, help="Deprecated name of --steps.")] = None,
              lr: Annotated[float, typer.Option("--lr", help="Step size.")] = 0.5,
              lambda_w: Annotated[float, typer.Option("--lambda-w", help="λ_W (W₂).")] = 5e-3,
              lambda_h: Annotated[float, typer.Option("--lambda-h", help="λ_H (H₁).")] = 5e-3,
@@ -47,11 +50,20 @@ def simulate(out: OutFile,
              overwrite: OverwriteOpt = False) -> int:
     """Train the unconstrained features model by gradient descent and write a run file; print
     which geometry theory predicts for these settings."""
-    options = dict(locals())  # every option but out/overwrite is a UFMConfig field
+    options = dict(locals())  # every option but out/overwrite/steps is a UFMConfig field
     from ...simulate import UFMConfig
     from ...simulate import simulate as run_simulation
 
     out, overwrite = options.pop("out"), options.pop("overwrite")
+    options.pop("old_epochs")
+    if old_epochs is not None:  # the old name, kept working for scripts
+        if steps != 5000:
+            raise UsageError("simulate: give --steps only (--epochs is its old name)")
+        warn("simulate --epochs is now --steps (it counts gradient-descent steps; --epochs "
+             "selects epochs in the other commands); the old name still works")
+        steps = old_epochs
+    options.pop("steps")
+    options["epochs"] = epochs = steps
     cfg = UFMConfig(**options)
     result = run_simulation(out, cfg, overwrite=overwrite)
     typer.echo(f"wrote {escape(out)}: {len(result['steps'])} steps of {epochs}, final objective "

@@ -1,0 +1,49 @@
+"""Help reads well in an 80-column terminal (issue 20 item 9): no ``<bool>``/``<list[str]>``
+placeholders, command descriptions that end where their sentence does, ``report --help``
+grouped and under 110 lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from ncanalyze.cli import COMMANDS
+from tests.conftest import run_cli
+
+NAMES = [m.__name__.rsplit(".", 1)[-1] for m in COMMANDS]
+
+
+@pytest.mark.parametrize("args", [[]] + [[name] for name in NAMES])
+def test_no_type_placeholders_in_help(args):
+    text = run_cli(*args, "--help", env={"COLUMNS": "80"}).stdout
+    for placeholder in ("<bool>", "<list[str]>", "<str>", "<int>", "<float>"):
+        assert placeholder not in text, (args, placeholder)
+
+
+def test_command_list_has_one_sentence_per_command():
+    text = run_cli("--help", env={"COLUMNS": "200"}).stdout
+    rows = {line.split()[1]: line for line in text.splitlines()
+            if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1] in NAMES}
+    assert set(rows) == set(NAMES)
+    for name, row in rows.items():  # one line each at 200 columns: no hard line breaks
+        assert row.rstrip(" │").endswith((")", "found", "file", "distances")), row
+
+
+def test_report_help_is_grouped_and_short():
+    text = run_cli("report", "--help", env={"COLUMNS": "80"}).stdout
+    assert len(text.splitlines()) < 110
+    for panel in ("What to compute", "Computing", "Output", "Gates and live runs"):
+        assert panel in text
+
+
+def test_inspect_fits_80_columns_without_cutting_cells():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.h5"
+    text = run_cli("inspect", example, env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    table = [line for line in text.splitlines() if line.startswith(" /")]
+    assert table and not any("…" in line for line in table)
+    assert any("18×1347×32" in line and "float16" in line and "1.5 MiB" in line
+               for line in table)
+    wide = run_cli("inspect", example, env={"COLUMNS": "120"}).stdout
+    assert "chunks" in wide and "1×1347×32" in wide
