@@ -10,6 +10,8 @@ Python API (docs/TUTORIAL.md)::
     ncanalyze.decompose(H, y, W, b, weight_decay=λ)   # §2.3
     ncanalyze.snr(H, y)                               # §2.4
     ncanalyze.least_squares_classifier(H, y)          # W̃_LS of §2.3
+    ncanalyze.report("run.h5")                        # = `ncanalyze report run.h5 -f json`
+    ncanalyze.api.snr("run.h5", time="lr")            # likewise metrics / decompose / snr of a run
 
 The in-memory functions compute on the device of ``H``, detach tensors that require grad and
 return plain Python numbers. ``import ncanalyze`` never imports CuPy or PyTorch.
@@ -23,6 +25,8 @@ from .io import RunWriter, open_run  # noqa: E402
 from .core.metrics import nc_metrics  # noqa: E402
 from .core.stats import ClassStats, class_stats  # noqa: E402
 from .analysis import Analysis, analyze  # noqa: E402
+from . import api  # noqa: E402
+from .api import report  # noqa: E402
 from .settings import Settings  # noqa: E402
 
 _LAZY = {
@@ -44,5 +48,6 @@ def __getattr__(name):
 __all__ = [
     "__version__", "open_run", "RunWriter", "nc_metrics", "decompose", "snr",
     "least_squares_classifier", "class_stats", "ClassStats", "Analysis", "Settings", "analyze",
+    "report", "api",
     "NcanalyzeError", "InputError", "UsageError", "OutputError", "BackendError",
 ]

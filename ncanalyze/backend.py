@@ -393,7 +393,7 @@ class _PinnedUpload:
     ``SLOTS`` uploads later, after waiting for the event of its previous copy (long
     finished: there is no per-chunk synchronisation of the host with the device).
 
-    Not exercised by the default test suite (it needs a CUDA device): see tests/test_gpu.py.
+    Not exercised by the default test suite (it needs a CUDA device): see tests/core/test_gpu.py.
     """
 
     #: Pinned buffers in the ring: the reader's prefetch depth plus the chunk being computed

@@ -60,7 +60,7 @@ def check_chunk_rows(chunk_rows: int | None, sources, itemsize: int) -> None:
     Parameters
     ----------
     chunk_rows : int or None
-    sources : iterable of :class:`~ncanalyze.io.run.Source`
+    sources : iterable of :class:`~ncanalyze.io.info.Source`
         The feature matrices that will be read.
     itemsize : int
         Bytes per stored feature value.

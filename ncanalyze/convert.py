@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
+from .atomic import check_outputs
 from .dumps import load_dump
 from .errors import InputError, UsageError
-from .lock import WriterLock
 
 SUFFIXES = (".npz", ".pt", ".pth")
 _NUMBER = re.compile(r"([0-9]+)", re.ASCII)
@@ -149,53 +148,52 @@ def convert(folder, out, *, num_classes: int | None = None, weight_decay: float 
             check_num_classes(num_classes)
         except ValueError as exc:
             raise UsageError(f"--num-classes: {exc}") from None
+    from .io.publish import publish_when_done
+
     out = os.fspath(out)
-    resolve_output(out, regular=True)
-    with WriterLock(out):
-        check_overwrite(out, overwrite)
+    with publish_when_done(out, overwrite=overwrite) as tmp:
         dumps = find_dumps(folder)
         check_outputs({"output": out}, [path for _, path in dumps])
-        return _convert(dumps, out, num_classes, weight_decay, loss)
+        return _convert(dumps, tmp, num_classes, weight_decay, loss)
 
 
-def _convert(dumps, out: str, num_classes, weight_decay, loss) -> dict:
+def _convert(dumps, tmp: str, num_classes, weight_decay, loss) -> dict:
+    """Write ``dumps`` to the new run file ``tmp`` (published by the caller)."""
     from .io.writer import RunWriter
 
     first: dict[str, np.ndarray] | None = None
     names: list[str] = []
     ignored: dict[str, str] = {}
-    with atomic_path(out, regular=True) as tmp:
-        os.unlink(tmp)  # RunWriter creates the file itself
-        writer = None
-        try:
-            for epoch, path in dumps:
-                data, scalars, skipped = load_dump(path)
-                ignored.update(skipped)
-                _check(data, first if first is not None else data, path, epoch)
-                if first is None:
-                    first = data
-                    names = sorted(scalars)
-                    labels = data["labels"]
-                    if not np.issubdtype(labels.dtype, np.integer):
-                        raise InputError(f"labels must be integers, got {labels.dtype}",
-                                         file=str(path), dataset="labels", epoch=epoch)
-                    try:
-                        writer = RunWriter(tmp, labels, num_classes=num_classes,
-                                           weight_decay=weight_decay, loss=loss)
-                    except UsageError as exc:
-                        raise InputError(exc.reason, file=str(path), dataset="labels",
-                                         epoch=epoch) from exc
+    writer = None
+    try:
+        for epoch, path in dumps:
+            data, scalars, skipped = load_dump(path)
+            ignored.update(skipped)
+            _check(data, first if first is not None else data, path, epoch)
+            if first is None:
+                first = data
+                names = sorted(scalars)
+                labels = data["labels"]
+                if not np.issubdtype(labels.dtype, np.integer):
+                    raise InputError(f"labels must be integers, got {labels.dtype}",
+                                     file=str(path), dataset="labels", epoch=epoch)
                 try:
-                    ignored.update({k: "a scalar missing from the first dump"
-                                    for k in scalars if k not in names})
-                    writer.add_epoch(epoch, data["features"], data.get("weight"),
-                                     data.get("bias"),
-                                     **{k: scalars.get(k, float("nan")) for k in names})
-                except UsageError as exc:  # shapes the writer refuses are bad input here
-                    raise InputError(exc.reason, file=str(path), epoch=epoch) from exc
-        finally:
-            if writer is not None:
-                writer.close()
+                    writer = RunWriter(tmp, labels, num_classes=num_classes,
+                                       weight_decay=weight_decay, loss=loss)
+                except UsageError as exc:
+                    raise InputError(exc.reason, file=str(path), dataset="labels",
+                                     epoch=epoch) from exc
+            try:
+                ignored.update({k: "a scalar missing from the first dump"
+                                for k in scalars if k not in names})
+                writer.add_epoch(epoch, data["features"], data.get("weight"),
+                                 data.get("bias"),
+                                 **{k: scalars.get(k, float("nan")) for k in names})
+            except UsageError as exc:  # shapes the writer refuses are bad input here
+                raise InputError(exc.reason, file=str(path), epoch=epoch) from exc
+    finally:
+        if writer is not None:
+            writer.close()
     assert first is not None
     return {"epochs": [e for e, _ in dumps], "samples": int(first["features"].shape[0]),
             "features": int(first["features"].shape[1]), "weight": "weight" in first,

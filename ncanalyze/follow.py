@@ -6,10 +6,10 @@ seconds. It polls (``os.stat`` every ``poll`` seconds, sleeping in between — n
 reopens the file only when its size or modification time changed; a reader never blocks the
 writer (HDF5 single-writer/multiple-reader mode, docs/RELIABILITY.md).
 
-Whether a writer holds the file is read from the HDF5 superblock's file-consistency flags
-(versions 2 and 3, which SWMR requires): HDF5 sets them while a file is open for writing and
-clears them on close. A writer killed without closing leaves them set, so following it ends only
-at ``timeout`` or Ctrl-C.
+Whether a writer still holds the file is the input format's business
+(:func:`ncanalyze.io.protocol.writer_active`; for HDF5 the superblock's file-consistency flags,
+which a writer killed without closing leaves set, so following it ends only at ``timeout`` or
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -24,32 +24,8 @@ from typing import Any, Callable, Iterator
 from .analysis import Analysis
 from .settings import EpochResult, Settings
 from .errors import InputError, UsageError
+from .io.protocol import writer_active
 from .lock import lock_name
-
-_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: File-consistency flags of superblock v2/v3: open for write (bit 0), SWMR write (bit 2).
-_WRITE_FLAGS = 0x01 | 0x04
-
-
-def writer_active(path) -> bool:
-    """Whether an HDF5 writer has ``path`` open (False for a closed or unreadable file).
-
-    The superblock is at byte 0 or at 512, 1024, 2048, … (after a user block); only versions 2
-    and 3 carry the flags, and a file without them is treated as closed.
-    """
-    try:
-        with open(path, "rb") as fh:
-            offset = 0
-            size = os.fstat(fh.fileno()).st_size
-            while offset + 12 <= size:
-                fh.seek(offset)
-                head = fh.read(12)
-                if head[:8] == _SIGNATURE:
-                    return head[8] in (2, 3) and bool(head[11] & _WRITE_FLAGS)
-                offset = 512 if offset == 0 else offset * 2
-    except OSError:
-        return False
-    return False
 
 
 def writer_alive(path) -> bool:

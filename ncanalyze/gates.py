@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .core.decomposition import DECOMPOSE_KEYS
-from .core.values import FEATURE_KEYS, LAYER_KEYS, METRIC_KEYS
-from .core.snr import SNR_KEYS, snr_rank_bound
+from .core.keys import (DECOMPOSE_KEYS, FEATURE_KEYS, LAYER_KEYS, LIST_KEYS, METRIC_KEYS,
+                        SNR_KEYS)
+from .core.snr import snr_rank_bound
 from .errors import UsageError
 from .results import flatten
 
@@ -33,8 +33,6 @@ _OPS = {
 }
 _GATE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
 _INDEXED = re.compile(r"^(.+)_(\d+)$")
-#: Keys whose value is a list of numbers (min(P, C − 1) of them), see docs/CENTRAL_PATH.md.
-LIST_KEYS = ("snr_singular_values",)
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ class KeyCatalogue:
 
 def producible_keys(settings, info) -> KeyCatalogue:
     """The keys :class:`~ncanalyze.analysis.Analysis` produces with ``settings`` on a run whose
-    header is ``info`` (a :class:`~ncanalyze.io.run.RunInfo`); no data is read.
+    header is ``info`` (a :class:`~ncanalyze.io.schema.RunInfo`); no data is read.
 
     The classifier keys need ``/weight``; ``layers.NAME.*`` need ``--layers``, ``splits.NAME.*``
     the metrics and a split that is computed (every split of the file unless ``--split``

@@ -112,3 +112,43 @@ def plan(parts: dict[str, int], limit: int | None, *, what: str) -> int:
 
 def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB"
+
+
+def plan_epoch(info, present: int, *, chunk_rows: int | None, limit: int | None,
+               cache_bytes: int, decode_bytes: int = 0) -> int:
+    """Tile bytes of one epoch of the run ``info`` (a :class:`~ncanalyze.io.schema.RunInfo`).
+
+    Parameters
+    ----------
+    present : int
+        The most classes with samples in any source read (K).
+    chunk_rows : int or None
+        ``--chunk-rows`` (default: one accumulation block).
+    limit : int or None
+        ``--memory-limit`` in bytes.
+    cache_bytes : int
+        The most bytes a pass keeps between its two passes.
+    decode_bytes : int
+        What the chunk caches of compressed datasets may hold (``RunReader.decode_bytes``).
+
+    Raises
+    ------
+    InputError
+        When one epoch cannot fit (see :func:`plan`).
+    """
+    import numpy as np
+
+    from .core.stats import block_rows
+
+    itemsize = np.dtype(info.features_dtype).itemsize
+    rows = min(chunk_rows or block_rows(info.num_features), info.num_samples)
+    chunk = rows * info.num_features * max(itemsize, 4)
+    cache = min(cache_bytes, info.num_samples * (info.num_features * itemsize + 8))
+    samples = info.num_samples
+    if info.kind == "statistics":  # no rows are read: N costs no memory
+        samples = chunk = cache = 0
+    parts = estimate(classes=info.num_classes, present=present, features=info.num_features,
+                     samples=samples, chunk_bytes=chunk, cache_bytes=cache,
+                     decode_bytes=decode_bytes)
+    return plan(parts, limit, what=f"{info.path}: one epoch (C = {info.num_classes}, "
+                                    f"P = {info.num_features}, N = {info.num_samples})")

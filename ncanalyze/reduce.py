@@ -19,10 +19,10 @@ import os
 import numpy as np
 
 from .analysis import Analysis
-from .atomic import atomic_path, check_outputs, check_overwrite, resolve_output
+from .atomic import check_outputs
 from .errors import InputError, UsageError
+from .io.publish import publish_when_done
 from .io.reader import open_run
-from .lock import WriterLock
 from .settings import Settings
 
 
@@ -63,9 +63,7 @@ def reduce_run(source, out, *, overwrite: bool = False, allow_external: bool = F
         file.
     """
     source, out = os.fspath(source), os.fspath(out)
-    resolve_output(out, regular=True)
-    with WriterLock(out):
-        check_overwrite(out, overwrite)
+    with publish_when_done(out, overwrite=overwrite) as tmp:
         check_outputs({"output": out}, [source])
         with open_run(source, allow_external=allow_external) as run:
             if run.kind == "statistics":
@@ -73,21 +71,20 @@ def reduce_run(source, out, *, overwrite: bool = False, allow_external: bool = F
             splits = tuple(run.info.splits)
         settings = Settings(layers=True, splits=splits, allow_external=allow_external,
                             backend=backend, workers=1)
-        with Analysis(source, settings) as analysis, atomic_path(out, regular=True) as tmp:
-            os.unlink(tmp)  # RunWriter creates the file itself
+        with Analysis(source, settings) as analysis:
             _write(analysis, tmp)
-        info = analysis.run.info
-        return {"epochs": [int(e) for e in info.epochs], "classes": info.num_classes,
-                "samples": info.num_samples, "features": info.num_features,
-                "layers": sorted(info.layers), "splits": list(splits),
-                "input_bytes": os.path.getsize(source), "output_bytes": os.path.getsize(out),
-                "skipped_scalars": [k for k in info.scalars if k in RESERVED]}
+    info = analysis.run.info
+    return {"epochs": [int(e) for e in info.epochs], "classes": info.num_classes,
+            "samples": info.num_samples, "features": info.num_features,
+            "layers": sorted(info.layers), "splits": list(splits),
+            "input_bytes": os.path.getsize(source), "output_bytes": os.path.getsize(out),
+            "skipped_scalars": [k for k in info.scalars if k in RESERVED]}
 
 
 def _write(a: Analysis, tmp: str) -> None:
     from .io.writer import RunWriter
 
-    run, info, be = a.run, a.run.info, a.backend
+    run, info, be, passes = a.run, a.run.info, a.backend, a.passes
     dtypes = {"train": run.train.feature_dtype,
               **{f"layers/{n}": s.feature_dtype for n, s in info.layers.items()},
               **{f"splits/{n}": s.feature_dtype for n, s in info.splits.items()}}
@@ -105,18 +102,17 @@ def _write(a: Analysis, tmp: str) -> None:
                                                            "float64")
             b_dev = None if bias is None else be.asarray(np.asarray(bias, np.float64),
                                                          "float64")
-            stats, cache = a._epoch_stats(epoch, run.train, keep=True)
+            stats, cache = passes.stats(epoch, run.train, keep=True)
             means = be.asarray(stats.means, "float64")
-            decisions = a._epoch_predictions(epoch, run.train, cache, stats, means, w_dev,
-                                             b_dev)
+            decisions = passes.decisions(epoch, run.train, cache, means, stats.class_ids, w_dev,
+                                         b_dev)
             del cache
-            layers = {n: a._epoch_stats(epoch, s, keep=False)[0]
-                      for n, s in info.layers.items()}
+            layers = {n: passes.stats(epoch, s, keep=False)[0] for n, s in info.layers.items()}
             splits = {}
             for n, s in info.splits.items():
-                sstats, scache = a._epoch_stats(epoch, s, keep=True)
-                splits[n] = (sstats, a._epoch_predictions(epoch, s, scache, stats, means,
-                                                          w_dev, b_dev))
+                sstats, scache = passes.stats(epoch, s, keep=True)
+                splits[n] = (sstats, passes.decisions(epoch, s, scache, means, stats.class_ids,
+                                                      w_dev, b_dev))
             scalars = {k: (math.nan if v is None else v) for k, v in run.scalars(epoch).items()
                        if k not in RESERVED}
             try:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.dynamics import clock_name, cumulative_learning_rate, fit_dynamics, not_fitted
 from .errors import UsageError
-from .io.reader import Run
+from .io.protocol import RunReader
 
 if TYPE_CHECKING:  # only for the annotation: run_dynamics is imported by no analysis code
     from .analysis import Analysis
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # only for the annotation: run_dynamics is imported by no ana
 TIME_AXES = ("auto", "epoch", "lr", "steps")
 
 
-def resolve_time_axis(run: Run, time: str = "auto") -> str:
+def resolve_time_axis(run: RunReader, time: str = "auto") -> str:
     """The time axis of the SNR dynamics fit: ``auto`` becomes ``lr`` when the run records
     ``/scalars/lr``, else ``epoch``.
 

@@ -37,7 +37,7 @@ class Settings:
     chunk_rows: int | None = None
     allow_external: bool = False
     #: Processes computing whole epochs at once (None: all local cores when several large
-    #: epochs are selected, see :func:`local_workers`; 1: in this process).
+    #: epochs are selected, see :func:`ncanalyze.tasks.local_workers`; 1: in this process).
     workers: int | None = None
     #: Address of a dask.distributed scheduler: epochs are computed on its workers.
     dask: str | None = None
@@ -47,7 +47,7 @@ class Settings:
     #: the available memory (see :mod:`ncanalyze.memory`).
     memory_limit: int | None = None
     #: With workers or dask: rows of one epoch per task (the epoch's rows are split over the
-    #: workers and the partial statistics merged). None: epochs above ``TASK_BYTES`` of
+    #: workers and the partial statistics merged). None: epochs above ``tasks.TASK_BYTES`` of
     #: features are split into tasks of about that size, smaller ones are one task each.
     task_rows: int | None = None
 

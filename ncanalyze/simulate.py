@@ -30,16 +30,13 @@ by side.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path, check_overwrite, resolve_output
 from .errors import UsageError
 from .limits import MAX_CLASSES, MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES, MAX_SAMPLES
-from .lock import WriterLock
 from .memory import BASELINE_BYTES, DEFAULT_FRACTION, available_memory
 
 MODELS = ("mse", "ce", "extended")
@@ -358,14 +355,12 @@ def simulate(path, config: UFMConfig, *, overwrite: bool = False,
     model = UFM(config)
     c = config
     steps = _save_steps(c.epochs, c.saves)
-    resolve_output(path, regular=True)
+    from .io.publish import publish_when_done
+
     # Written under a temporary name and renamed at the end: a diverged or interrupted
     # simulation leaves no partial run behind. The lock keeps a second writer off ``path``.
-    with WriterLock(path):
-        check_overwrite(path, overwrite)
-        with atomic_path(path, regular=True) as tmp:
-            os.unlink(tmp)  # RunWriter creates the file itself
-            _train(model, tmp, steps, progress)
+    with publish_when_done(path, overwrite=overwrite) as tmp:
+        _train(model, tmp, steps, progress)
     fit, obj = model.objective()
     return {"steps": steps, "objective": obj, "fit_loss": fit,
             "prediction": predicted_geometry(c), "config": asdict(c)}

@@ -1,7 +1,12 @@
-"""Generators of run files and feature sets for the tests."""
+"""Generators of run files and feature sets for the tests: runs written with RunWriter,
+statistics runs, an in-memory reader, and raw HDF5 files (``write_h5``) for the bad-input and
+hostile-file suites."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import h5py
 import numpy as np
 
 from ncanalyze.io import RunWriter
@@ -276,3 +281,148 @@ def printf_virtual_dataset(f, name: str, source: str, shape, dtype, file: str = 
         f.require_group(parent)
     h5d.create(f.id, name.encode(), h5t.py_create(np.dtype(dtype)), vspace, dcpl=dcpl)
     assert isinstance(f[name], h5py.Dataset)
+
+
+class ArrayRun:
+    """A run held in NumPy arrays: a second implementation of
+    :class:`ncanalyze.io.protocol.RunReader` (features, labels, W, b per epoch; no file).
+
+    ``statistics``: optional ``statistics(epoch) -> StoredStatistics`` for the training
+    source, making it a statistics run (its rows are then never read).
+    """
+
+    def __init__(self, y, features, weights=None, biases=None, epochs=None, *, num_classes=None,
+                 weight_decay=None, statistics=None, path="<arrays>"):
+        from ncanalyze.io.info import RunInfo, Source
+
+        self.path = path
+        self._y = np.asarray(y, np.int64)
+        self._h = [np.asarray(h) for h in features]
+        self._w, self._b = weights, biases
+        n, p = self._h[0].shape
+        c = num_classes or int(self._y.max()) + 1
+        self._epochs = np.asarray(epochs or list(range(1, len(features) + 1)), np.int64)
+        self._source = Source("train", "train", "/features", "/labels", n, p)
+        self._statistics = statistics
+        self.info = RunInfo(path=path, num_classes=c, num_samples=n, num_features=p,
+                            epochs=self._epochs, features_dtype=self._h[0].dtype,
+                            has_weight=weights is not None, has_bias=biases is not None,
+                            weight_decay=weight_decay, loss=None, format_version=1,
+                            kind="features" if statistics is None else "statistics")
+        self.closed = False
+        self.decode_bytes = 0  # nothing to decompress
+        self.inputs = []  # no file is read
+
+    @property
+    def kind(self):
+        return self.info.kind
+
+    @property
+    def train(self):
+        return self._source
+
+    def class_counts(self, source=None):
+        return np.bincount(self._y, minlength=self.info.num_classes)
+
+    def _slot(self, epoch):
+        return int(np.flatnonzero(self._epochs == epoch)[0])
+
+    def labels(self, source=None):
+        return self._y
+
+    def weight(self, epoch):
+        return None if self._w is None else np.asarray(self._w[self._slot(epoch)])
+
+    def bias(self, epoch):
+        return None if self._b is None else np.asarray(self._b[self._slot(epoch)])
+
+    def scalars(self, epoch):
+        return {}
+
+    def chunk_rows(self, source=None, chunk_bytes=2**20):
+        return max(1, chunk_bytes // (self._source.num_features * 8))
+
+    def iter_chunks(self, epoch, source=None, *, rows=None, check_finite=True, start=0,
+                    stop=None):
+        assert self._statistics is None, "a statistics run has no rows to read"
+        h = self._h[self._slot(epoch)]
+        stop = h.shape[0] if stop is None else stop
+        rows = rows or self.chunk_rows()
+        for lo in range(start, stop, rows):
+            hi = min(stop, lo + rows)
+            yield h[lo:hi], self._y[lo:hi]
+
+    def statistics(self, epoch, source=None):
+        assert self._statistics is not None, "a features run stores no statistics"
+        return self._statistics(epoch)
+
+    def close(self):
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ----------------------------------------------------------------- raw run files (h5py)
+N, C, P, E = 60, 3, 8, 3
+
+
+def valid_members(seed: int = 0) -> dict:
+    """A valid run (N=60, C=3, P=8, epochs 1..3) as {hdf5 path: array}."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(N) % C
+    centres = 4.0 * rng.standard_normal((C, P))
+    feats = centres[y][None] + rng.standard_normal((E, N, P))
+    return {
+        "labels": y.astype(np.int64),
+        "epoch": np.arange(1, E + 1, dtype=np.int64),
+        "features": feats.astype(np.float32),
+        "weight": rng.standard_normal((E, C, P)),
+        "bias": rng.standard_normal((E, C)),
+        "scalars/train_loss": np.linspace(1.0, 0.1, E),
+    }
+
+
+def write_h5(path, members: dict, attrs: dict | None = None, **file_kwargs) -> Path:
+    """Write ``members`` ({path: array or dict of create_dataset kwargs}) and root ``attrs``."""
+    with h5py.File(path, "w", **file_kwargs) as f:
+        for key, value in (attrs if attrs is not None else {"ncanalyze_format": 1}).items():
+            f.attrs[key] = value
+        for name, value in members.items():
+            if isinstance(value, dict):
+                f.create_dataset(name, **value)
+            else:
+                f.create_dataset(name, data=value)
+    return Path(path)
+
+
+def hostile_members():
+    """:func:`valid_members` with a layer and a test split (what the hostile-file tests corrupt)."""
+    m = valid_members()
+    m["layers/block"] = m["features"][:, :, :4].copy()
+    m["splits/test/labels"] = m["labels"][: N // 2].copy()
+    m["splits/test/features"] = m["features"][:, : N // 2].copy()
+    return m
+
+
+def unlimited_vds(f, name, target, shape):
+    """A virtual dataset with an unlimited mapping: HDF5 opens its sources to find its extent
+    as soon as its shape is asked for."""
+    from h5py import h5d, h5p, h5s, h5t
+
+    e, n, p = shape
+    spaces = []
+    for _ in range(2):
+        space = h5s.create_simple(shape, (h5s.UNLIMITED, n, p))
+        space.select_hyperslab((0, 0, 0), (h5s.UNLIMITED, 1, 1), stride=(1, 1, 1),
+                               block=(1, n, p))
+        spaces.append(space)
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_virtual(spaces[0], b".", target.encode(), spaces[1])
+    parent = name.rpartition("/")[0]
+    if parent:
+        f.require_group(parent)
+    h5d.create(f.id, name.encode(), h5t.NATIVE_FLOAT, spaces[0], dcpl=dcpl)

@@ -1,10 +1,11 @@
 """The import contract: layers point one way and no module imports itself round a cycle.
 
-cli → orchestration (analysis, api, gates, records, parallel, plots, workflow helpers)
+cli → orchestration (api, analysis, passes, epoch, tasks, gates, parallel, plots, workflow helpers)
     → {io, core} → backend; errors is importable from everywhere.
 
 The graph is read from the source with :mod:`ast`, lazy (function-level) imports included,
-so a cycle hidden behind a deferred import is still a cycle.
+so a cycle hidden behind a deferred import is still a cycle; a module that imports by name
+(``importlib.import_module``) is taken to import every module its string constants name.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ MAY_IMPORT = {
     "ncanalyze._version": (),
     # plots draw from results (and may evaluate a fitted law with core's pure math);
     # they never open a run or run an analysis themselves.
-    "ncanalyze.plots": ("ncanalyze.records", "ncanalyze.results", "ncanalyze.atomic",
+    "ncanalyze.plots": ("ncanalyze.results", "ncanalyze.atomic",
                         "ncanalyze.core"),
 }
 
@@ -85,7 +86,13 @@ def import_graph(root: Path) -> dict[str, set[str]]:
     for name, path in files.items():
         edges: set[str] = set()
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        by_name = any(isinstance(n, ast.Attribute) and n.attr == "import_module"
+                      or isinstance(n, ast.Name) and n.id == "import_module"
+                      for n in ast.walk(tree))
         for node in ast.walk(tree):
+            if by_name and isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    node.value in modules or node.value.split(".")[0] in ONLY_IN):
+                edges.add(node.value)
             if isinstance(node, ast.Import):
                 edges.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
@@ -187,3 +194,43 @@ def test_the_contract_catches_layer_breaks(toy_package):
     assert any("ncanalyze.core.stats imports h5py" in line for line in lines)
     assert any("nothing imports the CLI" in line for line in lines)
     assert any("ncanalyze.core may import only" in line for line in lines)
+
+
+def test_the_rules_name_only_modules_that_exist():
+    """A rule about a module that does not exist protects nothing (and hides a rename)."""
+    graph = import_graph(PACKAGE)
+    named = [*MAY_IMPORT, *(m for allowed in MAY_IMPORT.values() for m in allowed),
+             *(m for owners in ONLY_IN.values() for m in owners)]
+    missing = [m for m in named if not any(g == m or g.startswith(m + ".") for g in graph)]
+    assert missing == []
+
+
+def test_imports_by_name_are_followed(toy_package):
+    (toy_package / "core" / "stats.py").write_text(
+        "import importlib\n\ndef f():\n    return importlib.import_module('torch')\n")
+    (toy_package / "__init__.py").write_text(
+        "_LAZY = {'x': ('ncanalyze.cli', 'app')}\n"
+        "def __getattr__(n):\n    import importlib\n"
+        "    return importlib.import_module(_LAZY[n][0])\n")
+    graph = import_graph(toy_package)
+    assert "torch" in graph["ncanalyze.core.stats"]
+    assert "ncanalyze.cli" in graph["ncanalyze"]
+    assert any("ncanalyze.core.stats imports torch" in line for line in violations(graph))
+
+
+def test_tests_import_builders_not_other_test_modules():
+    """Shared builders live in conftest.py, factories.py, reference.py and the child programs
+    (cli_worker.py, writer_child.py); a test module imported by others would run its tests
+    twice and tie unrelated suites together."""
+    tests = PACKAGE.parent / "tests"
+    bad = []
+    for path in sorted(tests.rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if isinstance(node, ast.ImportFrom) and node.module == "tests":
+                names = [f"tests.{a.name}" for a in node.names]
+            bad += [f"{path.relative_to(tests)}: {n}" for n in names
+                    if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+    assert bad == []

@@ -1,9 +1,9 @@
 """The ``ncanalyze`` command line (Typer + rich): the root app and its commands.
 
-Presentation only — the work is in :mod:`ncanalyze.analysis`. The layout: :mod:`.options`
+Presentation only — what a command computes is :mod:`ncanalyze.api`. The layout: :mod:`.options`
 (shared option aliases), :mod:`.boundary` (errors → exit codes, the stderr console, the
-``--quiet``/``--debug`` flags), :mod:`.render` (output formats), :mod:`.runner` (the loop shared
-by metrics/decompose/snr/report) and one module per command in :mod:`.commands`.
+``--quiet``/``--debug`` flags), :mod:`.render` (output formats), :mod:`.runner` (presenting
+metrics/decompose/snr/report) and one module per command in :mod:`.commands`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typer.core import TyperCommand, TyperOption
 from .. import __version__
 from .boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, DebugOpt, QuietOpt, command, set_root_flags
 from .parsing import OneLineGroup
-from .commands import convert, decompose, inspect, metrics, plot, report, simulate, snr
+from .commands import (convert, decompose, inspect, keys, metrics, plot, report, simulate,
+                       snr)
 
 
 class _Group(OneLineGroup):
@@ -62,7 +63,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 #: Command modules in the order ``ncanalyze --help`` lists them; each holds a function named
 #: after the command (returning its exit code) and the ``EPILOG`` example of its ``--help``.
-COMMANDS = (inspect, metrics, decompose, snr, report, plot, simulate, convert)
+COMMANDS = (inspect, metrics, decompose, snr, report, keys, plot, simulate, convert)
 
 _METAVARS = {bool: "", int: "N", float: "X", Path: "FILE"}
 

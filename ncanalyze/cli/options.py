@@ -1,8 +1,9 @@
 """The options the commands share, as ``Annotated`` aliases (one definition, one help text).
 
-A command's signature is built from these; its parameter names are the keyword names of
-:class:`ncanalyze.analysis.Settings` where the option is a setting (so the command can pass
-them on by keyword), and the names :func:`ncanalyze.cli.runner.run_command` takes otherwise.
+A command's signature is built from these; its parameter names are the field names of
+:class:`ncanalyze.settings.Settings` where the option is a setting and of
+:class:`ncanalyze.cli.runner.View` where it says how to present, so the command passes each
+on by name.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from ..plots.central_path import XSCALES
 from .render import FORMATS
 
 INSPECT_FORMATS = ("table", "json")
+KEYS_FORMATS = ("table", "json", "markdown")
 GATES = ("last", "all")
 DTYPES = ("float64", "float32")
 GLOBAL_MEANS = ("samples", "classes")
 
 #: The choices of every option that takes one, by parameter name: each is listed in the
-#: option's help and tests/test_cli_help.py runs every command with each of them (a command
+#: option's help and tests/cli/test_cli_view.py runs every command with each of them (a command
 #: module may override an entry in its own ``CHOICES``).
 CHOICES = {"fmt": FORMATS, "gate": GATES, "dtype": DTYPES, "global_mean": GLOBAL_MEANS,
            "xscale": XSCALES}
@@ -30,8 +32,10 @@ CHOICES = {"fmt": FORMATS, "gate": GATES, "dtype": DTYPES, "global_mean": GLOBAL
 def _listed(choices) -> str:
     return ", ".join(choices)
 
+#: ``readable=False``: an unreadable file is an input error (exit 3, one line naming it) from
+#: the reader, not a usage box from the option parser.
 RunFile = Annotated[Path, typer.Argument(help="Run file (HDF5, docs/FORMAT.md).",
-                                         show_default=False)]
+                                         show_default=False, readable=False)]
 EpochsOpt = Annotated[Optional[str], typer.Option(
     "--epochs", "-e", help="Epochs: comma list of numbers, inclusive ranges a:b, 'last'.", rich_help_panel='What to compute', metavar='LIST')]
 BackendOpt = Annotated[str, typer.Option(
@@ -46,6 +50,8 @@ FormatOpt = Annotated[str, typer.Option(
          "jsonl streams one line per epoch; markdown is a summary for CI.", rich_help_panel='Output')]
 InspectFormatOpt = Annotated[str, typer.Option(
     "--format", "-f", metavar="FORMAT", help=f"Output: {_listed(INSPECT_FORMATS)}.")]
+KeysFormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", metavar="FORMAT", help=f"Output: {_listed(KEYS_FORMATS)}.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Write the output to FILE (atomically) instead of stdout.", rich_help_panel='Output')]
 FailIfOpt = Annotated[Optional[list[str]], typer.Option(

@@ -7,49 +7,28 @@ import csv
 import io
 import json
 import math
-import re
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from ..core.keys import row_of, target_value
 from ..errors import escape
 from ..gates import Verdict
-from ..results import clean_number, flatten
+from ..results import clean, document, flatten
 
 FORMATS = ("table", "json", "jsonl", "csv", "markdown")
 
-#: Keys where a larger value means more collapse / a better model (markdown "best").
-HIGHER_IS_BETTER = {"accuracy", "ncc_accuracy", "snr_min", "snr_max", "snr_singular_values",
-                    "nc1_rank"}
-#: Keys shown but not ranked.
-UNRANKED = {"epoch", "nc1_rank", "loss_ls_predicted"}
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return clean_number(obj)
 
 
 def epoch_object(values: dict[str, Any]) -> dict[str, Any]:
     """One epoch as it appears in JSON (non-finite numbers -> null)."""
-    return _clean(values)
+    return clean(values)
 
 
 def json_document(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
                   warnings: list[str], extra: dict[str, Any] | None = None) -> str:
-    """The single JSON document of ``--format json``."""
-    doc = {"ncanalyze": header["ncanalyze"], "command": command}
-    doc.update({k: v for k, v in header.items() if k != "ncanalyze"})
-    doc["epochs"] = [epoch_object(e) for e in epochs]
-    if extra:
-        doc.update(_clean(extra))
-    doc["warnings"] = list(warnings)
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    """The single JSON document of ``--format json`` (:func:`ncanalyze.results.document`)."""
+    return json.dumps(document(header, command, epochs, warnings, extra), indent=2,
+                      allow_nan=False) + "\n"
 
 
 def jsonl_line(values: dict[str, Any]) -> str:
@@ -101,41 +80,6 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def _column_groups(cols: list[str], width: int) -> list[list[str]]:
-    """Split columns so that each table fits ``width`` characters (headers never truncated)."""
-    groups: list[list[str]] = [[]]
-    used = 8  # the epoch column
-    for c in cols:
-        need = max(len(c), 10) + 3
-        if groups[-1] and used + need > width:
-            groups.append([])
-            used = 8
-        groups[-1].append(c)
-        used += need
-    return groups
-
-
-def render_tables(epochs: list[dict[str, Any]], title: str, console: Console) -> None:
-    """Rich tables with epochs as rows, keys split into as many tables as the width needs."""
-    cols = [c for c in columns(epochs) if c != "epoch"]
-    flats = [flatten(e) for e in epochs]
-    title = escape(title)
-    if not cols:
-        console.print(f"{title}: no values", markup=False)
-        return
-    console.print(title, style="bold", markup=False)
-    for part in _column_groups([escape(c) for c in cols], max(60, console.width)):
-        table = Table(show_edge=False, header_style="bold", pad_edge=False)
-        table.add_column("epoch", justify="right", style="cyan", no_wrap=True)
-        for c in part:  # Text: names from the file are shown literally, never as markup
-            table.add_column(Text(c), justify="right", no_wrap=True, min_width=len(c))
-        shown = [{escape(k): v for k, v in f.items()} for f in flats]
-        for f in shown:
-            table.add_row(str(f.get("epoch")), *(Text(escape(fmt(f.get(c)))) for c in part))
-        console.print(table)
-        console.print()
-
-
 def _trend(first: Any, last: Any) -> str:
     if first is None or last is None or not isinstance(first, (int, float)):
         return ""
@@ -147,25 +91,14 @@ def _trend(first: Any, last: Any) -> str:
     return "↑" if last > first else "↓"
 
 
-def _target(leaf: str, loss: str | None, classes: int) -> float | None:
-    """The value a key tends to at collapse when that is not its minimum.
-
-    ``bias_collapse`` = ‖Wμ_G + b‖: with the MSE loss on one-hot targets and a free bias, the
-    model's output at μ_G tends to the mean target, the class proportions π, so the key tends to
-    ‖π‖ = 1/√C for balanced classes (docs/METRICS.md), not to 0.
-    """
-    if leaf == "bias_collapse" and (loss or "").lower() == "mse" and classes > 0:
-        return 1.0 / math.sqrt(classes)
-    return None
-
-
 def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, Any]],
                   verdicts: list[Verdict], loss: str | None = None) -> str:
     """Summary for a CI job summary / pull-request comment: first, last, best and trend.
 
-    "best" is the largest value of keys in :data:`HIGHER_IS_BETTER`, the value closest to
-    1/√C for ``bias_collapse`` of an MSE run (``loss``), and the smallest otherwise; the
-    training loop's scalars are not ranked.
+    "best" follows each key's direction in the key catalogue (:mod:`ncanalyze.core.keys`): the
+    largest value, the smallest, or the one closest to the key's target (``bias_collapse``:
+    1/√C on an MSE run, ``loss``); unranked keys, keys not in the catalogue and the training
+    loop's scalars get none.
     """
     flats = [flatten(epoch_object(e)) for e in epochs]
     cols = [c for c in columns(epochs) if c != "epoch"]
@@ -192,14 +125,16 @@ def markdown_text(header: dict[str, Any], command: str, epochs: list[dict[str, A
         valid = [(e, v) for e, v in series if isinstance(v, (int, float)) and v is not None]
         first = series[0][1]
         last = series[-1][1]
-        leaf = re.sub(r"_\d+$", "", c.split(".")[-1])  # list items: snr_singular_values_3
-        target = _target(leaf, loss, classes)
-        if valid and target is not None:
+        row = row_of(c)
+        direction = row.direction if row is not None else "unranked"
+        target = None if row is None else target_value(row, loss=loss, classes=classes)
+        if valid and target:
             be, bv = min(valid, key=lambda t: abs(t[1] - target))
-            best = f"{fmt(bv)} ({be}; → 1/√C = {fmt(target)})"
-        elif valid and leaf not in UNRANKED and not c.startswith("scalars."):
-            pick = max if leaf in HIGHER_IS_BETTER else min
-            be, bv = pick(valid, key=lambda t: t[1])
+            shown = f"1/√C = {fmt(target)}" if row.name == "bias_collapse" else fmt(target)
+            best = f"{fmt(bv)} ({be}; → {shown})"
+        elif valid and direction in ("higher", "lower", "target"):
+            pick = max if direction == "higher" else min  # a target of 0: the smallest
+            be, bv = pick(valid, key=lambda t: abs(t[1]) if direction == "target" else t[1])
             best = f"{fmt(bv)} ({be})"
         else:
             best = ""

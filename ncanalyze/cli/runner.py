@@ -1,60 +1,37 @@
-"""The shared body of ``metrics``, ``decompose``, ``snr`` and ``report``: compute, print, gate.
+"""The shared body of ``metrics``, ``decompose``, ``snr`` and ``report``: present what the
+library computes (:func:`ncanalyze.api.run_command`), and gate.
 
-A command passes every option by keyword; the ones that are fields of
-:class:`~ncanalyze.analysis.Settings` become the settings, the others say how to present the
-results (format, output file, gates, figure, view) and whether to ``--follow`` a run that is
-still being written.
+A command parses its options into :class:`~ncanalyze.settings.Settings` by name and a
+:class:`View` (format, output file, gates, figure, table keys); what a command computes,
+``--follow`` and the dynamics fit live in :mod:`ncanalyze.api`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rich.console import Console
 
 from ..analysis import Analysis
-from ..run_dynamics import resolve_time_axis, snr_dynamics
+from ..api import CommandResult, check_follow, run_command as compute_command
 from ..settings import Settings
 from ..atomic import atomic_text, check_outputs
 from ..errors import InputError, UsageError, escape
 from ..gates import evaluate_gates, parse_gate, producible_keys, validate_gates
-from ..results import flatten
+from ..results import flatten, merge_warnings
 from . import render
 from .boundary import EXIT_INTERRUPTED, err_console, flags, warn
 from .progress import EpochProgress, progress_console
 from .terminal import check_key_patterns, render_view, stream_line
 
-#: What each command computes (the ``quantities`` of its Settings).
-QUANTITIES = {"metrics": ("metrics",), "decompose": ("decompose",), "snr": ("snr",),
-              "report": ("metrics", "decompose", "snr")}
-#: Commands whose run-level results include the SNR dynamics fit.
-WITH_DYNAMICS = ("snr", "report")
 
-_SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
-
-
-def make_settings(command: str, **options: Any) -> Settings:
-    """``Settings(**options)`` for ``command``; list options become tuples."""
-    unknown = sorted(set(options) - _SETTINGS_FIELDS)
-    if unknown:  # a programming error: a command passed an option nobody consumes
-        raise TypeError(f"{command}: options {unknown} are not Settings fields")
-    if "splits" in options:  # not given: every split of the file
-        options["splits"] = tuple(options["splits"]) if options["splits"] else None
-    return Settings(quantities=QUANTITIES[command], **options)
-
-
-def _run_results(command: str, analysis: Analysis, epochs: list[dict], time: str
-                 ) -> dict[str, Any]:
-    """Run-level results of ``command`` (the SNR dynamics fit of snr/report)."""
-    if command not in WITH_DYNAMICS or not epochs:
-        return {}
-    return {"dynamics": snr_dynamics(analysis, epochs, time)}
-
-
+#: A (merged) per-epoch warning that a key is undefined.
+_UNDEFINED = re.compile(r"^epochs? [^:]+: (?:(?:split|layer) [^:]+: )?\S+ is undefined: ")
 #: The ``loss`` attribute values of a cross-entropy run.
 CE_LOSSES = ("ce", "cross_entropy", "cross-entropy", "crossentropy")
 
@@ -70,43 +47,11 @@ def _verdict_lines(extra: dict[str, Any], loss: str | None) -> list[str]:
 
 
 @dataclasses.dataclass
-class _Outcome:
-    """What one run of a command produced, for output and gating."""
+class View:
+    """How a command presents its results (the options that are not :class:`Settings`).
 
-    header: dict[str, Any] | None = None
-    classes: int = 0
-    loss: str | None = None
-    run_warnings: list[str] = dataclasses.field(default_factory=list)
-    epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    stopped_by: str = ""  # follow: "closed", "timeout", "gate", "interrupt"
-    unfinished: str = ""  # follow: why the run is incomplete when --timeout ended it
-    live_verdicts: list = dataclasses.field(default_factory=list)
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # run-level results
-
-    def opened(self, analysis: Analysis) -> None:
-        """Take the run-level facts of the first opened analysis (warnings said once)."""
-        self.header = analysis.header
-        self.classes = analysis.run.info.num_classes
-        self.loss = analysis.run.info.loss
-        self.run_warnings = list(analysis.run_warnings)
-        self.warnings.extend(analysis.run_warnings)
-        for w in analysis.run_warnings:
-            warn(w)
-
-
-def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
-                fail_if: list[str] | None, gate: str, plot: Path | None = None,
-                xscale: str = "auto", time: str = "auto", keys: list[str] | None = None,
-                show_all: bool = False, follow: bool = False, timeout: float | None = None,
-                **options: Any) -> int:
-    """Compute ``command`` on ``file``, print it in ``fmt``, evaluate the gates.
-
-    Parameters
+    Attributes
     ----------
-    command : {"metrics", "decompose", "snr", "report"}
-    file : Path
-        The run file.
     fmt : str
         One of :data:`ncanalyze.cli.render.FORMATS`.
     output_path : Path or None
@@ -115,30 +60,51 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         ``--fail-if`` conditions; ``gate`` says on which epochs.
     plot : Path or None
         decompose/snr: also draw the command's figure there, epochs on an ``xscale`` axis.
-    time : str
-        snr/report: the time axis of the dynamics fit (``--time``).
     keys, show_all
         ``--keys`` / ``--all`` of the table view.
+    """
+
+    fmt: str = "table"
+    output_path: Path | None = None
+    fail_if: list[str] | None = None
+    gate: str = "last"
+    plot: Path | None = None
+    xscale: str = "auto"
+    keys: list[str] | None = None
+    show_all: bool = False
+
+
+def run_command(command: str, file: Path, settings: Settings, view: View, *,
+                time: str = "auto", follow: bool = False, timeout: float | None = None) -> int:
+    """Compute ``command`` on ``file``, print it as ``view`` says, evaluate the gates.
+
+    Parameters
+    ----------
+    command : {"metrics", "decompose", "snr", "report"}
+    file : Path
+        The run file.
+    settings : Settings
+        What to compute (:func:`ncanalyze.api.settings_for`).
+    view : View
+    time : str
+        snr/report: the time axis of the dynamics fit (``--time``).
     follow, timeout
         ``--follow``: process epochs as a writer appends them, until it closes the file,
         ``timeout`` seconds pass, a gate holds or Ctrl-C.
-    **options
-        The :class:`~ncanalyze.analysis.Settings` fields, by keyword.
 
     Returns
     -------
     int
         The exit code: 1 when a gate holds, 130 after Ctrl-C while following, else 0.
     """
+    fmt, output_path, fail_if, gate = view.fmt, view.output_path, view.fail_if, view.gate
+    plot, xscale, keys, show_all = view.plot, view.xscale, view.keys, view.show_all
     if fmt not in render.FORMATS:
         raise UsageError(f"--format must be one of {', '.join(render.FORMATS)}, got {fmt!r}")
     gates = [parse_gate(g) for g in (fail_if or [])]
     if gate not in ("last", "all"):
         raise UsageError(f"--gate must be 'last' or 'all', got {gate!r}")
-    if timeout is not None and not follow:
-        raise UsageError("--timeout applies only with --follow")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+    check_follow(follow, timeout)
     from ..plots.central_path import check_xscale, plot_format
 
     check_xscale(xscale)
@@ -146,7 +112,6 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         plot_format(plot)
     outputs = {"--output": output_path, "--plot": plot}
     check_outputs(outputs, [file])
-    settings = make_settings(command, **options)
     quiet = flags().quiet
 
     def prepare(analysis: Analysis) -> None:
@@ -156,27 +121,36 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         validate_gates(gates, catalogue)
         if keys and fmt == "table":
             check_key_patterns(keys, catalogue)
-        if command in WITH_DYNAMICS:
-            resolve_time_axis(analysis.run, time)  # a clock the file lacks: exit 2 before work
     sink = atomic_text(output_path) if output_path is not None else nullcontext(sys.stdout)
     with sink as out:
         tty = out is sys.stdout and sys.stdout.isatty()
         console = Console(file=out, highlight=False, force_terminal=None if tty else False,
                           soft_wrap=False)
+        live: list = []
         if follow:
-            outcome = _follow(file, settings, gates, fmt, out, console, timeout, command, time,
-                              prepare, keys)
+            outcome = _follow(command, file, settings, gates, fmt, out, console, timeout, time,
+                              prepare, keys, live)
         else:
-            outcome = _compute(file, settings, fmt, out, quiet or (fmt == "jsonl" and tty),
-                               command, time, prepare)
+            outcome = _compute(command, file, settings, fmt, out,
+                               quiet or (fmt == "jsonl" and tty), time, prepare)
         extra = outcome.extra
-        verdicts = outcome.live_verdicts or (
+        verdicts = live or (
             evaluate_gates(gates, outcome.epochs, gate) if gates and outcome.epochs else [])
-        notes = ([f"warning: {w}" for w in outcome.run_warnings]
+        # Each warning once, in one place: identical per-epoch warnings merged into one line
+        # naming the epochs; the table view shows them under the table, other formats on
+        # stderr (run warnings as soon as the run is open, the rest at the end); while
+        # following, each distinct warning was said on stderr when it first appeared.
+        raw = outcome.warnings[len(outcome.run_warnings):]
+        epoch_warnings = merge_warnings(raw, [int(e["epoch"]) for e in outcome.epochs])
+        in_table = fmt == "table" and not follow
+        # Under the table an undefined shown key gets its reason next to it (render_view).
+        table_notes = outcome.run_warnings + [w for w in epoch_warnings
+                                              if not _UNDEFINED.search(w)]
+        notes = ([f"warning: {w}" for w in (table_notes if in_table else [])]
                  + _verdict_lines(extra, outcome.loss))
-        if outcome.header is None:  # --follow ended before the first complete epoch
-            raise InputError("no complete epoch was written before following stopped "
-                             "(--timeout)", file=file)
+        if not follow and not in_table:
+            for w in epoch_warnings:
+                warn(w)
         if fmt == "json":
             out.write(render.json_document(outcome.header, command, outcome.epochs,
                                            outcome.warnings, extra))
@@ -189,7 +163,7 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
                 out.write(f"\n{line}\n")
         elif fmt == "table":
             render_view(console, command=command, header=outcome.header, epochs=outcome.epochs,
-                        keys=keys, show_all=show_all, notes=notes, warnings=outcome.warnings)
+                        keys=keys, show_all=show_all, notes=notes, warnings=raw)
     if fmt in ("csv", "jsonl") and not quiet:
         # No place for it in the file: say it on stderr.
         for line in _verdict_lines(extra, outcome.loss):
@@ -204,77 +178,75 @@ def run_command(command: str, *, file: Path, fmt: str, output_path: Path | None,
         _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
     if outcome.stopped_by == "interrupt":
         return code or EXIT_INTERRUPTED
-    if outcome.unfinished:  # a dead (or slow) writer must not pass a CI gate silently
-        err_console.print(f"ncanalyze: error: {escape(outcome.unfinished)}", markup=False)
+    unfinished = _unfinished(file, timeout, outcome.epochs) if (
+        outcome.stopped_by == "timeout") else ""
+    if unfinished:  # a dead (or slow) writer must not pass a CI gate silently
+        err_console.print(f"ncanalyze: error: {escape(unfinished)}", markup=False)
         return code or InputError.exit_code
     return code
 
 
-def _compute(file: Path, settings: Settings, fmt: str, out, quiet: bool, command: str,
-             time: str, prepare) -> _Outcome:
+def _opened(analysis: Analysis, fmt: str, follow: bool) -> None:
+    if fmt != "table" or follow:  # the table view says them under the table
+        for w in analysis.run_warnings:  # said once per run, before any epoch
+            warn(w)
+
+
+def _compute(command: str, file: Path, settings: Settings, fmt: str, out, quiet: bool,
+             time: str, prepare) -> CommandResult:
     """Every selected epoch, with a transient progress bar on a terminal's stderr."""
-    outcome = _Outcome()
-    console = None if quiet else progress_console()
-    progress = EpochProgress(console)
-    with Analysis(file, settings, progress=progress.work) as analysis:
-        prepare(analysis)
-        outcome.opened(analysis)
-        progress.plan(analysis)
-        with progress.start(len(analysis.epochs)):
-            for result in analysis:
-                _take(outcome, result, fmt, out)
-                progress.epoch_done()
-        outcome.extra = _run_results(command, analysis, outcome.epochs, time)
-    return outcome
+    progress = EpochProgress(None if quiet else progress_console())
+    with ExitStack() as stack:
+        def opened(analysis: Analysis) -> None:
+            _opened(analysis, fmt, follow=False)
+            progress.plan(analysis)
+            stack.enter_context(progress.start(len(analysis.epochs)))
+
+        def epoch_done(result) -> None:
+            _stream(result, fmt, out)
+            progress.epoch_done()
+
+        return compute_command(command, file, settings, time=time, check=prepare,
+                               on_open=opened, on_epoch=epoch_done, progress=progress.work)
 
 
-def _take(outcome: _Outcome, result, fmt: str, out) -> None:
-    outcome.epochs.append(result.values)
-    outcome.warnings.extend(result.warnings)
-    for w in result.warnings:
-        warn(w)
+def _stream(result, fmt: str, out) -> None:
     if fmt == "jsonl":
         render.write_stream(out, render.jsonl_line(result.values))
 
 
-def _follow(file: Path, settings: Settings, gates: Sequence, fmt: str, out, console: Console,
-            timeout: float | None, command: str, time: str, prepare,
-            keys: list[str] | None) -> _Outcome:
-    """Epochs as a writer appends them; stops at close, timeout, a holding gate or Ctrl-C."""
-    from ..follow import Follower
-
-    outcome = _Outcome()
+def _follow(command: str, file: Path, settings: Settings, gates, fmt: str, out,
+            console: Console, timeout: float | None, time: str, prepare,
+            keys: list[str] | None, live: list) -> CommandResult:
+    """Epochs as a writer appends them; stops at close, timeout, a holding gate (its verdicts
+    go to ``live``) or Ctrl-C."""
+    classes, features = [], []
 
     def opened(analysis: Analysis) -> None:
-        prepare(analysis)
-        outcome.opened(analysis)
+        _opened(analysis, fmt, follow=True)
+        classes.append(analysis.run.info.num_classes)
+        features.append(analysis.run.info.num_features)
 
-    follower = Follower(file, settings, timeout=timeout, on_open=opened)
-    try:
-        for result in follower:
-            _take(outcome, result, fmt, out)
-            if fmt == "table":
-                stream_line(console, command, flatten(result.values), outcome.classes, keys,
-                            (outcome.header or {}).get("features"))
-            held = [v for v in evaluate_gates(gates, [result.values], "last") if v.holds]
-            if held:
-                outcome.live_verdicts = held
-                outcome.stopped_by = "gate"
-                break
-        else:
-            outcome.stopped_by = follower.stop_reason
-            if follower.stop_reason == "timeout":
-                outcome.unfinished = _unfinished(file, timeout, outcome.epochs)
-    except KeyboardInterrupt:
-        if outcome.header is None:  # nothing to finish: one line and exit 130 (boundary)
-            raise
-        outcome.stopped_by = "interrupt"
+    said: set[str] = set()
+
+    def epoch_done(result) -> bool:
+        for w in result.warnings:  # each distinct warning once, when it first appears
+            text = w.split(": ", 1)[-1]
+            if text not in said:
+                said.add(text)
+                warn(f"{w} (not repeated for later epochs)")
+        _stream(result, fmt, out)
+        if fmt == "table":
+            stream_line(console, command, flatten(result.values), classes[0], keys,
+                        features[0])
+        live.extend(v for v in evaluate_gates(gates, [result.values], "last") if v.holds)
+        return bool(live)
+
+    outcome = compute_command(command, file, settings, time=time, follow=True,
+                              timeout=timeout, check=prepare, on_open=opened,
+                              on_epoch=epoch_done, stop_on_interrupt=True)
+    if outcome.stopped_by == "interrupt":
         err_console.print("ncanalyze: stopped following (interrupted)", markup=False)
-    if command in WITH_DYNAMICS and outcome.epochs:
-        # The run-level fit over every epoch seen, from the file as it is now.
-        with Analysis(file, dataclasses.replace(settings, epochs=None, workers=1,
-                                                dask=None)) as analysis:
-            outcome.extra = _run_results(command, analysis, outcome.epochs, time)
     return outcome
 
 

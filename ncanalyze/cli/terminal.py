@@ -1,7 +1,8 @@
 """The ``table`` view, for people: quantities as rows, epochs as columns, fitted to the width.
 
-Rows are grouped under headings (NC1 … NC4, the MSE decomposition, the SNR, then each split,
-layer and the training loop's scalars). By default a command shows its headline keys and as
+Rows are grouped under headings (the families of the key catalogue, :mod:`ncanalyze.core.keys`:
+NC1 … NC4, many classes, the MSE decomposition, the SNR; then each split, layer and the
+training loop's scalars). By default a command shows its headline keys and as
 many epochs as fit (evenly spaced, always the first and the last); ``--all`` shows every key and
 every epoch (in as many blocks of columns as the width needs), ``--keys`` chooses keys.
 Numbers have four significant digits and are right-aligned. The machine formats (csv, json,
@@ -17,25 +18,10 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
+from ..core.keys import row_of
 from ..errors import UsageError, escape
 from ..results import flatten
 from .render import fmt
-
-#: (heading, keys) in reading order; a key ending in ``*`` matches a family (list items).
-GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("NC1 · within-class variability", ("nc1", "nc1_rank", "cdnv", "coincident_pairs")),
-    ("NC2 · class means and classifier rows", (
-        "equinorm_means", "equinorm_weights", "equiangle_means", "equiangle_weights",
-        "maxangle_means", "maxangle_weights", "etf_distance_means", "etf_distance_weights",
-        "of_distance_means", "of_distance_weights")),
-    ("NC3 · self-duality", ("self_duality", "nc3_etf", "nc3_of", "bias_collapse")),
-    ("NC4 · decisions", ("accuracy", "ncc_accuracy", "ncc_mismatch")),
-    ("MSE decomposition (Han et al.)", ("loss", "loss_ls", "loss_nc1", "loss_nc23",
-                                        "loss_ls_perp", "central_path_ratio")),
-    ("SNR (Han et al.)", ("snr_*", "nc1_whitened", "loss_ls_predicted")),
-    ("many classes (Wu & Papyan)", ("classes_present", "effective_classes", "class_count_*",
-                                    "nc1_trace_ratio", "gnc2*", "unc3", "duality_mean")),
-)
 
 #: The keys each command shows without ``--all``/``--keys`` (patterns as in ``--keys``).
 HEADLINE: dict[str, tuple[str, ...]] = {
@@ -85,16 +71,16 @@ def _few_singular_values(keys: list[str]) -> list[str]:
 
 
 def _group_of(key: str) -> str:
+    """The heading of a flattened key: its family in the key catalogue, or its split, layer
+    or the training scalars."""
     if "." in key:
         head, rest = key.split(".", 1)
         if head == "scalars":
             return "training scalars"
         name = rest.split(".", 1)[0]
         return {"splits": f"split {name}", "layers": f"layer {name}"}.get(head, head)
-    for heading, members in GROUPS:
-        if any(fnmatch.fnmatchcase(key, m) for m in members):
-            return heading
-    return "other"
+    row = row_of(key)
+    return row.family if row is not None else "other"
 
 
 def _matches(key: str, patterns: Sequence[str]) -> bool:

@@ -10,7 +10,7 @@ The generic path scores in float64 on any array namespace and keeps the tiles on
 Its NumPy twin (:func:`_numpy_decide32`) scores float16/float32 features in float32 with a
 running top two, and re-scores in float64 every row whose margin is not larger than a
 rigorous bound on the float32 error, so the counts are exactly those of the generic path
-(tests/test_fast_paths.py).
+(tests/core/test_fast_paths.py).
 """
 
 from __future__ import annotations

@@ -39,11 +39,11 @@ from .pairs import Total
 from .metrics import as_float64
 from .precision import resolved_basis
 from .stats import ClassStats, class_stats
+from .keys import keys_of
 from .values import MetricValues
 
 #: Keys of the ``decompose`` command, in output order.
-DECOMPOSE_KEYS = ("loss", "loss_ls", "loss_nc1", "loss_nc23", "loss_ls_perp",
-                  "central_path_ratio")
+DECOMPOSE_KEYS = keys_of("decompose")  # output order, from the key catalogue
 
 
 class _Problem:

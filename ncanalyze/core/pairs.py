@@ -6,7 +6,7 @@ Gram distances (ETF/OF distances, NC3) are sums over the entries of a C×C Gram 
 ``B × B`` tile at a time (``A_I B_Jᵀ``, a BLAS product), reduced at once in float64, and
 dropped. Per-tile sums are added at the end with :func:`math.fsum`; variances merge per-tile
 ``(count, mean, M2)`` triples with Chan et al.'s pairwise formula. Results therefore agree to
-float64 rounding whatever the tile size (tests/test_many_classes.py).
+float64 rounding whatever the tile size (tests/core/test_many_classes.py).
 
 The Gram norms ‖G‖_F that normalise the distances come from P×P products
 (‖A Bᵀ‖²_F = ⟨AᵀA, BᵀB⟩_F), so one pass over the tiles suffices.

@@ -87,9 +87,12 @@ def unit_roundoff(name: str) -> float:
         raise ValueError(f"unknown precision {name!r}; one of {', '.join(PRECISIONS)}") from None
 
 
-def coarser(a: str, b: str) -> str:
-    """The coarser of two precision names (larger unit roundoff)."""
-    return a if unit_roundoff(a) >= unit_roundoff(b) else b
+def coarser(first: str, *others: str) -> str:
+    """The coarsest of precision names (largest unit roundoff)."""
+    for name in others:
+        if unit_roundoff(name) > unit_roundoff(first):
+            first = name
+    return first
 
 
 #: A direction can be unresolved only when its total variance is at most this many times the

@@ -27,11 +27,11 @@ from ..backend import to_numpy
 from .linalg import PIVOT_RTOL, checked_cholesky, default_rtol, solve_lower
 from .precision import resolved_basis
 from .stats import ClassStats, class_stats
+from .keys import keys_of
 from .values import MetricValues
 
 #: Keys of the ``snr`` command, in output order.
-SNR_KEYS = ("snr_singular_values", "snr_min", "snr_max", "snr_ratio", "nc1_whitened",
-            "loss_ls_predicted", "snr_dropped_dims")
+SNR_KEYS = keys_of("snr")  # output order, from the key catalogue
 
 #: On a singular Σ_W, eigenvalues at or below this fraction of the largest count as zero
 #: within-class variance (the same condition-number limit as ``PIVOT_RTOL``: a smaller

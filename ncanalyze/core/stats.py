@@ -209,7 +209,7 @@ class StatsAccumulator:
     ``h − ref`` of float32 features is exact wherever the two agree to a factor of two
     (Sterbenz) — the usual case near collapse — and otherwise rounded once; the product then
     carries float32 rounding of a centred, small quantity, which keeps every metric
-    within ~1e-7 relative of the float64 computation (tests/test_precision.py).
+    within ~1e-7 relative of the float64 computation (tests/core/test_precision.py).
 
     Memory (vocabulary-sized C): the state is the float64 per-class sums and the reference
     points — float64 only for float64 features with float64 products, float32 otherwise
@@ -263,7 +263,9 @@ class StatsAccumulator:
         self._zsum = xp.zeros((num_classes, num_features), dtype=f64, device=device)
         self._zsq = xp.zeros((num_classes,), dtype=f64, device=device)
         self._scatter = xp.zeros((num_features, num_features), dtype=f64, device=device)
-        self._pending: list[tuple[Any, Any, np.ndarray]] = []
+        # Rows waiting for a full block, copied into one block-sized buffer (the caller may
+        # reuse its arrays; no second copy when the block is flushed).
+        self._pending: tuple[Any, Any, np.ndarray] | None = None
         self._pending_rows = 0
         #: Coarsest dtype of the chunks (ClassStats.precision; the callers holding the host
         #: rows refine it with :func:`~ncanalyze.core.precision.values_precision`). The
@@ -300,9 +302,7 @@ class StatsAccumulator:
         start = 0
         if self._pending_rows:
             take = min(n, b - self._pending_rows)
-            self._pending.append((self.xp.asarray(features[:take, ...], copy=True),
-                                  labels[:take], np.array(labels_host[:take])))
-            self._pending_rows += take
+            self._stash(features[:take, ...], labels[:take], labels_host[:take])
             start = take
             if self._pending_rows < b:
                 return
@@ -312,24 +312,32 @@ class StatsAccumulator:
             self._block(features[start:stop, ...], labels[start:stop], labels_host[start:stop])
             start = stop
         if start < n:
-            # Pending rows are copied: the caller may reuse its buffer for the next chunk.
-            xp = self.xp
-            self._pending.append((xp.asarray(features[start:, ...], copy=True), labels[start:],
-                                  np.array(labels_host[start:])))
-            self._pending_rows = n - start
+            self._stash(features[start:, ...], labels[start:], labels_host[start:])
+
+    def _stash(self, features, labels, labels_host: np.ndarray) -> None:
+        """Copy rows to the pending block buffer (allocated once, reused)."""
+        xp, r, k = self.xp, self._pending_rows, int(features.shape[0])
+        if self._pending is None or self._pending[0].dtype != features.dtype:
+            self._flush()
+            r = 0
+            shape = (self.block_rows, self.num_features)
+            self._pending = (xp.zeros(shape, dtype=features.dtype, device=self.device),
+                             xp.zeros((self.block_rows,), dtype=labels.dtype,
+                                      device=self.device),
+                             np.zeros(self.block_rows, dtype=np.int64))
+        x, y, yh = self._pending
+        x[r:r + k, ...] = features
+        y[r:r + k] = labels
+        yh[r:r + k] = labels_host
+        self._pending_rows = r + k
 
     def _flush(self) -> None:
-        if not self._pending:
+        r = self._pending_rows
+        if not r:
             return
-        xp = self.xp
-        if len(self._pending) == 1:
-            x, y, yh = self._pending[0]
-        else:
-            x = xp.concat([p[0] for p in self._pending], axis=0)
-            y = xp.concat([p[1] for p in self._pending], axis=0)
-            yh = np.concatenate([p[2] for p in self._pending])
-        self._pending, self._pending_rows = [], 0
-        self._block(x, y, yh)
+        x, y, yh = self._pending
+        self._pending_rows = 0
+        self._block(x[:r, ...], y[:r], yh[:r])
 
     def _block(self, features, labels, labels_host: np.ndarray) -> None:
         """Add one block of rows (the unit of the fixed row grouping)."""
@@ -391,16 +399,19 @@ class StatsAccumulator:
         lookup = np.full(self.num_classes, -1, dtype=np.int64)
         lookup[new] = np.arange(new.size)
         rows = np.flatnonzero(lookup[ys] >= 0)
-        if rows.size < ys.size:
-            xs = xp.take(xs, xp.asarray(rows, device=self.device), axis=0)
-        if cdt == f64:
-            # float64 products (the default, and the retry after a float32 overflow): sum
-            # in float64 too, so features near the float32 limit do not overflow here.
-            xs = xp.astype(xs, f64, copy=False)
-        elif xs.dtype not in (xp.float32, f64):
-            xs = xp.astype(xs, xp.float32)
-        compact = xp.asarray(lookup[ys[rows]], device=self.device)
-        sums = xp.astype(segment_sum(xs, compact, int(new.size)), f64)
+        sums = None
+        for r0 in range(0, rows.size, REF_ROWS):  # a few rows at a time: no block-sized copy
+            part = rows[r0:r0 + REF_ROWS]
+            xt = xp.take(xs, xp.asarray(part, device=self.device), axis=0)
+            if cdt == f64:
+                # float64 products (the default, and the retry after a float32 overflow):
+                # sum in float64 too, so features near the float32 limit do not overflow.
+                xt = xp.astype(xt, f64, copy=False)
+            elif xt.dtype not in (xp.float32, f64):
+                xt = xp.astype(xt, xp.float32)
+            compact = xp.asarray(lookup[ys[part]], device=self.device)
+            t = xp.astype(segment_sum(xt, compact, int(new.size)), f64)
+            sums = t if sums is None else sums + t
         n = xp.asarray(counts_ref[new].astype(np.float64), device=self.device)
         self._ref_c = set_rows(self._ref_c, new, xp.astype(sums / n[:, None],
                                                           self._ref_c.dtype))
@@ -477,14 +488,14 @@ class StatsAccumulator:
     @property
     def counts(self) -> np.ndarray:
         """Samples per class seen so far, shape ``(n_classes,)``."""
-        return self._counts + (np.bincount(np.concatenate([p[2] for p in self._pending]),
+        return self._counts + (np.bincount(self._pending[2][:self._pending_rows],
                                            minlength=self.num_classes)
-                               if self._pending else 0)
+                               if self._pending_rows else 0)
 
     def row_norm_bounds(self) -> np.ndarray | None:
         """Upper bounds on ‖h_i‖ of every row added, float64, shape (n_rows,), or ``None``
         when they were not kept (see ``keep_row_norms``). Call after :meth:`finalize`."""
-        if self._norms is None or self._pending:
+        if self._norms is None or self._pending_rows:
             return None
         return np.concatenate(self._norms) if self._norms else np.zeros(0)
 
@@ -496,6 +507,7 @@ class StatsAccumulator:
         accumulator cannot be updated afterwards.
         """
         self._flush()
+        self._pending = None
         xp, f64 = self.xp, self.xp.float64
         ids = (np.arange(self.num_classes, dtype=np.int64) if self.classes is None
                else np.asarray(self.classes, dtype=np.int64))
@@ -582,7 +594,7 @@ def _numpy_segment_sum64(z: np.ndarray, labels: np.ndarray, num_classes: int) ->
         # One-hot product: 2·rows·C·P flops, summed in the block's dtype (≤ BLOCK_ROWS terms).
         onehot = (labels[None, :] == np.arange(num_classes)[:, None]).astype(z.dtype)
         return (onehot @ z).astype(np.float64)
-    return _numpy_segment_sum(z, labels, num_classes).astype(np.float64)
+    return _numpy_segment_sum(z, labels, num_classes).astype(np.float64, copy=False)
 
 
 def _numpy_segment_sum(v: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The result container of one epoch's formulas and the key tuples of the ``metrics`` command.
+"""The result container of one epoch's formulas (and, re-exported from the key catalogue
+:mod:`ncanalyze.core.keys`, the key tuples of the ``metrics`` command).
 
 Every module of :mod:`ncanalyze.core` returns a :class:`MetricValues`; the key tuples fix the
 output order (docs/METRICS.md lists the definitions in the same order).
@@ -10,26 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Keys computed from the features (and labels) alone.
-FEATURE_KEYS = (
-    "nc1", "nc1_rank", "cdnv", "coincident_pairs", "equinorm_means", "equiangle_means",
-    "maxangle_means", "etf_distance_means", "of_distance_means", "ncc_accuracy",
-    "nc1_trace_ratio", "gnc2", "gnc2_energy", "classes_present", "class_count_min",
-    "class_count_max", "effective_classes",
-)
-#: Output order of the ``metrics`` keys (docs/METRICS.md order).
-METRIC_KEYS = (
-    "nc1", "nc1_rank", "cdnv", "coincident_pairs", "equinorm_means", "equinorm_weights",
-    "equiangle_means", "equiangle_weights", "maxangle_means", "maxangle_weights",
-    "etf_distance_means", "etf_distance_weights", "of_distance_means", "of_distance_weights",
-    "self_duality", "nc3_etf", "nc3_of", "bias_collapse", "accuracy", "ncc_accuracy",
-    "ncc_mismatch", "nc1_trace_ratio", "gnc2", "gnc2_energy", "gnc2_weights",
-    "gnc2_energy_weights", "unc3", "duality_mean", "classes_present", "class_count_min",
-    "class_count_max", "effective_classes",
-)
-#: Keys computed for every ``/layers/<name>`` (depth-wise collapse).
-LAYER_KEYS = ("nc1", "nc1_rank", "cdnv", "coincident_pairs", "etf_distance_means",
-              "of_distance_means", "equinorm_means")
+# The key tuples are derived from the catalogue (one row per key, core/keys.py).
+from .keys import FEATURE_KEYS, LAYER_KEYS, METRIC_KEYS  # noqa: F401  (re-exported)
 
 
 @dataclass

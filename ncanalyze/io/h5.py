@@ -128,3 +128,45 @@ def _open_swmr_read(path: str) -> h5py.File:
         raise OSError("H5Pset_metadata_read_attempts failed")
     fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
     return h5py.File(fid)
+
+
+# ---------------------------------------------------------------- liveness (--follow)
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: File-consistency flags of superblock v2/v3: open for write (bit 0), SWMR write (bit 2).
+_WRITE_FLAGS = 0x01 | 0x04
+
+
+def _superblock_head(path) -> bytes | None:
+    """The first 12 bytes of the HDF5 superblock of ``path``, or None (no signature, unreadable).
+
+    The superblock is at byte 0 or at 512, 1024, 2048, … (after a user block).
+    """
+    try:
+        with open(path, "rb") as fh:
+            offset = 0
+            size = os.fstat(fh.fileno()).st_size
+            while offset + 12 <= size:
+                fh.seek(offset)
+                head = fh.read(12)
+                if head[:8] == _SIGNATURE:
+                    return head
+                offset = 512 if offset == 0 else offset * 2
+    except OSError:
+        return None
+    return None
+
+
+def is_hdf5(path) -> bool:
+    """Whether ``path`` carries the HDF5 signature (a cheap look, no parsing)."""
+    return _superblock_head(path) is not None
+
+
+def writer_active(path) -> bool:
+    """Whether an HDF5 writer has ``path`` open (False for a closed or unreadable file).
+
+    Read from the superblock's file-consistency flags (versions 2 and 3, which SWMR requires):
+    HDF5 sets them while a file is open for writing and clears them on close, so a writer
+    killed without closing leaves them set. A file without them is treated as closed.
+    """
+    head = _superblock_head(path)
+    return head is not None and head[8] in (2, 3) and bool(head[11] & _WRITE_FLAGS)

@@ -23,7 +23,8 @@ from .statistics import (DECISIONS, STATISTICS, StatisticsError, StoredStatistic
 
 
 class Run:
-    """A run file opened read-only.
+    """A run file opened read-only: the HDF5 implementation of
+    :class:`~ncanalyze.io.protocol.RunReader`.
 
     Use :func:`open_run`. The object is a context manager; reads are lazy.
 

@@ -39,7 +39,7 @@ def check_labels(labels: np.ndarray, num_classes: int | None) -> None:
 
 def check_classes_present(labels: np.ndarray, num_classes: int) -> None:
     """Every class ``0..C-1`` has a sample: the rule of ``--require-all-classes`` (applied by
-    :func:`ncanalyze.analysis.absent_classes`; files with absent classes are valid)."""
+    :func:`ncanalyze.run_checks.absent_classes`; files with absent classes are valid)."""
     counts = np.bincount(labels, minlength=num_classes)
     empty = np.flatnonzero(counts == 0)
     if empty.size:

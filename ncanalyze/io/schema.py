@@ -313,7 +313,7 @@ class _Validator:
             raise self._error(f"C = {num_classes}: at least 2 classes are needed (all labels "
                               "are 0)", "/labels")
         # Classes without samples are valid (vocabulary-sized C); the analysis applies the
-        # rule (ncanalyze.analysis.absent_classes, --require-all-classes).
+        # rule (ncanalyze.run_checks.absent_classes, --require-all-classes).
         self.labels["/labels"] = labels
 
         has_features = self._resolve("/features") is not None

@@ -42,14 +42,13 @@ from typing import Any, Mapping, Sequence
 import h5py
 import numpy as np
 
-from ..atomic import (check_overwrite, file_identity, file_mode, output_errors, resolve_output,
-                      temp_beside)
-from ..lock import WriterLock
+from ..atomic import file_identity, output_errors
 from ..backend import to_numpy
 from ..errors import OutputError, UsageError
 from ..limits import MAX_SAMPLES
 from .content import check_epoch, check_sizes, check_values
 from .h5 import DEFAULT_CHUNK_BYTES
+from .publish import RunPublisher
 from .schema import (EPOCH_FILL, FORMAT_VERSION, check_labels,
                      check_member_name, check_num_classes, check_weight_decay)
 from .statistics_writer import StatisticsWriting
@@ -61,16 +60,6 @@ def _check(rule, *args, what: str = ""):
         return rule(*args)
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
-
-
-def _publish(tmp: str, path: str) -> tuple[int, int]:
-    """Rename ``tmp`` onto ``path`` with the permissions :func:`~ncanalyze.atomic.file_mode`
-    gives (``mkstemp`` creates files readable by their owner only); return the published
-    file's (device, inode)."""
-    os.chmod(tmp, file_mode(path))
-    st = os.stat(tmp)
-    os.replace(tmp, path)
-    return st.st_dev, st.st_ino
 
 
 def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
@@ -162,14 +151,14 @@ class RunWriter(StatisticsWriting):
             raise UsageError(f"steps_per_epoch={steps_per_epoch!r} must be an integer ≥ 1")
         self.steps_per_epoch = steps_per_epoch
         self.compression = compression
-        # Symlinks are followed: the file written (and locked) is the link's target.
-        self._target, _ = resolve_output(self.path, regular=True)
-        self._lock = WriterLock(self._target)
+        # Lock, overwrite rule, temporary names, publish: io/publish.py. Symlinks are
+        # followed: the file written (and locked) is the link's target.
+        self._publisher = RunPublisher(self.path, overwrite=overwrite)
+        self._target = self._publisher.target
         try:
-            check_overwrite(self.path, overwrite)
             self._create_header(loss, weight_decay)
         except BaseException:
-            self._lock.release()
+            self._publisher.release()
             raise
 
     def _labels(self, labels, what: str) -> np.ndarray:
@@ -205,20 +194,15 @@ class RunWriter(StatisticsWriting):
         self._first_counts: dict[str, np.ndarray] = {}
         self._last_epoch: int | None = None
         # Readers see a valid file with labels and no epoch until the first epoch is done.
-        with output_errors(self.path):
-            tmp = self._temp_name()
+        tmp = self._publisher.temp_name()
         try:
             with output_errors(self.path), h5py.File(tmp, "w", libver="latest") as f:
                 self._write_header(f)
-            with output_errors(self.path):
-                self._identity = _publish(tmp, self._target)
+            self._identity = self._publisher.publish(tmp)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-
-    def _temp_name(self) -> str:
-        return temp_beside(self._target, ".partial")
 
     def _check_still_ours(self) -> None:
         """Stop if the file at our path is no longer the one this writer published."""
@@ -248,7 +232,7 @@ class RunWriter(StatisticsWriting):
 
     def _start(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
         """Create the full layout in a new temporary file and switch it to SWMR mode."""
-        self._tmp = self._temp_name()
+        self._tmp = self._publisher.temp_name()
         self._file = f = h5py.File(self._tmp, "w", libver="latest")
         self._write_header(f)
         layout = {}
@@ -323,7 +307,7 @@ class RunWriter(StatisticsWriting):
                     self._append(epoch, arrays, scalar_values)
                     # The run appears at its path only with one complete epoch in SWMR mode.
                     self._check_still_ours()
-                    self._identity = _publish(self._tmp, self._target)
+                    self._identity = self._publisher.publish(self._tmp)
             except BaseException:
                 self._abandon()
                 raise
@@ -417,7 +401,7 @@ class RunWriter(StatisticsWriting):
             if self._file is not None and self._file.id.valid:
                 self._file.close()
         finally:
-            self._lock.release()
+            self._publisher.release()
 
     def __enter__(self) -> "RunWriter":
         return self

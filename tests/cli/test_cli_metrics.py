@@ -154,9 +154,11 @@ def test_unknown_split_and_missing_layers(run_file, tmp_path):
     y = np.repeat([0, 1, 2], 5)
     with RunWriter(tmp_path / "plain.h5", y) as w:
         w.add_epoch(0, np.random.default_rng(0).normal(size=(15, 4)))
-    r = invoke("metrics", tmp_path / "plain.h5", "--layers")
+    r = invoke("metrics", tmp_path / "plain.h5", "--layers")  # the table says it below itself
+    assert r.exit_code == 0 and "no /layers" in r.stdout and r.stderr == ""
+    r = invoke("metrics", tmp_path / "plain.h5", "--layers", "-f", "csv")  # no place: stderr
     assert r.exit_code == 0 and "no /layers" in r.stderr
-    q = invoke("metrics", tmp_path / "plain.h5", "--layers", "--quiet")
+    q = invoke("metrics", tmp_path / "plain.h5", "--layers", "--quiet", "-f", "csv")
     assert q.exit_code == 0 and q.stderr == ""
 
 

@@ -11,7 +11,7 @@ from ncanalyze.errors import InputError, escape
 
 from tests.conftest import run_cli
 
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 FORGED = "ncanalyze: error: forged"
 EVIL = f"evil\n{FORGED} \x1b]8;;http:x\x1b\\link\x1b]8;;\x1b\\ \x1b[31mred\u202eesrever\r"

@@ -165,7 +165,7 @@ def test_table_streams_one_line_per_epoch_then_the_summary(live_run):
 
 
 def test_writer_active_reads_the_superblock_flags(tmp_path):
-    from ncanalyze.follow import writer_active
+    from ncanalyze.io.h5 import writer_active
     from ncanalyze.io import RunWriter
 
     path = tmp_path / "w.h5"

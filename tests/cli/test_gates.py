@@ -16,7 +16,7 @@ from ncanalyze.results import flatten
 
 from tests.conftest import run_cli
 
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 
 def cli(*args):

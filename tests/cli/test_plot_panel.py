@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import run_cli
-from ncanalyze.cli.commands.plot import read_series
+from ncanalyze.api import panel_series
 from ncanalyze.settings import Settings
 from ncanalyze.plots.panel import PANELS, draw_panel
 from ncanalyze.simulate import UFMConfig, simulate
@@ -21,7 +21,7 @@ def runs(tmp_path_factory):
 
 
 def test_series_has_every_panel_key(runs):
-    s = read_series(runs[0], Settings())
+    s = panel_series(runs[0], Settings())
     for _, _, _, curves in PANELS:
         for key, _ in curves:
             if key != "test_accuracy":
@@ -33,7 +33,7 @@ def test_series_has_every_panel_key(runs):
                                        (".svg", b"<?xml")])
 def test_formats(runs, tmp_path, ext, magic):
     out = tmp_path / f"fig{ext}"
-    draw_panel([read_series(runs[0], Settings())], out)
+    draw_panel([panel_series(runs[0], Settings())], out)
     assert out.read_bytes().startswith(magic)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ncanalyze.io import RunWriter
 from tests.conftest import run_cli
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 
 def _one_line(result, code):

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 
 def cli(*args):
@@ -106,7 +106,7 @@ def test_convert_bad_npz_is_an_input_error(tmp_path, damage):
 
 # ---------------------------------------------------------------------- caps (item 6)
 def test_workers_above_the_core_count_are_capped(tmp_path):
-    from ncanalyze.analysis import Analysis, local_workers
+    from ncanalyze.analysis import Analysis
     from ncanalyze.settings import Settings
     from ncanalyze.io.writer import RunWriter
 
@@ -117,7 +117,7 @@ def test_workers_above_the_core_count_are_capped(tmp_path):
         for e in range(1, cores + 3):
             w.add_epoch(e, np.random.default_rng(e).standard_normal((30, 4)) + y[:, None])
     with Analysis(path, Settings(workers=cores + 1)) as a:
-        assert local_workers(a) == cores
+        assert a.workers()[0] == cores
         assert any("--workers" in w and str(cores) in w for w in a.run_warnings)
     result = cli("metrics", path, "--workers", 10**6, "-f", "json")
     assert result.exit_code == 0, result.stderr

@@ -49,7 +49,7 @@ def test_file_metrics_match_reference(tmp_path, xp, name, chunk_rows):
     for k, res in enumerate(results):
         ref = reference_metrics(feats[k], y, Ws[k], bs[k] if with_bias else None, C)
         assert set(res) == {"epoch", *METRIC_KEYS}
-        assert_close(res, ref)
+        assert_close(res, ref, keys=METRIC_KEYS)  # every key, so one the oracle lacks fails
 
 
 def test_global_mean_classes_and_center_weights(tmp_path, rng):

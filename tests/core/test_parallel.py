@@ -13,7 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ncanalyze.analysis import Analysis, compute_epochs, local_workers
+from ncanalyze.analysis import Analysis
+from ncanalyze.tasks import EpochJob, compute_epochs, row_ranges
 from ncanalyze.settings import Settings
 from tests.conftest import run_cli
 
@@ -51,7 +52,9 @@ def _results(path, **kw):
 
 
 def test_compute_epochs_is_plain_data_in_order(run_file):
-    out = compute_epochs(str(run_file), Settings(QUANTITIES, backend="numpy"), [9, 2])
+    job = EpochJob(str(run_file), Settings(QUANTITIES, backend="numpy"), tile_bytes=2**22,
+                   weight_decay=0.0)
+    out = compute_epochs(job, [9, 2])
     assert [d["epoch"] for d in out] == [9, 2]
     json.dumps([d["values"] for d in out])  # plain, serialisable values
 
@@ -92,13 +95,13 @@ def test_worker_errors_reach_the_caller(tmp_path, dask_address):
 
 def test_auto_workers(run_file):
     with Analysis(run_file, Settings(QUANTITIES, backend="numpy")) as a:
-        assert local_workers(a) == 1  # tiny epochs: processes would cost more than they save
+        assert a.workers()[0] == 1  # tiny epochs: processes would cost more than they save
     with Analysis(run_file, Settings(QUANTITIES, backend="numpy", workers=64)) as a:
         # never more processes than epochs, nor than cores
-        assert local_workers(a) == min(5, len(os.sched_getaffinity(0)))
+        assert a.workers()[0] == min(5, len(os.sched_getaffinity(0)))
     with Analysis(run_file, Settings(QUANTITIES, backend="numpy", epochs="last",
                                      workers=4)) as a:
-        assert local_workers(a) == 1
+        assert a.workers()[0] == 1
 
 
 def test_bad_workers_is_usage_error(run_file):
@@ -157,7 +160,8 @@ def big_epoch(tmp_path_factory):
 def test_one_epoch_split_over_workers_and_dask_equals_serial(big_epoch, dask_address):
     serial = _results(big_epoch, workers=1)
     with Analysis(big_epoch, Settings(QUANTITIES, backend="numpy", task_rows=1)) as a:
-        assert len(a._row_ranges(a.run.train)) == 3
+        assert len(row_ranges(a.run.train, a.settings, 8)) == 3
+        assert a.workers()[1]  # split by rows
     procs = _results(big_epoch, workers=2, task_rows=1)
     remote = _results(big_epoch, dask=dask_address, task_rows=1)
     for other in (procs, remote):

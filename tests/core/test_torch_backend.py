@@ -1,4 +1,4 @@
-"""PyTorch as a compute backend (CPU here; CUDA in tests/test_gpu.py), backend names and exit
+"""PyTorch as a compute backend (CPU here; CUDA in tests/core/test_gpu.py), backend names and exit
 codes, and the in-memory API on tensors that require grad.
 
 The core suite itself runs on torch-CPU through the ``xp`` fixture of tests/conftest.py.

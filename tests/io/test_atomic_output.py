@@ -21,7 +21,7 @@ from ncanalyze.atomic import atomic_path, atomic_text
 from ncanalyze.cli import app
 from tests.conftest import run_cli
 
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 OLD = "previous report — must survive\n"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ncanalyze import InputError, RunWriter, UsageError, open_run
-from tests.robustness.test_bad_input import write_h5, valid_members
+from tests.factories import write_h5, valid_members
 
 Y = np.arange(30) % 3
 

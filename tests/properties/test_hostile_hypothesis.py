@@ -25,9 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.cli_worker import Worker
-from tests.factories import printf_virtual_dataset
-from tests.robustness.test_bad_input import N, write_h5
-from tests.robustness.test_hostile_files import _members, _unlimited_vds
+from tests.factories import N, printf_virtual_dataset, write_h5
+from tests.factories import hostile_members as _members, unlimited_vds as _unlimited_vds
 
 #: Members ncanalyze reads (the layer and split are added to valid_members()).
 READ = ["features", "labels", "weight", "bias", "scalars/train_loss", "layers/block",

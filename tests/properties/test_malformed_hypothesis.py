@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 
-from tests.robustness.test_bad_input import valid_members
+from tests.factories import valid_members
 
 MEMBERS = ["labels", "epoch", "features", "weight", "bias", "scalars/train_loss",
            "layers/block", "splits/test/labels", "splits/test/features"]

@@ -1,8 +1,8 @@
 """The bad-input corpus of docs/RELIABILITY.md: every case as a small generated file.
 
 Each case asserts the exit code, the one stderr line (file, dataset, epoch, what is wrong)
-and that no traceback is printed (only ``--debug`` prints one). ``write_h5`` and
-``valid_members`` are reused by the other reliability tests.
+and that no traceback is printed (only ``--debug`` prints one). The raw builders
+``write_h5`` and ``valid_members`` are in ``tests/factories.py``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -22,36 +22,7 @@ from ncanalyze import InputError, open_run
 from ncanalyze.cli import app
 from tests.conftest import run_cli
 
-N, C, P, E = 60, 3, 8, 3
-
-
-def valid_members(seed: int = 0) -> dict:
-    """A valid run (N=60, C=3, P=8, epochs 1..3) as {hdf5 path: array}."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(N) % C
-    centres = 4.0 * rng.standard_normal((C, P))
-    feats = centres[y][None] + rng.standard_normal((E, N, P))
-    return {
-        "labels": y.astype(np.int64),
-        "epoch": np.arange(1, E + 1, dtype=np.int64),
-        "features": feats.astype(np.float32),
-        "weight": rng.standard_normal((E, C, P)),
-        "bias": rng.standard_normal((E, C)),
-        "scalars/train_loss": np.linspace(1.0, 0.1, E),
-    }
-
-
-def write_h5(path, members: dict, attrs: dict | None = None, **file_kwargs) -> Path:
-    """Write ``members`` ({path: array or dict of create_dataset kwargs}) and root ``attrs``."""
-    with h5py.File(path, "w", **file_kwargs) as f:
-        for key, value in (attrs if attrs is not None else {"ncanalyze_format": 1}).items():
-            f.attrs[key] = value
-        for name, value in members.items():
-            if isinstance(value, dict):
-                f.create_dataset(name, **value)
-            else:
-                f.create_dataset(name, data=value)
-    return Path(path)
+from tests.factories import C, E, N, P, valid_members, write_h5
 
 
 def variant(tmp_path, attrs=None, drop=(), **changes) -> Path:
@@ -304,15 +275,40 @@ def test_backend_unavailable_exit_4(tmp_path):
     assert "backend 'cupy' is unavailable" in result.stderr
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")
-def test_unreadable_file(tmp_path):
+def _as_unprivileged(args) -> tuple[int, str]:
+    """Run ``ncanalyze ARGS`` so that file permissions apply: in this process for a normal
+    user; as root (how CI runs) in a child without the capabilities that let root read any
+    file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH dropped from the bounding set by setpriv)."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        result = run_cli(*args)
+        return result.exit_code, result.stderr
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root without setpriv (util-linux) cannot drop its read override")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([setpriv, "--bounding-set=-dac_override,-dac_read_search",
+                           sys.executable, "-m", "ncanalyze", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["metrics", "inspect", "plot"])
+def test_unreadable_file(tmp_path, command):
+    """Exit 3 and one line from the reader (the option parser used to answer exit 2 with a
+    usage box, unseen while this test skipped as root)."""
     path = variant(tmp_path)
+    args = [command, path]
+    if command == "plot":
+        good = write_h5(tmp_path / "good.h5", valid_members())
+        args = ["plot", good, "--compare", path, "-o", tmp_path / "fig.png"]
     path.chmod(0)
     try:
-        result = run_cli("metrics", path)
+        code, stderr = _as_unprivileged(args)
     finally:
         path.chmod(0o644)
-    assert result.exit_code == 3 and "permission denied" in result.stderr
+    assert code == 3 and "permission denied" in stderr, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_p_at_least_n_minus_c_is_a_warning_not_an_error(tmp_path):

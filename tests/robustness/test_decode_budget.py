@@ -19,7 +19,7 @@ from ncanalyze import open_run
 from ncanalyze.errors import InputError
 from ncanalyze.io import trust
 from tests.conftest import run_cli
-from tests.robustness.test_bad_input import E, valid_members, write_h5
+from tests.factories import E, valid_members, write_h5
 
 BIG = 2**25  # float64 elements: one 256 MiB chunk, within the limit of one chunk
 

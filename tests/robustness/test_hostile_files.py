@@ -21,7 +21,7 @@ import pytest
 
 from ncanalyze import InputError, open_run
 from tests.cli_worker import Worker
-from tests.robustness.test_bad_input import E, N, P, valid_members, write_h5
+from tests.factories import E, N, P, hostile_members as _members, unlimited_vds as _unlimited_vds, valid_members, write_h5
 
 ALLOW = "pass --allow-external"
 
@@ -70,14 +70,6 @@ def refused(path, *needles, commands=("metrics", "inspect", "report"), code=3, e
 #: split) that holds their data.
 READ = ["features", "labels", "weight", "bias", "scalars/train_loss", "layers/block",
         "splits/test/labels", "splits/test/features"]
-
-
-def _members():
-    m = valid_members()
-    m["layers/block"] = m["features"][:, :, :4].copy()
-    m["splits/test/labels"] = m["labels"][: N // 2].copy()
-    m["splits/test/features"] = m["features"][:, : N // 2].copy()
-    return m
 
 
 def _vds(f, name, target, shape, dtype):
@@ -186,26 +178,6 @@ def test_cyclic_virtual_datasets_are_refused(tmp_path):
         _vds(f, "weight", "/weight", w.shape, w.dtype)
     line = refused(path, "/features", "cycle")
     assert ALLOW not in line
-
-
-def _unlimited_vds(f, name, target, shape):
-    """A virtual dataset with an unlimited mapping: HDF5 opens its sources to find its extent
-    as soon as its shape is asked for."""
-    from h5py import h5d, h5p, h5s, h5t
-
-    e, n, p = shape
-    spaces = []
-    for _ in range(2):
-        space = h5s.create_simple(shape, (h5s.UNLIMITED, n, p))
-        space.select_hyperslab((0, 0, 0), (h5s.UNLIMITED, 1, 1), stride=(1, 1, 1),
-                               block=(1, n, p))
-        spaces.append(space)
-    dcpl = h5p.create(h5p.DATASET_CREATE)
-    dcpl.set_virtual(spaces[0], b".", target.encode(), spaces[1])
-    parent = name.rpartition("/")[0]
-    if parent:
-        f.require_group(parent)
-    h5d.create(f.id, name.encode(), h5t.NATIVE_FLOAT, spaces[0], dcpl=dcpl)
 
 
 @pytest.mark.parametrize("target", ["/features", "/ext"])

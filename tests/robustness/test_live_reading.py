@@ -1,6 +1,6 @@
 """Live reading (docs/RELIABILITY.md): ncanalyze reads a run file while a RunWriter appends to it.
 
-A writer process (the child program of ``test_writer_crash.py``) appends epochs with a short
+A writer process (the child program ``tests/writer_child.py``) appends epochs with a short
 pause; meanwhile ``ncanalyze metrics`` reads the file over and over. Every read must report a
 prefix 1..k of the epochs written, and each epoch's values must equal the values computed
 once the writer has finished.
@@ -9,7 +9,6 @@ once the writer has finished.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 from ncanalyze import open_run
 from tests.conftest import run_cli
 
-from tests.robustness import test_writer_crash as crash
+from tests import writer_child as crash
 
 EPOCHS = 20
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from ncanalyze.io.writer import RunWriter
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.factories import printf_virtual_dataset
-from tests.robustness.test_bad_input import valid_members, write_h5
+from tests.factories import valid_members, write_h5
 
 
 def _elink(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 
 from tests.cli_worker import Worker
 from tests.factories import printf_virtual_dataset
-from tests.robustness.test_bad_input import E, valid_members, write_h5
+from tests.factories import E, valid_members, write_h5
 
 ALLOW = "pass --allow-external"
 _WORKER = Worker()

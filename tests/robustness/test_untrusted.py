@@ -17,7 +17,7 @@ from ncanalyze import InputError, open_run
 from ncanalyze.cli import app
 from tests.conftest import run_cli
 
-from tests.robustness.test_bad_input import N, P, E, valid_members, write_h5
+from tests.factories import N, P, E, valid_members, write_h5
 
 
 def cli(*args):

@@ -20,7 +20,8 @@ EPILOG = ("Example: ncanalyze convert dumps/ run.h5 --weight-decay 5e-4 --loss m
 
 def convert(folder: Annotated[Path, typer.Argument(
                 help="Folder of per-epoch dumps (epoch_007.npz, ep7.npz, … or .pt); with "
-                     "--statistics, a features run file.", show_default=False)],
+                     "--statistics, a features run file.", show_default=False,
+                readable=False)],
             out: OutFile,
             num_classes: Annotated[Optional[int], typer.Option(
                 "--num-classes", help="C (default max(labels)+1).")] = None,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ...analysis import Analysis
+from ...api import panel_series
 from ...settings import Settings
 from ...atomic import check_outputs
 from ...errors import UsageError, escape
@@ -21,40 +19,12 @@ EPILOG = ("Example: ncanalyze plot examples/digits_mlp.h5 -o nc.png  ·  "
           "ncanalyze plot mse.h5 --compare ce.h5 --label MSE --label CE -o mse_vs_ce.pdf")
 
 
-#: Splits whose accuracy the panel draws as the test accuracy (first one the run has).
-TEST_SPLITS = ("test", "val", "valid", "validation")
-
-
-def read_series(path: Path, settings: Settings, label: str | None = None,
-                outputs: dict | None = None):
-    """The panel's series of one run: its metrics at every selected epoch, and the accuracy
-    on its test split when it has one (``outputs``: refused when one is a file it reads)."""
-    from ...plots.panel import series_from_epochs
-
-    analysis = Analysis(path, settings)
-    try:
-        check_outputs(outputs or {}, analysis.run.inputs)
-    except BaseException:
-        analysis.close()
-        raise
-    test = [name for name in TEST_SPLITS if name in analysis.run.info.splits][:1]
-    if test and settings.splits is not None and test[0] not in settings.splits:
-        analysis.close()
-        analysis = Analysis(path, dataclasses.replace(settings,
-                                                      splits=(*settings.splits, *test)))
-    with analysis:
-        rows = [result.values for result in analysis]
-        loss = analysis.run.info.loss
-    name = label or os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    return series_from_epochs(rows, name, loss)
-
-
 def plot(file: RunFile,
          output_path: Annotated[Path, typer.Option("--output", "-o", help="Figure file: .png, "
                                                    ".svg or .pdf (written atomically).")],
          compare: Annotated[Optional[list[Path]], typer.Option(
              "--compare", help="Overlay another run (repeatable), e.g. the CE twin of an MSE "
-                               "run.")] = None,
+                               "run.", readable=False)] = None,
          label: Annotated[Optional[list[str]], typer.Option(
              "--label", help="Legend label per run, in order (repeatable; default: file "
                              "names).")] = None,
@@ -77,8 +47,8 @@ def plot(file: RunFile,
     check_outputs({"--output": output_path}, paths)
     settings = Settings(quantities=("metrics",), epochs=epochs, backend=backend,
                         global_mean=global_mean, allow_external=allow_external)
-    series = [read_series(p, settings, labels[i] if labels else None,
-                          {"--output": output_path}) for i, p in enumerate(paths)]
+    series = [panel_series(p, settings, labels[i] if labels else None,
+                           {"--output": output_path}) for i, p in enumerate(paths)]
     draw_panel(series, output_path, title=title, xscale=xscale)
     if not flags().quiet:
         err_console.print(f"ncanalyze: wrote {escape(output_path)}", markup=False)

@@ -7,7 +7,9 @@ from ..options import (AllowExternalOpt, BackendOpt, CenterWeightsOpt, ChunkRows
                        GlobalMeanOpt, KeysOpt, LayersOpt, OutputOpt, RidgeOpt, RunFile, ShowAllOpt,
                        SplitsOpt, TimeOpt, TimeoutOpt, WeightDecayOpt, WorkersOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
-from ..runner import run_command
+from ...api import QUANTITIES
+from ...settings import Settings
+from ..runner import View, run_command
 
 EPILOG = ("Example: ncanalyze report run.h5 --format markdown --fail-if 'nc1>0.05' "
           ">> \"$GITHUB_STEP_SUMMARY\"")
@@ -27,4 +29,13 @@ def report(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto"
            memory_limit: MemoryLimitOpt = None) -> int:
     """metrics + decompose + snr (with the dynamics fit) in one pass over the file, for CI
     reports (docs/METRICS.md, docs/CENTRAL_PATH.md)."""
-    return run_command("report", **locals())
+    settings = Settings(
+        quantities=QUANTITIES["report"],
+        epochs=epochs, backend=backend, dtype=dtype, splits=tuple(splits) if splits else None,
+        layers=layers, global_mean=global_mean, center_weights=center_weights,
+        weight_decay=weight_decay, ridge=ridge, chunk_rows=chunk_rows,
+        allow_external=allow_external, workers=workers, dask=dask,
+        require_all_classes=require_all_classes, memory_limit=memory_limit)
+    view = View(fmt=fmt, output_path=output_path, fail_if=fail_if, gate=gate, keys=keys,
+                show_all=show_all)
+    return run_command("report", file, settings, view, time=time, follow=follow, timeout=timeout)

@@ -7,7 +7,9 @@ from ..options import (AllowExternalOpt, BackendOpt, ChunkRowsOpt, DaskOpt, Dtyp
                        OutputOpt, PlotOpt, RidgeOpt, RunFile, ShowAllOpt, TimeOpt, TimeoutOpt,
                        WorkersOpt, XscaleOpt)
 from ..options import MemoryLimitOpt, RequireAllClassesOpt
-from ..runner import run_command
+from ...api import QUANTITIES
+from ...settings import Settings
+from ..runner import View, run_command
 
 EPILOG = "Example: ncanalyze snr run.h5 --plot snr.png --format json --time lr"
 
@@ -24,4 +26,11 @@ def snr(file: RunFile, epochs: EpochsOpt = None, backend: BackendOpt = "auto",
         memory_limit: MemoryLimitOpt = None) -> int:
     """Singular values of the SNR matrix Σ_W^{-1/2} M̄ per epoch and their dynamics across
     epochs (Han et al. §3.2–3.3, docs/CENTRAL_PATH.md)."""
-    return run_command("snr", **locals())
+    settings = Settings(
+        quantities=QUANTITIES["snr"],
+        epochs=epochs, backend=backend, dtype=dtype, ridge=ridge, global_mean=global_mean,
+        chunk_rows=chunk_rows, allow_external=allow_external, workers=workers, dask=dask,
+        require_all_classes=require_all_classes, memory_limit=memory_limit)
+    view = View(fmt=fmt, output_path=output_path, fail_if=fail_if, gate=gate, plot=plot,
+                xscale=xscale, keys=keys, show_all=show_all)
+    return run_command("snr", file, settings, view, time=time, follow=follow, timeout=timeout)
