@@ -81,7 +81,7 @@ def stdlib_words() -> list[str]:
 def word_lm_run(path, *, vocab=3000, width=32, context=2, recorded=1536, epochs=2,
                 steps=50, batch=512, dtype=np.float32, weight_decay=1e-4, seed=0):
     """Train a small word-level next-token model on stdlib text and record it with
-    :func:`ncanalyze.record_epoch`, as a user would (a few seconds on one CPU core).
+    :func:`ncanalyze.capture.record_epoch`, as a user would (a few seconds on one CPU core).
 
     The model embeds the ``context`` previous words, mixes them with a two-layer MLP into
     ``width`` features and ends, as every transformer does, with a LayerNorm (with affine

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, get_origin
+from typing import Annotated, Any
 
+import click
 import typer
 from typer.core import TyperCommand, TyperOption
 
@@ -65,7 +66,13 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 #: after the command (returning its exit code) and the ``EPILOG`` example of its ``--help``.
 COMMANDS = (inspect, metrics, decompose, snr, report, keys, plot, simulate, convert)
 
-_METAVARS = {bool: "", int: "N", float: "X", Path: "FILE"}
+def _metavar(kind: click.ParamType) -> str:
+    """The word for what an option takes, from its click type (Typer-version independent)."""
+    if isinstance(kind, click.types.IntParamType):
+        return "N"
+    if isinstance(kind, click.types.FloatParamType):
+        return "X"
+    return "FILE" if isinstance(kind, click.Path) else "TEXT"
 
 
 class _Command(TyperCommand):
@@ -76,9 +83,7 @@ class _Command(TyperCommand):
         params = super().get_params(ctx)
         for p in params:
             if isinstance(p, TyperOption) and p.metavar is None:
-                kind = p.type_descriptor.annotation
-                kind = str if get_origin(kind) is list else kind
-                p.metavar = "" if p.is_flag else _METAVARS.get(kind, "TEXT")
+                p.metavar = "" if p.is_flag else _metavar(p.type)
         return params
 
     def get_help_option(self, ctx: Any) -> Any:
