@@ -47,13 +47,20 @@ def writer_main(path: str, first: int, total: int, go: str) -> None:
     print("closed", flush=True)
 
 
+def _default_sigint() -> None:
+    """A child started from a shell's background job inherits SIGINT as ignored, and Python
+    then never turns Ctrl-C into KeyboardInterrupt; give the child the default disposition, as
+    a terminal would (the Ctrl-C test failed this way when pytest ran under ``cmd &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """A child process whose stdout lines arrive on a queue (reads never block the test)."""
 
     def __init__(self, args, **kw):
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=env, **kw)
+                                  text=True, env=env, preexec_fn=_default_sigint, **kw)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
