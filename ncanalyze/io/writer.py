@@ -36,6 +36,7 @@ the validation rules it applies live in :mod:`ncanalyze.io.schema`, the lock in
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 from typing import Any, Mapping, Sequence
 
@@ -60,6 +61,17 @@ def _check(rule, *args, what: str = ""):
         return rule(*args)
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}" if what else str(exc)) from None
+
+
+def _integer(name: str, value: Any) -> int:
+    """``value`` as an int when it is one (Python or NumPy integer); a float, string or bool
+    is refused rather than truncated or parsed."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise UsageError(f"{name}={value!r} must be an integer") from None
 
 
 def _chunk_shape(n: int, p: int, itemsize: int) -> tuple[int, int, int]:
@@ -125,7 +137,8 @@ class RunWriter(StatisticsWriting):
             raise UsageError("a statistics run without labels needs num_classes")
         labels = None if labels is None else self._labels(labels, "labels")
         # The reader's rules (io/rules.py), checked before anything is written.
-        self.num_classes = int(num_classes) if num_classes is not None else int(labels.max()) + 1
+        self.num_classes = (_integer("num_classes", num_classes) if num_classes is not None
+                            else int(labels.max()) + 1)
         _check(check_num_classes, self.num_classes)
         if labels is not None:
             _check(check_labels, labels, self.num_classes, what="labels")
@@ -145,9 +158,7 @@ class RunWriter(StatisticsWriting):
             self.splits[name] = split_labels
         if weight_decay is not None:
             weight_decay = _check(check_weight_decay, weight_decay)
-        if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or
-                                            int(steps_per_epoch) != steps_per_epoch
-                                            or steps_per_epoch < 1):
+        if steps_per_epoch is not None and _integer("steps_per_epoch", steps_per_epoch) < 1:
             raise UsageError(f"steps_per_epoch={steps_per_epoch!r} must be an integer ≥ 1")
         self.steps_per_epoch = steps_per_epoch
         self.compression = compression

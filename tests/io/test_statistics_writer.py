@@ -155,3 +155,19 @@ def test_before_the_first_epoch_no_complete_epoch_yet(tmp_path, rng):
         writer.add_statistics(0, stats, dec, w, b, feature_dtype="float32")
         with open_run(tmp_path / "s.h5") as run:
             assert run.info.epochs.tolist() == [0]
+
+
+@pytest.mark.parametrize("bad", [3.7, 3.0, "4", True, float("nan")])
+def test_num_classes_must_be_an_integer(tmp_path, bad):
+    """A fractional or non-numeric class count was truncated (3.7 → 3) or raised a raw error."""
+    with pytest.raises(UsageError, match="num_classes"):
+        RunWriter(tmp_path / "f.h5", None, num_classes=bad, statistics=True)
+    with pytest.raises(UsageError, match="num_classes"):
+        RunWriter(tmp_path / "g.h5", np.array([0, 1, 1]), num_classes=bad)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, "2", True])
+def test_steps_per_epoch_must_be_a_positive_integer(tmp_path, bad):
+    with pytest.raises(UsageError, match="steps_per_epoch"):
+        RunWriter(tmp_path / "f.h5", np.array([0, 1, 1]), steps_per_epoch=bad)
