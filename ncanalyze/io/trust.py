@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import stat
 from dataclasses import dataclass
 
 import h5py
@@ -208,7 +209,35 @@ def check_dataset(f: h5py.File, path: Resolved, *, allow_external: bool = False,
 def note_link(f: h5py.File, path: Resolved, reads: set[str]) -> None:
     """Add to ``reads`` the file an external link crossed by ``path`` leads to."""
     if path.link is not None:
-        reads.update(outside_files(f, path.link[0], "HDF5_EXT_PREFIX"))
+        reads.update(regular_outside_files(f, path.link[0], "HDF5_EXT_PREFIX",
+                                           "is an external link to"))
+
+
+def regular_outside_files(f: h5py.File, name: str, env: str, what: str) -> list[str]:
+    """:func:`~ncanalyze.io.names.outside_files`, refusing any that is not a regular file.
+
+    Even with ``allow_external`` HDF5 must never open a FIFO (the open blocks until a writer
+    appears), a device (``/dev/zero`` never ends) or a socket: ``what`` names the reference
+    in the message (``"is an external link to"``).
+
+    Raises
+    ------
+    Refused
+        One of the files HDF5 may open for ``name`` is not a regular file.
+    """
+    found = outside_files(f, name, env)
+    for real in found:
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise Refused(f"{what} {name!r}, which is not a regular file ({_kind(real)})",
+                          external=False)
+    return found
+
+
+def _kind(real: str) -> str:
+    mode = os.stat(real).st_mode
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+            or stat.S_ISBLK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a file")
 
 
 def _open(f, name: str, allow_external: bool, cache: int | None) -> h5py.Dataset:
@@ -234,7 +263,8 @@ def _check_storage(f, ds: h5py.Dataset, allow_external: bool, via: str, reads: s
     for i in range(count):
         name = dcpl.get_external(i)[0]
         name = name.decode(errors="surrogateescape") if isinstance(name, bytes) else name
-        reads.update(outside_files(f, name, "HDF5_EXTFILE_PREFIX"))
+        reads.update(regular_outside_files(f, name, "HDF5_EXTFILE_PREFIX",
+                                           f"{via}uses external raw storage in"))
     problem = filter_problem(ds)
     if problem:
         raise Refused(f"{via}{problem}", external=False)
@@ -286,7 +316,9 @@ class _Sources:
                     if len(stack) > 1 else "is"
                 raise Refused(f"{where} a virtual dataset mapping file {raw_file!r}",
                               external=True)
-            found = outside_files(self.f, file_name, "HDF5_VDS_PREFIX")
+            where = f"is a virtual dataset over {' → '.join(stack[1:])}, which maps" \
+                if len(stack) > 1 else "is a virtual dataset mapping"
+            found = regular_outside_files(self.f, file_name, "HDF5_VDS_PREFIX", where)
             if self.origin not in found:
                 self.reads.update(found)
                 return bool(found)

@@ -210,6 +210,29 @@ def test_external_link_to_a_fifo_is_never_opened(tmp_path, where):
     refused(path, f"/{where}", "external link to fifo:/x", ALLOW)
 
 
+@pytest.mark.parametrize("how", ["link", "storage", "virtual"])
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_special_files_are_refused_even_with_allow_external(tmp_path, how, special):
+    """--allow-external lets HDF5 read other files, never a FIFO or a device: opening a FIFO
+    blocks for ever and a device has no end. Refused before HDF5 opens it (exit 3)."""
+    m = valid_members()
+    feats = np.ascontiguousarray(m.pop("features"))
+    if special == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    path = write_h5(tmp_path / "run.h5", m)
+    with h5py.File(path, "a") as f:
+        if how == "link":
+            f["features"] = h5py.ExternalLink(special, "/d")
+        elif how == "storage":
+            f.create_dataset("features", shape=feats.shape, dtype=feats.dtype,
+                             external=[(special, 0, feats.nbytes)])
+        else:
+            layout = h5py.VirtualLayout(shape=feats.shape, dtype=feats.dtype)
+            layout[...] = h5py.VirtualSource(special, "/d", shape=feats.shape)
+            f.create_virtual_dataset("features", layout)
+    refused(path, "/features", "not a regular file", extra=["--allow-external"])
+
+
 @pytest.mark.parametrize("kind", ["self", "pair"])
 def test_soft_link_loop_is_named_a_loop(tmp_path, kind):
     path = write_h5(tmp_path / "run.h5", valid_members())
