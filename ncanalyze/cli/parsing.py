@@ -113,7 +113,7 @@ class OneLineGroup(TyperGroup):
             message = " ".join(exc.format_message().split())
             sys.stderr.write(f"ncanalyze: error: {escape(message)}{where}\n")
             sys.exit(exc.exit_code)
-        except _click_errors.Abort:
+        except typer.Abort:
             sys.stderr.write("ncanalyze: interrupted\n")
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
