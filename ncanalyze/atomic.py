@@ -100,7 +100,7 @@ def check_outputs(outputs: Mapping[str, object], inputs: Iterable = ()) -> None:
                                  "writing it would destroy the input (give another file name)")
 
 
-def _fsync_folder(folder: str) -> None:
+def fsync_folder(folder: str) -> None:
     """Make the rename itself durable; not every platform can open a folder (best effort)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -268,7 +268,7 @@ def atomic_path(path, suffix: str | None = None, *, regular: bool = False,
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 class _NamedWriter:

@@ -21,7 +21,8 @@ import contextlib
 import os
 from typing import Iterator
 
-from ..atomic import check_overwrite, file_mode, output_errors, resolve_output, temp_beside
+from ..atomic import (check_overwrite, file_mode, fsync_folder, output_errors, resolve_output,
+                      temp_beside)
 from ..errors import NcanalyzeError
 from ..lock import WriterLock
 
@@ -68,7 +69,7 @@ class RunPublisher:
                 os.fsync(fh.fileno())
                 st = os.fstat(fh.fileno())
             os.replace(tmp, self.target)
-        _fsync_folder(os.path.dirname(self.target))
+        fsync_folder(os.path.dirname(self.target))
         return st.st_dev, st.st_ino
 
     def release(self) -> None:
@@ -102,13 +103,3 @@ def publish_when_done(path, *, overwrite: bool = False) -> Iterator[str]:
             raise
     finally:
         publisher.release()
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename durable; not every platform can open a folder (best effort)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
