@@ -77,7 +77,7 @@ def time_forward(model, data, device) -> float:
 
 
 def case(c: int, args) -> dict:
-    from ncanalyze.core.stats import block_rows
+    from ncanalyze.core.accumulator import block_rows
     from ncanalyze.recorder import record_statistics
 
     model = build(c, args.layers, args.length, args.device)

@@ -356,9 +356,9 @@ def peers(path: str, n: int, p: int, c: int, ours64: float, ours32: float, read:
 
 def check_streaming(path: str, out32: str, out64: str) -> None:
     """Largest relative difference of the streamed values from an in-memory float64 run."""
+    from ncanalyze.core.accumulator import class_stats
     from ncanalyze.core.decisions import PredictionAccumulator
     from ncanalyze.core.metrics import nc_metrics_from_stats
-    from ncanalyze.core.stats import class_stats
 
     with h5py.File(path, "r") as f:
         h = f["/features"][0]

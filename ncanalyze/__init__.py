@@ -23,7 +23,8 @@ from ._version import __version__  # noqa: E402
 from .errors import BackendError, InputError, NcanalyzeError, OutputError, UsageError  # noqa: E402
 from .io import RunWriter, open_run  # noqa: E402
 from .core.metrics import nc_metrics  # noqa: E402
-from .core.stats import ClassStats, class_stats  # noqa: E402
+from .core.accumulator import class_stats  # noqa: E402
+from .core.stats import ClassStats  # noqa: E402
 from .analysis import Analysis, analyze  # noqa: E402
 from . import api  # noqa: E402
 from .api import report  # noqa: E402

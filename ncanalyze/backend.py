@@ -8,7 +8,8 @@ The computation core never imports an array library; it takes the namespace from
 * is the one way back to the host (:func:`to_numpy`, :func:`to_numpy_many`) and the one place
   that drops autograd tracking (:func:`detach`);
 * holds the linear algebra the array API lacks or leaves unspecified (:func:`cholesky`, whose
-  failure each library signals differently, and :func:`solve_lower`, a triangular solve).
+  failure each library signals differently, and :func:`native_solve_lower`, the libraries'
+  triangular solvers; the generic one is :func:`ncanalyze.core.linalg.solve_lower`).
 
 Backend names (docs/PERFORMANCE.md says what each costs):
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from array_api_compat import array_namespace, is_cupy_namespace, is_torch_namespace
 
 from .errors import BackendError, UsageError
 
@@ -155,8 +157,6 @@ def to_numpy_many(*arrays) -> list[np.ndarray]:
     """
     if not arrays or all(isinstance(a, np.ndarray) for a in arrays):
         return [np.asarray(a) for a in arrays]
-    from array_api_compat import array_namespace
-
     xp = array_namespace(*arrays)
     flat = xp.concat([xp.reshape(a, (-1,)) for a in arrays])
     host = to_numpy(flat)
@@ -216,8 +216,6 @@ def cholesky(a):
     ----------
     a : array, shape (n, n)
     """
-    from array_api_compat import array_namespace, is_torch_namespace
-
     xp = array_namespace(a)
     if is_torch_namespace(xp):
         torch = sys.modules["torch"]
@@ -229,24 +227,9 @@ def cholesky(a):
         return None
 
 
-#: Below this size the generic :func:`solve_lower` hands the triangular system to
-#: ``xp.linalg.solve``.
-TRIANGULAR_LEAF = 64
-
-
-def solve_lower(lower, b):
-    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
-
-    PyTorch and CuPy have triangular solvers (``torch.linalg.solve_triangular``,
-    ``cupyx.scipy.linalg.solve_triangular``). The array API has none, and ``xp.linalg.solve``
-    would LU-factorise L (as costly as a Cholesky factorisation), so other namespaces use
-    blocked forward substitution: L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁,
-    X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁), recursively, with ``xp.linalg.solve`` on the small diagonal
-    blocks: O(n²k) work in matrix products (no SciPy, whose separate BLAS would compete with
-    NumPy's for the cores).
-    """
-    from array_api_compat import array_namespace, is_cupy_namespace, is_torch_namespace
-
+def native_solve_lower(lower, b):
+    """L^{-1} b by PyTorch's or CuPy's triangular solver (``lower`` (n, n) lower-triangular,
+    ``b`` (n, k)); ``None`` for other namespaces (:func:`ncanalyze.core.linalg.solve_lower`)."""
     xp = array_namespace(lower, b)
     if is_torch_namespace(xp):
         return sys.modules["torch"].linalg.solve_triangular(lower, b, upper=False)
@@ -254,17 +237,7 @@ def solve_lower(lower, b):
         from cupyx.scipy.linalg import solve_triangular
 
         return solve_triangular(lower, b, lower=True)
-    return _blocked_solve_lower(xp, lower, b)
-
-
-def _blocked_solve_lower(xp, lower, b):
-    n = int(lower.shape[0])
-    if n <= TRIANGULAR_LEAF:
-        return xp.linalg.solve(lower, b)
-    h = n // 2
-    x1 = _blocked_solve_lower(xp, lower[:h, :h], b[:h, ...])
-    x2 = _blocked_solve_lower(xp, lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
-    return xp.concat([x1, x2], axis=0)
+    return None
 
 
 # ---------------------------------------------------------------------- backends

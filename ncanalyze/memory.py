@@ -138,7 +138,7 @@ def plan_epoch(info, present: int, *, chunk_rows: int | None, limit: int | None,
     """
     import numpy as np
 
-    from .core.stats import block_rows
+    from .core.accumulator import block_rows
 
     itemsize = np.dtype(info.features_dtype).itemsize
     rows = min(chunk_rows or block_rows(info.num_features), info.num_samples)

@@ -25,7 +25,8 @@ from array_api_compat import is_numpy_namespace
 from .backend import Backend
 from .core.decisions import DecisionCounts, PredictionAccumulator
 from .core.precision import coarser, values_precision
-from .core.stats import StatsAccumulator, block_rows, compact_labels
+from .core.accumulator import StatsAccumulator, block_rows
+from .core.segments import compact_labels
 from .errors import InputError
 from . import stored
 from .io.protocol import RunReader

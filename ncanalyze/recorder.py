@@ -7,7 +7,7 @@ recorder runs the model over an evaluation loader twice:
 
 1. **statistics**: the features (the input of the classifier, or the input/output of any
    module) of every labelled sample or position are added to a
-   :class:`~ncanalyze.core.stats.StatsAccumulator` (per-class reference shift, float64 totals);
+   :class:`~ncanalyze.core.accumulator.StatsAccumulator` (per-class reference shift, float64 totals);
 2. **decisions**: with the final class means, a
    :class:`~ncanalyze.core.decisions.PredictionAccumulator` counts the classifier's and the
    nearest-class-centre decisions (accuracy, NCC accuracy, NC4).
@@ -38,8 +38,9 @@ from array_api_compat import array_namespace, device
 
 from .backend import to_numpy
 from .capture import IGNORE_INDEX, _resolve, sample_rows
+from .core.accumulator import StatsAccumulator
 from .core.decisions import DecisionCounts, PredictionAccumulator
-from .core.stats import ClassStats, StatsAccumulator, merge_class_stats
+from .core.stats import ClassStats, merge_class_stats
 from .errors import InputError, NcanalyzeError, UsageError
 
 __all__ = ["RecordedStatistics", "record_statistics", "record_statistics_epoch"]

@@ -14,7 +14,7 @@ from .io.statistics import StoredStatistics
 
 def class_stats(stored: StoredStatistics) -> ClassStats:
     """The statistics of the classes with samples (rows of absent classes dropped), host
-    NumPy float64, as :meth:`~ncanalyze.core.stats.StatsAccumulator.finalize` returns them."""
+    NumPy float64, as :meth:`~ncanalyze.core.accumulator.StatsAccumulator.finalize` returns them."""
     ids = np.flatnonzero(stored.counts).astype(np.int64)
     return ClassStats(stored.counts[ids].astype(np.float64), stored.means[ids],
                       stored.within_scatter, stored.class_scatter[ids], stored.num_samples,

@@ -24,8 +24,9 @@ import numpy as np
 
 from .backend import get_backend
 from .caps import cap_workers, usable_cores
+from .core.accumulator import block_rows
 from .core.decisions import DecisionCounts
-from .core.stats import ClassStats, block_rows, merge_class_stats
+from .core.stats import ClassStats, merge_class_stats
 from .epoch import EpochComputer, LocalPasses
 from .io.protocol import RunReader, open_reader
 from .io.schema import Source

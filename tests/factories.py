@@ -186,8 +186,8 @@ def statistics_of(features, labels, num_classes, weight=None, bias=None, ncc=Non
 
     ``ncc``: the ClassStats whose means the NCC rule uses (default: these statistics).
     """
+    from ncanalyze.core.accumulator import class_stats
     from ncanalyze.core.decisions import PredictionAccumulator
-    from ncanalyze.core.stats import class_stats
 
     stats = class_stats(np.asarray(features, dtype=np.float64), labels, num_classes)
     ncc = ncc or stats

@@ -152,7 +152,7 @@ class PredictionAccumulator:
         """Add one chunk: ``features`` (n_rows, n_features), ``labels`` (n_rows,).
 
         ``norm_bounds`` (NumPy float64, n_rows), optional: upper bounds on the rows' ‖h‖
-        (e.g. :meth:`~ncanalyze.core.stats.StatsAccumulator.row_norm_bounds`), used by the
+        (e.g. :meth:`~ncanalyze.core.accumulator.StatsAccumulator.row_norm_bounds`), used by the
         float32 twin instead of computing the norms again.
         """
         xp = self.xp

@@ -18,8 +18,7 @@ sit far from the origin. W̃_LS = B A^{-1} = V_LS T with V_LS = B_c (T A Tᵀ)^{
 π_c g̃_cᵀ. The sample-weighted μ_G is the one that makes Σ_c π_c (μ_c − μ_G) = 0, hence the
 block-diagonal form; the values do not depend on the ``--global-mean`` option.
 
-Length: above the ~350-line guide; the class terms, the solve and the array-API entry points
-of one loss decomposition.
+Length: above the ~350-line guide: class terms, solve and array-API entry points of one loss.
 """
 
 from __future__ import annotations
@@ -38,7 +37,8 @@ from .linalg import checked_cholesky, cholesky_solve
 from .pairs import Total
 from .metrics import as_float64
 from .precision import resolved_basis
-from .stats import ClassStats, class_stats
+from .accumulator import class_stats
+from .stats import ClassStats
 from .keys import keys_of
 from .values import MetricValues
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..backend import cholesky, solve_lower, to_numpy
+from ..backend import cholesky, native_solve_lower, to_numpy
 
 #: A symmetric matrix is treated as singular when its smallest squared Cholesky pivot is below
 #: this fraction of the largest: beyond a condition number of ~1e6/ε, float64 results along the
@@ -61,10 +61,42 @@ def checked_cholesky(a) -> tuple[Any, str | None]:
 def cholesky_solve(lower, b):
     """a^{-1} b given the Cholesky factor ``lower`` of ``a`` = L Lᵀ (n, n); ``b`` (n, k).
 
-    Two triangular solves (:func:`ncanalyze.backend.solve_lower`, re-exported here); Lᵀ x = y
+    Two triangular solves (:func:`solve_lower`); Lᵀ x = y
     is solved as the lower-triangular system of the reversed unknowns.
     """
     xp = array_namespace(lower, b)
     y = solve_lower(lower, b)
     rev = xp.flip(xp.flip(lower, axis=0), axis=1).T  # J Lᵀ J, lower triangular
     return xp.flip(solve_lower(rev, xp.flip(y, axis=0)), axis=0)
+
+
+#: Below this size the generic :func:`solve_lower` hands the triangular system to
+#: ``xp.linalg.solve``.
+TRIANGULAR_LEAF = 64
+
+
+def solve_lower(lower, b):
+    """L^{-1} b for a lower-triangular ``lower`` (n, n) and ``b`` (n, k).
+
+    PyTorch and CuPy have triangular solvers (``torch.linalg.solve_triangular``,
+    ``cupyx.scipy.linalg.solve_triangular``; :func:`ncanalyze.backend.native_solve_lower`).
+    The array API has none, and ``xp.linalg.solve`` would LU-factorise L (as costly as a
+    Cholesky factorisation), so other namespaces use blocked forward substitution:
+    L = [[L₁₁, 0], [L₂₁, L₂₂]] gives X₁ = L₁₁^{-1} b₁, X₂ = L₂₂^{-1} (b₂ − L₂₁ X₁),
+    recursively, with ``xp.linalg.solve`` on the small diagonal blocks: O(n²k) work in matrix
+    products (no SciPy, whose separate BLAS would compete with NumPy's for the cores).
+    """
+    native = native_solve_lower(lower, b)
+    if native is not None:
+        return native
+    return _blocked_solve_lower(array_namespace(lower, b), lower, b)
+
+
+def _blocked_solve_lower(xp, lower, b):
+    n = int(lower.shape[0])
+    if n <= TRIANGULAR_LEAF:
+        return xp.linalg.solve(lower, b)
+    h = n // 2
+    x1 = _blocked_solve_lower(xp, lower[:h, :h], b[:h, ...])
+    x2 = _blocked_solve_lower(xp, lower[h:, h:], b[h:, ...] - xp.matmul(lower[h:, :h], x1))
+    return xp.concat([x1, x2], axis=0)

@@ -391,8 +391,8 @@ def nc_metrics(features, labels, weight=None, bias=None, *, num_classes: int | N
     >>> round(nc_metrics(h, y)["ncc_accuracy"], 3)
     1.0
     """
+    from .accumulator import class_stats
     from .inputs import check_inputs
-    from .stats import class_stats
 
     check_inputs(features, labels, weight, bias, num_classes=num_classes)
     features = detach(features)

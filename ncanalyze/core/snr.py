@@ -26,7 +26,8 @@ from array_api_compat import device
 from ..backend import to_numpy
 from .linalg import PIVOT_RTOL, checked_cholesky, default_rtol, solve_lower
 from .precision import resolved_basis
-from .stats import ClassStats, class_stats
+from .accumulator import class_stats
+from .stats import ClassStats
 from .keys import keys_of
 from .values import MetricValues
 

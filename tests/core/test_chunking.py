@@ -1,8 +1,9 @@
 """Results do not depend on how an epoch is cut into chunks (issue 4).
 
-The statistics are accumulated over fixed row blocks (:func:`ncanalyze.core.stats.block_rows`)
-whatever the read size, so every chunk size gives the same numbers; the tests make blocks
-small so that an epoch spans several of them and chunks straddle block boundaries.
+The statistics are accumulated over fixed row blocks
+(:func:`ncanalyze.core.accumulator.block_rows`) whatever the read size, so every chunk size
+gives the same numbers; the tests make blocks small so that an epoch spans several of them
+and chunks straddle block boundaries.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 
 from ncanalyze.analysis import Analysis
 from ncanalyze.settings import Settings
-from ncanalyze.core import stats as stats_mod
-from ncanalyze.core.stats import StatsAccumulator, block_rows
+from ncanalyze.core import accumulator as accumulator_mod
+from ncanalyze.core.accumulator import StatsAccumulator, block_rows
 
 from tests.factories import collapsing_features, labels, write_run
 
@@ -25,7 +26,7 @@ QUANTITIES = ("metrics", "decompose", "snr")
 @pytest.fixture
 def small_blocks(monkeypatch):
     """256-row blocks (the smallest block_rows allows)."""
-    monkeypatch.setattr(stats_mod, "BLOCK_ROWS", 256)
+    monkeypatch.setattr(accumulator_mod, "BLOCK_ROWS", 256)
     assert block_rows(6) == 256
 
 
@@ -84,8 +85,8 @@ def test_default_blocks_span_several_reads(tmp_path):
        compute=st.sampled_from(["float64", "float32"]))
 def test_accumulator_any_partition(xp, cuts, compute):
     """StatsAccumulator fed any partition of the rows returns identical statistics."""
-    old = stats_mod.BLOCK_ROWS
-    stats_mod.BLOCK_ROWS = 256
+    old = accumulator_mod.BLOCK_ROWS
+    accumulator_mod.BLOCK_ROWS = 256
     try:
         rng = np.random.default_rng(7)
         C, P, n = 4, 5, 900
@@ -108,7 +109,7 @@ def test_accumulator_any_partition(xp, cuts, compute):
             np.testing.assert_array_equal(xp.to_numpy(getattr(many, name)),
                                           xp.to_numpy(getattr(one, name)))
     finally:
-        stats_mod.BLOCK_ROWS = old
+        accumulator_mod.BLOCK_ROWS = old
 
 
 def test_streamed_equals_in_memory_float64(tmp_path, small_blocks):

@@ -13,7 +13,7 @@ from ncanalyze.core.decomposition import (
     DECOMPOSE_KEYS, decompose, decompose_from_stats, least_squares_classifier,
     least_squares_from_stats,
 )
-from ncanalyze.core.stats import class_stats
+from ncanalyze.core.accumulator import class_stats
 
 from tests import reference
 from tests.reference import reference_decompose

@@ -16,7 +16,7 @@ import pytest
 
 from ncanalyze.core.decisions import (PredictionAccumulator, _numpy_decide32,
                                       _numpy_top2_loop, argmax_tiled)
-from ncanalyze.core.stats import StatsAccumulator
+from ncanalyze.core.accumulator import StatsAccumulator
 
 
 def _accumulate(h, y, c, compute_dtype, chunk):

@@ -85,7 +85,7 @@ def test_backend_chunking_independent(run_file, xp):
 def test_statistics_stay_on_device(xp):
     from array_api_compat import device
 
-    from ncanalyze.core.stats import class_stats
+    from ncanalyze.core.accumulator import class_stats
 
     be = xp.backend
     rng = np.random.default_rng(1)

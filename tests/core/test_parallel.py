@@ -172,7 +172,8 @@ def test_one_epoch_split_over_workers_and_dask_equals_serial(big_epoch, dask_add
 
 
 def test_merge_of_partial_statistics_is_exact():
-    from ncanalyze.core.stats import class_stats, merge_class_stats
+    from ncanalyze.core.accumulator import class_stats
+    from ncanalyze.core.stats import merge_class_stats
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 9, 500)

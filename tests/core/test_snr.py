@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ncanalyze.core.decomposition import decompose, least_squares_classifier
 from ncanalyze.core.linalg import checked_cholesky
 from ncanalyze.core.snr import SNR_KEYS, snr, snr_from_stats
-from ncanalyze.core.stats import class_stats
+from ncanalyze.core.accumulator import class_stats
 
 from tests.reference import assert_snr_close as assert_matches, reference_snr
 

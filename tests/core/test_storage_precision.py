@@ -19,7 +19,8 @@ from ncanalyze.core.decomposition import decompose
 from ncanalyze.core.metrics import nc_metrics
 from ncanalyze.core.precision import UNIT_ROUNDOFF, precision_name, values_precision
 from ncanalyze.core.snr import snr
-from ncanalyze.core.stats import class_stats, merge_class_stats
+from ncanalyze.core.accumulator import class_stats
+from ncanalyze.core.stats import merge_class_stats
 from ncanalyze.settings import Settings
 from tests.factories import labels, layernorm_features, write_run, write_statistics_run
 from tests.reference import reference_decompose, reference_metrics

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ncanalyze.core.accumulator import class_stats
 from ncanalyze.core.decisions import PredictionAccumulator
-from ncanalyze.core.stats import class_stats
 from ncanalyze.errors import InputError, UsageError
 from tests.factories import tiny_lm, token_batches
 
@@ -216,9 +216,9 @@ def test_recorded_epochs_read_back_and_bad_input_leaves_the_file_intact(tmp_path
 def test_many_classes_few_per_block(backend, monkeypatch):
     """C = 300 with ~100 tokens: the per-block sums over the classes present, the scatter-add
     segment sums (torch) and the in-place compaction of absent classes in finalize."""
-    import ncanalyze.core.stats as stats_module
+    import ncanalyze.core.accumulator as accumulator_module
 
-    monkeypatch.setattr(stats_module, "block_rows", lambda p: 32)  # several blocks
+    monkeypatch.setattr(accumulator_module, "block_rows", lambda p: 32)  # several blocks
     model, batches = tiny_lm(vocab=300), token_batches(vocab=300, batches=4)
     rec = record_statistics(model, batches, model.head, backend=backend)
     feats, y = penultimate_features(model, batches, model.head, dtype=np.float64)

@@ -131,7 +131,7 @@ def test_writer_api_rules(tmp_path, rng):
 
 def test_torch_dtype_and_device_stats(tmp_path, rng):
     torch = pytest.importorskip("torch")
-    from ncanalyze.core.stats import class_stats
+    from ncanalyze.core.accumulator import class_stats
 
     y, h, w, b = _data(rng)
     stats = class_stats(torch.as_tensor(h), y, 4)  # statistics as torch tensors
