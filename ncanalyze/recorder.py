@@ -12,12 +12,11 @@ recorder runs the model over an evaluation loader twice:
    :class:`~ncanalyze.core.decisions.PredictionAccumulator` counts the classifier's and the
    nearest-class-centre decisions (accuracy, NCC accuracy, NC4).
 
-The arithmetic is the one ``ncanalyze`` applies to a features run (and ``convert
---statistics``), so the keys computed from the statistics equal those of the features run.
-The accumulation runs where the model is: on a CUDA model through the torch namespace, on a
-CPU model on NumPy views of the tensors (no copy; the NumPy blocks are the tuned ones). Each
-forward pass stops as soon as the hooked modules have run. Device memory: O(C·P + P²) plus
-one batch (docs/PERFORMANCE.md, "Recording statistics").
+The arithmetic is that of a features run (and ``convert --statistics``), so the keys equal
+those of the features run. It runs where the model is: through the torch namespace on CUDA,
+on NumPy views of the tensors on the CPU. Each forward pass stops once the hooked modules
+have run. Device memory: O(C·P + P²) plus one batch (each batch is its own accumulation
+block, its score tiles no larger than its rows; docs/PERFORMANCE.md).
 
 With ``torch.distributed`` initialised, each rank accumulates the batches its loader yields
 (its shard); the statistics are merged exactly (:func:`~ncanalyze.core.stats.merge_class_stats`,
@@ -81,8 +80,7 @@ class RecordedStatistics:
 
 
 class _Stop(Exception):
-    """Raised from a hook once every hooked module has run: the rest of the forward pass is
-    not needed."""
+    """Raised from a hook once every hooked module has run (the rest is not needed)."""
 
 
 class _Taps:
@@ -204,9 +202,10 @@ class _Recorder:
                                      f"has {self.width} inputs")
                 for name, x in out.items():
                     accs[name] = StatsAccumulator(self.c, int(x.shape[1]), array_namespace(x),
-                                                  self.dtype, device=device(x))
+                                                  self.dtype, device=device(x), regroup=False)
                 if means is not None:
-                    pred = PredictionAccumulator(means, weight, bias, ncc_classes=ncc_classes)
+                    pred = PredictionAccumulator(means, weight, bias, ncc_classes=ncc_classes,
+                                                 tile_bytes=_batch_bytes(out[_FEATURES]))
             for name, x in out.items():
                 accs[name].update(x, y, yh)
             if pred is not None:
@@ -219,12 +218,22 @@ class _Recorder:
 
     def decisions(self, loader, what: str, means, weight, bias, ncc_classes):
         """The decision pass with the final means; also the labels' histogram."""
-        pred = PredictionAccumulator(means, weight, bias, ncc_classes=ncc_classes)
+        pred = None
         counts = np.zeros(self.c, dtype=np.int64)
         for out, y, yh in self.rows(loader, what):
+            if pred is None:
+                pred = PredictionAccumulator(means, weight, bias, ncc_classes=ncc_classes,
+                                             tile_bytes=_batch_bytes(out[_FEATURES]))
             pred.update(out[_FEATURES], y)
             counts += np.bincount(yh, minlength=self.c)
+        if pred is None:  # the first pass had samples: the loader changed
+            raise UsageError(f"{what} yielded no labelled sample in the decision pass")
         return pred.counts(), counts
+
+
+def _batch_bytes(rows) -> int:
+    """Score tiles no larger than the batch's rows in float64 (memory: one batch, any C)."""
+    return max(1, int(rows.shape[0])) * max(1, int(rows.shape[1])) * 8
 
 
 def _collective():

@@ -89,15 +89,20 @@ class StatsAccumulator:
         C of the run when the labels are renumbered.
     device : object, optional
         Device of the chunks (default: the namespace's default device).
+    regroup : bool
+        Regroup rows into full blocks (results independent of the chunking); False: each
+        chunk is its own block(s), so nothing but the caller's chunk is held (the recorder:
+        memory of one batch, not one block).
     """
 
     def __init__(self, num_classes: int, num_features: int, xp, compute_dtype: str = "float64",
                  keep_row_norms: bool = False, classes: np.ndarray | None = None,
-                 total_classes: int | None = None, device=None):
+                 total_classes: int | None = None, device=None, regroup: bool = True):
         if compute_dtype not in ("float64", "float32"):
             raise ValueError(f"compute_dtype must be float64 or float32, got {compute_dtype!r}")
         self.xp = xp
         self.device = device
+        self.regroup = regroup
         self.num_classes = num_classes
         self.classes = classes
         self.total_classes = total_classes
@@ -154,6 +159,12 @@ class StatsAccumulator:
         n = int(features.shape[0])
         b = self.block_rows
         start = 0
+        if not self.regroup:
+            for start in range(0, n, b):
+                stop = min(n, start + b)
+                self._block(features[start:stop, ...], labels[start:stop],
+                            labels_host[start:stop])
+            return
         if self._pending_rows:
             take = min(n, b - self._pending_rows)
             self._stash(features[:take, ...], labels[:take], labels_host[:take])
@@ -300,8 +311,9 @@ class StatsAccumulator:
         ref = np.asarray(self._ref_c)
         fused = c * 16 <= p
         n = x.shape[0]
-        shape = (self.block_rows, p + (c if fused else 0))
-        if self._buffer is None or self._buffer.shape != shape or self._buffer.dtype != cdt:
+        shape = (self.block_rows if self.regroup else n, p + (c if fused else 0))
+        b = self._buffer
+        if b is None or b.shape[0] < shape[0] or b.shape[1] != shape[1] or b.dtype != cdt:
             # Reused across blocks: fresh multi-MiB arrays would be page-faulted every time.
             self._buffer = np.empty(shape, dtype=cdt)
         a = self._buffer[:n]

@@ -121,3 +121,24 @@ def test_streamed_equals_in_memory_float64(tmp_path, small_blocks):
         for k, v in fa.items():
             if isinstance(v, float):
                 assert abs(fb[k] - v) <= 1e-9 + 1e-6 * abs(v), k
+
+
+@pytest.mark.parametrize("chunk", [37, 256, 700])
+def test_chunks_as_their_own_blocks_hold_no_block_and_agree(small_blocks, chunk):
+    """regroup=False (the recorder: memory of one batch, not one block) keeps no pending
+    block buffer and gives the regrouped statistics up to rounding."""
+    rng = np.random.default_rng(3)
+    y = labels(5, 300, rng)
+    h = collapsing_features(y, rng.normal(size=(5, 6)) * 3 + 5.0, 0.2, rng).astype(np.float32)
+    whole, own = (StatsAccumulator(5, 6, np, "float64", regroup=r) for r in (True, False))
+    for start in range(0, y.size, chunk):
+        for acc in (whole, own):
+            acc.update(h[start:start + chunk], y[start:start + chunk])
+    assert own._pending is None and own._buffer.shape[0] == min(chunk, 256)
+    assert whole._buffer.shape[0] == 256
+    a, b = whole.finalize(), own.finalize()
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_allclose(b.means, a.means, rtol=1e-13)
+    np.testing.assert_allclose(b.within_scatter, a.within_scatter, rtol=1e-11,
+                               atol=1e-11 * np.abs(a.within_scatter).max())
+    np.testing.assert_allclose(b.class_scatter, a.class_scatter, rtol=1e-11)
