@@ -39,12 +39,12 @@ def make_run(path: str) -> None:
 
 
 def timed(backend: str, path: str) -> dict[str, float]:
-    from ncanalyze import analysis
+    from ncanalyze import analysis, passes
     from ncanalyze.settings import Settings
 
     spent: dict[str, float] = defaultdict(float)
-    originals = {"statistics pass": analysis.Analysis._stats,
-                 "decision pass": analysis.Analysis._predictions}
+    originals = {"statistics pass": passes.EpochPasses.stats,
+                 "decision pass": passes.EpochPasses.decisions}
 
     def wrap(name, fn):
         def inner(*args, **kwargs):
@@ -55,16 +55,16 @@ def timed(backend: str, path: str) -> dict[str, float]:
                 spent[name] += time.perf_counter() - t
         return inner
 
-    attrs = {"statistics pass": "_stats", "decision pass": "_predictions"}
+    attrs = {"statistics pass": "stats", "decision pass": "decisions"}
     for name, fn in originals.items():
-        setattr(analysis.Analysis, attrs[name], wrap(name, fn))
+        setattr(passes.EpochPasses, attrs[name], wrap(name, fn))
     try:
         t = time.perf_counter()
         analysis.analyze(path, Settings(backend=backend, quantities=("metrics",), workers=1))
         total = time.perf_counter() - t
     finally:
-        analysis.Analysis._stats = originals["statistics pass"]
-        analysis.Analysis._predictions = originals["decision pass"]
+        passes.EpochPasses.stats = originals["statistics pass"]
+        passes.EpochPasses.decisions = originals["decision pass"]
     spent["formulas and the rest"] = total - sum(spent.values())
     spent["total"] = total
     return dict(spent)
