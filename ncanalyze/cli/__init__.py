@@ -66,8 +66,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 #: after the command (returning its exit code) and the ``EPILOG`` example of its ``--help``.
 COMMANDS = (inspect, metrics, decompose, snr, report, keys, plot, simulate, convert)
 
-def _metavar(kind: click.ParamType) -> str:
-    """The word for what an option takes, from its click type (Typer-version independent)."""
+def _metavar(kind: click.ParamType | None) -> str:
+    """The word for what an option takes, from its click type; typer ≥ 0.26 has its own
+    types (no ``type``), where TEXT stands (every numeric option names its metavar)."""
     if isinstance(kind, click.types.IntParamType):
         return "N"
     if isinstance(kind, click.types.FloatParamType):
@@ -83,7 +84,7 @@ class _Command(TyperCommand):
         params = super().get_params(ctx)
         for p in params:
             if isinstance(p, TyperOption) and p.metavar is None:
-                p.metavar = "" if p.is_flag else _metavar(p.type)
+                p.metavar = "" if p.is_flag else _metavar(getattr(p, "type", None))
         return params
 
     def get_help_option(self, ctx: Any) -> Any:
