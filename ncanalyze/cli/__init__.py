@@ -66,14 +66,15 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 #: after the command (returning its exit code) and the ``EPILOG`` example of its ``--help``.
 COMMANDS = (inspect, metrics, decompose, snr, report, keys, plot, simulate, convert)
 
-def _metavar(kind: click.ParamType | None) -> str:
-    """The word for what an option takes, from its click type; typer ≥ 0.26 has its own
-    types (no ``type``), where TEXT stands (every numeric option names its metavar)."""
-    if isinstance(kind, click.types.IntParamType):
-        return "N"
-    if isinstance(kind, click.types.FloatParamType):
-        return "X"
-    return "FILE" if isinstance(kind, click.Path) else "TEXT"
+
+def _metavar(option: TyperOption) -> str:
+    """The word for what a non-numeric option takes (numeric ones are named by
+    :func:`~ncanalyze.cli.parsing.strict_numbers`): FILE for a path, else TEXT. The path is
+    recognised from the annotation (typer ≥ 0.26) or the click type (earlier typer)."""
+    descriptor = getattr(option, "type_descriptor", None)
+    if descriptor is not None:
+        return "FILE" if getattr(descriptor, "annotation", None) is Path else "TEXT"
+    return "FILE" if isinstance(getattr(option, "type", None), click.Path) else "TEXT"
 
 
 class _Command(TyperCommand):
@@ -84,7 +85,7 @@ class _Command(TyperCommand):
         params = super().get_params(ctx)
         for p in params:
             if isinstance(p, TyperOption) and p.metavar is None:
-                p.metavar = "" if p.is_flag else _metavar(getattr(p, "type", None))
+                p.metavar = "" if p.is_flag else _metavar(p)
         return params
 
     def get_help_option(self, ctx: Any) -> Any:

@@ -57,6 +57,7 @@ def parse_float(text: Any) -> float:
 
 
 _PARSERS = {int: parse_int, float: parse_float}
+_METAVARS = {int: "N", float: "X"}
 
 
 def _numeric(annotation) -> type | None:
@@ -78,18 +79,22 @@ def strict_numbers(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
             base, *extras = typing.get_args(ann)
             kind = _numeric(base)
             if kind is not None:
-                extras = [_with_parser(e, _PARSERS[kind]) for e in extras]
+                extras = [_with_parser(e, _PARSERS[kind], _METAVARS[kind]) for e in extras]
                 param = param.replace(annotation=Annotated[(base, *extras)])
         out.append(param)
     return out
 
 
-def _with_parser(info, parser):
+def _with_parser(info, parser, metavar: str):
+    """A copy of ``info`` parsing with ``parser``, shown in help as ``metavar`` unless it
+    names its own (a custom parser would otherwise be shown as TEXT)."""
     if not isinstance(info, typer.models.ParameterInfo) or info.parser is not None:
         return info
     new = object.__new__(type(info))
     new.__dict__.update(info.__dict__)
     new.parser = parser
+    if new.metavar is None:
+        new.metavar = metavar
     return new
 
 
