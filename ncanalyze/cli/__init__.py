@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 import click
 import typer
@@ -73,7 +73,9 @@ def _metavar(option: TyperOption) -> str:
     recognised from the annotation (typer ≥ 0.26) or the click type (earlier typer)."""
     descriptor = getattr(option, "type_descriptor", None)
     if descriptor is not None:
-        return "FILE" if getattr(descriptor, "annotation", None) is Path else "TEXT"
+        kind = getattr(descriptor, "annotation", None)
+        kind = (get_args(kind) or (None,))[0] if get_origin(kind) is list else kind
+        return "FILE" if kind is Path else "TEXT"
     return "FILE" if isinstance(getattr(option, "type", None), click.Path) else "TEXT"
 
 
