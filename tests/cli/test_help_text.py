@@ -19,6 +19,19 @@ def test_no_type_placeholders_in_help(args):
         assert placeholder not in text, (args, placeholder)
 
 
+@pytest.mark.parametrize("command,option,word", [
+    ("simulate", "--classes", "N"), ("simulate", "--lr", "X"), ("convert", "--num-classes", "N"),
+    ("metrics", "--output", "FILE"), ("plot", "--compare", "FILE"), ("simulate", "--model", "TEXT"),
+])
+def test_options_say_what_they_take(command, option, word):
+    """Numbers are N (integers) or X (reals), paths FILE — on every typer the package allows
+    (the strict number parsers made typer call them TEXT)."""
+    text = run_cli(command, "--help", env={"COLUMNS": "100"}).stdout
+    line = next(line for line in text.splitlines() if f"{option} " in line)
+    words = [w for w in line.split(option, 1)[1].split() if not w.startswith("-")]
+    assert words[0] == word, line
+
+
 def test_command_list_has_one_sentence_per_command():
     text = run_cli("--help", env={"COLUMNS": "200"}).stdout
     rows = {line.split()[1]: line for line in text.splitlines()
