@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+import textwrap
 from typing import Annotated, Optional
 
 import typer
@@ -68,5 +71,13 @@ def simulate(out: OutFile,
     result = run_simulation(out, cfg, overwrite=overwrite)
     typer.echo(f"wrote {escape(out)}: {len(result['steps'])} steps of {epochs}, final objective "
                f"{result['objective']:.6g}")
-    typer.echo(f"theory predicts: {result['prediction']}")
+    _say(f"theory predicts: {result['prediction']}")
     return 0
+
+
+def _say(text: str) -> None:
+    """One line for a pipe; wrapped at word boundaries to a terminal's width."""
+    if sys.stdout.isatty():
+        text = textwrap.fill(text, width=shutil.get_terminal_size().columns,
+                             subsequent_indent="  ", break_long_words=False)
+    typer.echo(text)
