@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 import traceback
 import warnings
@@ -93,6 +95,15 @@ def flags() -> Flags:
 def set_root_flags(quiet: bool, debug: bool) -> None:
     """Record the flags given before the command name (``ncanalyze --quiet metrics …``)."""
     _flags.set(Flags(quiet=quiet, debug=debug))
+
+
+def say(text: str) -> None:
+    """A line of a command's result on stdout: one line into a pipe or file, wrapped at word
+    boundaries (continuations indented) to a terminal's width."""
+    if sys.stdout.isatty():
+        text = textwrap.fill(text, width=shutil.get_terminal_size().columns,
+                             subsequent_indent="  ", break_long_words=False)
+    typer.echo(text)
 
 
 def warn(message: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import escape
-from ..boundary import warn
+from ..boundary import say, warn
 from ..options import AllowExternalOpt, OutFile, OverwriteOpt
 
 EPILOG = ("Example: ncanalyze convert dumps/ run.h5 --weight-decay 5e-4 --loss mse  "
@@ -45,10 +45,10 @@ def convert(folder: Annotated[Path, typer.Argument(
     info = run_convert(folder, out, num_classes=num_classes, weight_decay=weight_decay,
                        loss=loss, overwrite=overwrite)
     eps = info["epochs"]
-    typer.echo(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
-               f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
-               f"bias: {'yes' if info['bias'] else 'no'}, scalars: "
-               f"{', '.join(info['scalars']) or 'none'}")
+    say(f"wrote {escape(out)}: {len(eps)} epochs ({eps[0]}…{eps[-1]}), N={info['samples']}, "
+        f"P={info['features']}, weight: {'yes' if info['weight'] else 'no'}, "
+        f"bias: {'yes' if info['bias'] else 'no'}, scalars: "
+        f"{', '.join(info['scalars']) or 'none'}")
     if info["ignored"]:
         warn("ignored (not features, labels, weight, bias or a numeric scalar): " + ", ".join(
             f"{name} ({what})" for name, what in sorted(info["ignored"].items())))
@@ -64,11 +64,11 @@ def _reduce(source: Path, out, overwrite: bool, allow_external: bool, **attrs) -
         raise UsageError(f"{', '.join(given)}: --statistics keeps the input run's attributes")
     info = reduce_run(source, out, overwrite=overwrite, allow_external=allow_external)
     eps = info["epochs"]
-    typer.echo(f"wrote {escape(out)}: statistics run of {len(eps)} epochs ({eps[0]}…{eps[-1]}), "
-               f"C={info['classes']}, N={info['samples']}, P={info['features']}, layers: "
-               f"{escape(', '.join(info['layers']) or 'none')}, splits: "
-               f"{escape(', '.join(info['splits']) or 'none')}; {info['input_bytes']:,} → "
-               f"{info['output_bytes']:,} bytes")
+    say(f"wrote {escape(out)}: statistics run of {len(eps)} epochs ({eps[0]}…{eps[-1]}), "
+        f"C={info['classes']}, N={info['samples']}, P={info['features']}, layers: "
+        f"{escape(', '.join(info['layers']) or 'none')}, splits: "
+        f"{escape(', '.join(info['splits']) or 'none')}; {info['input_bytes']:,} → "
+        f"{info['output_bytes']:,} bytes")
     if info["skipped_scalars"]:
         warn("scalars not carried (their names are add_statistics parameters): "
              + ", ".join(info["skipped_scalars"]))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-import textwrap
 from typing import Annotated, Optional
 
 import typer
 
 from ...errors import UsageError, escape
-from ..boundary import warn
+from ..boundary import say, warn
 from ..options import OutFile, OverwriteOpt
 
 EPILOG = (
@@ -69,15 +66,8 @@ def simulate(out: OutFile,
     options["epochs"] = epochs = steps
     cfg = UFMConfig(**options)
     result = run_simulation(out, cfg, overwrite=overwrite)
-    typer.echo(f"wrote {escape(out)}: {len(result['steps'])} steps of {epochs}, final objective "
-               f"{result['objective']:.6g}")
-    _say(f"theory predicts: {result['prediction']}")
+    say(f"wrote {escape(out)}: {len(result['steps'])} steps of {epochs}, final objective "
+        f"{result['objective']:.6g}")
+    say(f"theory predicts: {result['prediction']}")
     return 0
 
-
-def _say(text: str) -> None:
-    """One line for a pipe; wrapped at word boundaries to a terminal's width."""
-    if sys.stdout.isatty():
-        text = textwrap.fill(text, width=shutil.get_terminal_size().columns,
-                             subsequent_indent="  ", break_long_words=False)
-    typer.echo(text)
