@@ -70,4 +70,3 @@ def simulate(out: OutFile,
         f"{result['objective']:.6g}")
     say(f"theory predicts: {result['prediction']}")
     return 0
-
