@@ -80,6 +80,8 @@ def check_scheduler(address: str, timeout: float | None = None) -> None:
 
     if thread.is_alive() or isinstance(box.get("error"), (asyncio.TimeoutError, TimeoutError)):
         raise unavailable(f"no answer within {timeout:g} s")
+    if isinstance(box.get("error"), _NotDask):
+        raise unavailable("what answered does not speak dask's protocol")
     if "error" in box:
         exc = box["error"]
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -93,10 +95,24 @@ async def _identity(address: str, timeout: float):
     from distributed.comm import connect
     from distributed.security import Security
 
-    comm = await connect(address, timeout=timeout,
-                         **Security().get_connection_args("client"))
     try:
-        await comm.write({"op": "identity", "reply": True})
-        return await comm.read()
-    finally:
-        comm.abort()
+        # connect() already reads the server's handshake; read() its identity.
+        comm = await connect(address, timeout=timeout,
+                             **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+    except _UNDECODABLE as exc:
+        raise _NotDask() from exc
+
+
+class _NotDask(Exception):
+    """The server answered with bytes dask cannot decode (another protocol, or garbage:
+    dask may try to allocate the lengths they declare, exabytes, and fail)."""
+
+
+#: What decoding a reply that is not dask's framing or msgpack raises (OSError, timeouts and
+#: configuration errors such as TLS without a context are reported as they are).
+_UNDECODABLE = (ValueError, MemoryError, OverflowError, KeyError, IndexError)

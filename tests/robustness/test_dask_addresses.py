@@ -121,3 +121,34 @@ def test_a_bad_address_in_a_real_process_prints_one_line(run):
                          env=env)
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "Exception ignored" not in out.stderr, out.stderr
+
+
+@pytest.fixture
+def garbage_server():
+    """A TCP server that answers every connection with bytes that are not dask's protocol
+    (a frame count and lengths of exabytes: dask tries to allocate them)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            conn.sendall(b"\xff" * 4096)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_a_server_speaking_another_protocol_is_named_so(run, garbage_server):
+    line = _one_line(_bounded("metrics", run, "--dask", f"tcp://{garbage_server}", "-q"), 4)
+    assert "does not speak dask's protocol" in line, line
+    assert "EiB" not in line and "allocate" not in line, line
