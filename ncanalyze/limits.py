@@ -19,3 +19,8 @@ MAX_CLASSES_X_FEATURES = 2**28
 MAX_SAMPLES = 2**27
 #: Largest number of epoch slots accepted.
 MAX_EPOCHS = 10_000_000
+#: Largest magnitude of a feature, class mean or classifier entry: the keys are polynomials of
+#: degree up to 4 in them, summed over up to C·P·N terms, so (1e60)⁴·1e20 stays within float64
+#: (~1.8e308) while every float32 value (≤ 3.4e38) is allowed. Within-class spread is held to
+#: twice this (the spread of values within ±MAX_MAGNITUDE).
+MAX_MAGNITUDE = 1e60

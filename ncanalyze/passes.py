@@ -28,6 +28,8 @@ from .core.precision import coarser, values_precision
 from .core.accumulator import StatsAccumulator, block_rows
 from .core.segments import compact_labels
 from .errors import InputError
+from .io.rules import magnitude_problem
+from .limits import MAX_MAGNITUDE
 from . import stored
 from .io.protocol import RunReader
 from .io.schema import Source
@@ -206,6 +208,9 @@ class EpochPasses:
                 return self.stats(epoch, source, keep, dtype="float64", rows_range=rows_range)
             raise InputError("the class statistics overflow float64", file=self.reader.path,
                              dataset=source.path, epoch=epoch)
+        if _too_large(stats):
+            raise InputError(magnitude_problem(), file=self.reader.path, dataset=source.path,
+                             epoch=epoch)
         return stats, cache
 
     def decisions(self, epoch: int, source: Source, cache, ncc_means, ncc_classes, weight,
@@ -226,6 +231,15 @@ class EpochPasses:
             if self.progress:
                 self.progress("decisions", x.shape[0], scored)
         return pred.counts()
+
+
+def _too_large(stats) -> bool:
+    """Class means or within-class spread beyond what values within ±MAX_MAGNITUDE give
+    (the rule the writer and a statistics run's reader apply, io/content.py)."""
+    means, within = np.asarray(stats.means), np.asarray(stats.within_scatter)
+    spread = float(np.max(np.diagonal(within), initial=0.0)) / max(int(stats.num_samples), 1)
+    return bool(means.size and float(np.max(np.abs(means))) > MAX_MAGNITUDE) or \
+        spread > (2 * MAX_MAGNITUDE) ** 2
 
 
 def _finite(stats) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..limits import MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES, MAX_SAMPLES
+from ..limits import (MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES, MAX_MAGNITUDE,
+                      MAX_SAMPLES)
+from .rules import magnitude_problem
 from .schema import EPOCH_FILL
 
 #: Epoch numbers a run can hold: int64, above the sentinel that marks an unwritten slot.
@@ -21,7 +23,8 @@ _ROWS = 4096
 
 
 def check_values(name: str, arr: np.ndarray) -> None:
-    """``arr`` holds real numbers (stored as float) and no NaN or Inf.
+    """``arr`` holds real numbers (stored as float), no NaN or Inf, none beyond
+    ±:data:`~ncanalyze.limits.MAX_MAGNITUDE`.
 
     Booleans, integers and floats are accepted (stored as float); complex numbers (the
     imaginary part would be lost), strings, dates and objects are refused.
@@ -32,17 +35,20 @@ def check_values(name: str, arr: np.ndarray) -> None:
     if arr.dtype.kind != "f" or arr.size == 0:
         return
     # One pass in float64 finds any NaN/Inf (a sum of finite float16/32 values cannot
-    # overflow it); only then are the bad rows counted, a block of rows at a time.
+    # overflow it; one of float64 values near the limit can, and then the row count finds no
+    # bad row); only then are the bad rows counted, a block of rows at a time.
     with np.errstate(invalid="ignore", over="ignore"):  # inf − inf is the NaN looked for
-        if np.isfinite(arr.sum(dtype=np.float64)):
-            return
-    rows = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
-    bad = np.concatenate([~np.isfinite(rows[i:i + _ROWS]).all(axis=1)
-                          for i in range(0, rows.shape[0], _ROWS)])
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: {int(bad.sum())} of {bad.size} rows contain NaN or Inf "
-                         f"(first bad row: {first}); the reader refuses such a run")
+        total = arr.sum(dtype=np.float64)
+    if not np.isfinite(total):
+        rows = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+        bad = np.concatenate([~np.isfinite(rows[i:i + _ROWS]).all(axis=1)
+                              for i in range(0, rows.shape[0], _ROWS)])
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name}: {int(bad.sum())} of {bad.size} rows contain NaN or Inf "
+                             f"(first bad row: {first}); the reader refuses such a run")
+    if max(-float(arr.min()), float(arr.max())) > MAX_MAGNITUDE:
+        raise ValueError(f"{name}: {magnitude_problem()}; the reader refuses such a run")
 
 
 def check_sizes(num_samples: int, num_features: int, num_classes: int) -> None:

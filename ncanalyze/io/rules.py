@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..limits import MAX_MAGNITUDE
 from .h5 import MAX_CLASSES
 
 
@@ -66,3 +67,9 @@ def check_member_name(kind: str, name) -> str:
         raise ValueError(f"{kind} name {name!r} must be a non-empty name without '/' "
                          "(it becomes one HDF5 member)")
     return name
+
+
+def magnitude_problem() -> str:
+    """The words for values beyond ±MAX_MAGNITUDE (one message for reader and writer)."""
+    return (f"holds values beyond ±{MAX_MAGNITUDE:g}, too large to compute with in float64 "
+            "(products overflow)")

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+from ..limits import MAX_MAGNITUDE
+from .rules import magnitude_problem
 from .h5 import H5_ERRORS, MAX_FEATURES, gib
 from .info import RunInfo, Source
 
@@ -147,6 +149,13 @@ def check_statistics(counts: np.ndarray, means: np.ndarray, within_scatter: np.n
         bad = ~np.isfinite(arr)
         if bad.any():
             raise StatisticsError(name, f"holds {int(bad.sum())} NaN or Inf value(s)")
+    if means.size and float(np.max(np.abs(means))) > MAX_MAGNITUDE:
+        raise StatisticsError("means", magnitude_problem())
+    total = max(int(counts.sum()), 1)
+    spread = float(np.max(np.diagonal(within_scatter), initial=0.0)) / total
+    if spread > (2 * MAX_MAGNITUDE) ** 2:
+        raise StatisticsError("within_scatter", "implies a " + magnitude_problem().replace(
+            "holds values", "within-class spread", 1))
     if class_scatter.min() < 0:
         k = int(np.argmin(class_scatter))
         raise StatisticsError("class_scatter", f"class {k} has a negative sum of squares "

@@ -26,6 +26,11 @@ def test_each_limit_is_stated_with_the_value_the_code_enforces(symbol, value):
     assert f"**{symbol} ≤ {_spaced(value)}" in DOC, f"{symbol} ≤ {_spaced(value)} not stated"
 
 
+def test_the_magnitude_limit_is_stated():
+    stated = f"{limits.MAX_MAGNITUDE:.0e}".replace("e+", "e")  # 1e60
+    assert f"≤ {stated}** (`MAX_MAGNITUDE`" in DOC
+
+
 def test_no_other_value_is_stated_for_the_class_limit():
     assert not re.search(r"C ≤ 100[  ,]?000", DOC)
 
