@@ -159,7 +159,7 @@ def check_statistics(counts: np.ndarray, means: np.ndarray, within_scatter: np.n
     if class_scatter.min() < 0:
         k = int(np.argmin(class_scatter))
         raise StatisticsError("class_scatter", f"class {k} has a negative sum of squares "
-                                               f"{class_scatter[k]!r}")
+                                               f"{float(class_scatter[k]):g}")
     absent = counts == 0
     if absent.any():
         rows = absent & (np.any(means != 0, axis=1) | (class_scatter != 0))
@@ -172,7 +172,7 @@ def check_statistics(counts: np.ndarray, means: np.ndarray, within_scatter: np.n
     if diag.min() < 0:
         k = int(np.argmin(diag))
         raise StatisticsError("within_scatter", f"diagonal entry {k} is negative "
-                                                f"({diag[k]!r}): not a sum of squares")
+                                                f"({float(diag[k]):g}): not a sum of squares")
     asym = float(np.max(np.abs(within_scatter - within_scatter.T)))
     if asym > SYMMETRY_RTOL * float(diag.max()):
         raise StatisticsError("within_scatter", f"is not symmetric (max |S − Sᵀ| = {asym:.3g}, "
