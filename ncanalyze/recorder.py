@@ -26,10 +26,9 @@ counts are summed. Every rank returns the same result; one rank writes it.
 
 from __future__ import annotations
 
-import operator
 import time
 from dataclasses import dataclass, field
-from functools import partial, reduce
+from functools import partial
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -41,6 +40,7 @@ from .core.accumulator import StatsAccumulator
 from .core.decisions import DecisionCounts, PredictionAccumulator
 from .core.stats import ClassStats, merge_class_stats
 from .errors import InputError, NcanalyzeError, UsageError
+from .ranks import agree, collective, sum_counts
 
 __all__ = ["RecordedStatistics", "record_statistics", "record_statistics_epoch"]
 
@@ -176,6 +176,8 @@ class _Recorder:
             for name, t in seen.items():
                 x, y = sample_rows(t, labels, self.ignore)
                 out[name] = x
+            if int(y.shape[0]) == 0:
+                continue  # every position ignored (padding)
             if self.feature_dtype is None:
                 self.feature_dtype = str(seen[_FEATURES].dtype).removeprefix("torch.")
             yh = to_numpy(y)
@@ -234,30 +236,6 @@ class _Recorder:
 def _batch_bytes(rows) -> int:
     """Score tiles no larger than the batch's rows in float64 (memory: one batch, any C)."""
     return max(1, int(rows.shape[0])) * max(1, int(rows.shape[1])) * 8
-
-
-def _collective():
-    """``(all_gather, rank)`` when torch.distributed is initialised with several ranks."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return None
-
-    def gather(obj):
-        out = [None] * dist.get_world_size()
-        dist.all_gather_object(out, obj)
-        return out
-
-    return gather
-
-
-def _agree(gather, error: NcanalyzeError | None) -> None:
-    """Raise on every rank when any rank failed (so no rank waits in a collective)."""
-    errors = [error] if gather is None else gather(error)
-    for rank, e in enumerate(errors):
-        if e is not None:
-            where = "" if gather is None else f"rank {rank}: "
-            raise type(e)(where + e.reason)
 
 
 def record_statistics(model, loader: Iterable, classifier=None, *, module=None,
@@ -343,7 +321,7 @@ def record_statistics(model, loader: Iterable, classifier=None, *, module=None,
     taps = _Taps(model, {_FEATURES: feats, **{n: (m, False) for n, m in (layers or {}).items()}})
     rec = _Recorder(model, taps, int(num_classes), device=device, on_numpy=on_numpy,
                     dtype=dtype, shift_labels=shift_labels, ignore_index=ignore_index)
-    gather = _collective()
+    gather = collective()
     was_training = model.training
     model.eval()
     try:
@@ -363,11 +341,12 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
         stats, counts, _ = rec.statistics(loader, "the loader", layers)
     except NcanalyzeError as e:
         error = e
-    _agree(gather, error)
+    agree(gather, error)
     if gather is not None:
         parts = gather(stats)
         stats = {name: merge_class_stats([part[name] for part in parts]) for name in stats}
     train = stats.pop(_FEATURES)
+    _check_finite(train, "the loader")
     seconds = {"statistics": time.perf_counter() - clock}
     clock = time.perf_counter()
 
@@ -395,17 +374,17 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
         for name, split_loader in splits.items():
             s, _, d = rec.statistics(split_loader, f"the {name!r} loader", (), means, w64,
                                      b64, train.class_ids)
-            split_out[name] = (s[_FEATURES], d)
+            split_out[name] = (_check_finite(s[_FEATURES], f"the {name!r} loader"), d)
     except NcanalyzeError as e:
         error = e
-    _agree(gather, error)
+    agree(gather, error)
     if gather is not None:
-        decisions = _sum_counts(gather(decisions))
+        decisions = sum_counts(gather(decisions))
         merged = {}
         for name in splits:
             parts = gather(split_out[name])
             merged[name] = (merge_class_stats([p[0] for p in parts]),
-                            _sum_counts([p[1] for p in parts]))
+                            sum_counts([p[1] for p in parts]))
         split_out = merged
 
     def host(a):
@@ -419,8 +398,11 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
                               layers=stats, splits=split_out, seconds=seconds)
 
 
-def _sum_counts(parts: list[DecisionCounts]) -> DecisionCounts:
-    return reduce(operator.add, parts)
+def _check_finite(stats: ClassStats, what: str) -> ClassStats:
+    if not all(np.isfinite(a).all() for a in (stats.means, stats.within_scatter,
+                                              stats.class_scatter)):
+        raise InputError(f"{what}: the features hold NaN or Inf (nothing was written)")
+    return stats
 
 
 def record_statistics_epoch(writer, epoch: int, model, loader: Iterable, classifier=None, *,

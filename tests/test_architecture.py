@@ -21,9 +21,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ncanalyze"
 ONLY_IN = {
     "h5py": ("ncanalyze.io",),
     "cupy": ("ncanalyze.backend",),
-    # capture and recorder hook a torch model and convert reads .pt dumps (dumps, one file):
-    # torch as the *training framework*, not as a compute backend.
-    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.recorder",
+    # capture and recorder hook a torch model (ranks: its torch.distributed group) and convert
+    # reads .pt dumps (dumps, one file): torch as the *training framework*, not as a compute
+    # backend.
+    "torch": ("ncanalyze.backend", "ncanalyze.capture", "ncanalyze.recorder", "ncanalyze.ranks",
               "ncanalyze.convert", "ncanalyze.dumps", "ncanalyze.integrations"),
     # Training-framework callbacks: optional modules a user imports, nothing else does.
     "transformers": ("ncanalyze.integrations.hf",),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -136,6 +138,27 @@ def test_loader_that_changes_between_passes_is_refused_before_writing():
     with pytest.raises(UsageError, match=r"yielded \d+ labelled samples in the decision pass "
                                          r"but \d+ in the statistics pass"):
         _epoch(Shrinking())
+
+
+def test_a_loader_whose_positions_are_all_ignored_is_refused():
+    """Every label -100 (or a batch that is all padding) used to return counts of 0 and print
+    NumPy's 'Mean of empty slice' warnings."""
+    batches = token_batches(vocab=VOCAB)
+    for _, labels in batches:
+        labels[...] = -100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UsageError, match="yielded no labelled sample"):
+            _epoch(batches)
+
+
+def test_features_with_nan_are_refused_before_writing():
+    """A model whose features hold NaN used to be recorded (NaN statistics returned)."""
+    model = tiny_lm(vocab=VOCAB)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(InputError, match="NaN or Inf"):
+        _epoch(token_batches(vocab=VOCAB), model=model)
 
 
 def test_head_that_does_not_match_is_refused():
