@@ -13,10 +13,11 @@ CLI applies to files (one label of 2³¹−1 asked for 2³¹ classes).
 from __future__ import annotations
 
 import numpy as np
+from array_api_compat import array_namespace
 
-from ..backend import to_numpy
+from ..backend import detach, to_numpy
 from ..errors import UsageError
-from ..limits import MAX_CLASSES
+from ..limits import MAX_CLASSES, MAX_MAGNITUDE
 
 
 def shape_of(array) -> tuple[int, ...]:
@@ -41,6 +42,21 @@ def _check_real(name: str, array) -> None:
         raise UsageError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
+def _check_values(name: str, array) -> None:
+    """Refuse NaN/Inf and values beyond ±MAX_MAGNITUDE (float64 products would overflow;
+    the rule the reader applies to run files)."""
+    try:
+        xp = array_namespace(array)
+        array = detach(array)  # no autograd warning for a tensor that requires grad
+    except TypeError:  # lists and scalars
+        array, xp = np.asarray(array, dtype=np.float64), np
+    if not bool(xp.all(xp.isfinite(array))):
+        raise UsageError(f"{name} holds NaN or Inf")
+    if float(xp.max(xp.abs(array))) > MAX_MAGNITUDE:
+        raise UsageError(f"{name} holds values beyond ±{MAX_MAGNITUDE:g}, too large to compute "
+                         "with in float64 (products overflow)")
+
+
 def check_inputs(features, labels, weight=None, bias=None, *,
                  num_classes: int | None = None) -> None:
     """Refuse arrays whose shapes do not fit together.
@@ -61,7 +77,8 @@ def check_inputs(features, labels, weight=None, bias=None, *,
         Naming the argument and the shapes involved: ``features`` not 2-D or without rows,
         ``labels`` not 1-D or of another length, ``weight`` not 2-D, with another number of
         columns than ``features`` or fewer rows than classes, ``bias`` not 1-D or of another
-        length than ``weight`` has rows, a complex or non-numeric array.
+        length than ``weight`` has rows, a complex or non-numeric array, NaN or Inf, values
+        beyond ±:data:`~ncanalyze.limits.MAX_MAGNITUDE`.
     """
     fs = shape_of(features)
     if len(fs) != 2:
@@ -69,6 +86,7 @@ def check_inputs(features, labels, weight=None, bias=None, *,
     if fs[0] == 0:
         raise UsageError(f"features has no rows (shape {_shape(fs)})")
     _check_real("features", features)
+    _check_values("features", features)
     ls = shape_of(labels)
     if len(ls) != 1 or ls[0] != fs[0]:
         raise UsageError(f"labels must have shape ({fs[0]},), one per row of features; got "
@@ -83,6 +101,7 @@ def check_inputs(features, labels, weight=None, bias=None, *,
         raise UsageError(f"weight must have shape (n_classes, {fs[1]}), one column per feature; "
                          f"got weight {_shape(ws)} and features {_shape(fs)}")
     _check_real("weight", weight)
+    _check_values("weight", weight)
     if num_classes is not None and ws[0] != num_classes:
         raise UsageError(f"weight must have num_classes = {num_classes} rows; got weight "
                          f"{_shape(ws)}")
@@ -97,6 +116,7 @@ def check_inputs(features, labels, weight=None, bias=None, *,
             raise UsageError(f"bias must have shape ({ws[0]},), one per row of weight; got bias "
                              f"{_shape(bs)} and weight {_shape(ws)}")
         _check_real("bias", bias)
+        _check_values("bias", bias)
 
 
 def checked_labels(labels, num_samples: int, num_classes: int | None) -> tuple[np.ndarray, int]:
@@ -126,7 +146,7 @@ def checked_labels(labels, num_samples: int, num_classes: int | None) -> tuple[n
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise UsageError(f"labels must be integers (class indices): {int(bad.sum())} of "
-                             f"{host.size} are not (first: labels[{i}] = {host[i]!r})")
+                             f"{host.size} are not (first: labels[{i}] = {host[i].item()!r})")
         if host.size and np.abs(host).max() >= 2**62:
             raise UsageError(f"labels hold {np.abs(host).max():g}, far above the class-count "
                              f"limit {MAX_CLASSES}")

@@ -44,6 +44,28 @@ def test_feature_only_functions_check_features_and_labels(xp, function):
         f(xp.asarray(_H[:, 0]), xp.asarray(_Y))
 
 
+_NAN_H = _H.copy()
+_NAN_H[3, 1] = np.nan
+_INF_W = _W.copy()
+_INF_W[0, 0] = -np.inf
+VALUE_CASES = [
+    ("NaN in features", (_NAN_H, _Y, _W, _B), "features holds NaN or Inf"),
+    ("Inf in weight", (_H, _Y, _INF_W, _B), "weight holds NaN or Inf"),
+    ("features beyond the magnitude limit", (_H * 1e100, _Y, _W, _B), "features holds values beyond"),
+    ("bias beyond the magnitude limit", (_H, _Y, _W, _B + 1e80), "bias holds values beyond"),
+]
+
+
+@pytest.mark.parametrize("function", ["nc_metrics", "decompose"])
+@pytest.mark.parametrize("case", VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
+def test_values_that_cannot_be_computed_are_a_usage_error(xp, function, case):
+    """NaN features raised NumPy's 'SVD did not converge'; 1e100 printed overflow warnings
+    and returned values (docs/RELIABILITY.md, size limits: MAX_MAGNITUDE)."""
+    _, (h, y, w, b), words = case
+    with pytest.raises(UsageError, match=words):
+        getattr(ncanalyze, function)(xp.asarray(h), xp.asarray(y), xp.asarray(w), xp.asarray(b))
+
+
 def test_complex_features_and_num_classes_mismatch():
     with pytest.raises(UsageError, match="features must hold real numbers"):
         ncanalyze.nc_metrics(_H.astype(complex), _Y)
