@@ -21,7 +21,8 @@ block, its score tiles no larger than its rows; docs/PERFORMANCE.md).
 With ``torch.distributed`` initialised, each rank accumulates the batches its loader yields
 (its shard); the statistics are merged exactly (:func:`~ncanalyze.core.stats.merge_class_stats`,
 the rule of a row-split epoch), every rank runs the decision pass with the merged means and the
-counts are summed. Every rank returns the same result; one rank writes it.
+counts are summed. Every rank returns the same result; one rank writes it. (Length: above
+the ~350-line guide; the two passes share the hooks, the batches' shapes and their checks.)
 """
 
 from __future__ import annotations
