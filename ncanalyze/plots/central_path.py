@@ -185,13 +185,15 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
-    # A language model has hundreds of ω_j: the largest and the smallest few tell the story.
-    shown = list(range(nj)) if nj <= 10 else [*range(4), *range(nj - 4, nj)]
+    omega = np.asarray(rows).T if ep else np.zeros((nj, 0))  # (nj, E)
+    # The zeros of directions Σ_W does not resolve (snr_dropped_dims) end the list; the
+    # largest and the smallest few of the others tell the story (hundreds in a language model).
+    nr = int(np.sum(np.all(omega > 0, axis=1))) if ep else nj
+    shown = list(range(nr)) if nr <= 10 else [*range(4), *range(nr - 4, nr)]
     colours = {j: cmap(0.9 * k / max(len(shown) - 1, 1)) for k, j in enumerate(shown)}
     curves = None
     accepted = law_accepted(dynamics)
-    if ep:
-        omega = np.asarray(rows).T  # (r, E)
+    if ep and nr:
         ep_arr = np.asarray(ep, dtype=np.float64)
         scale = resolve_xscale([ep_arr], xscale)
         grid = epoch_grid(ep_arr.min(), ep_arr.max(), scale)
@@ -213,13 +215,13 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
             if curves is not None:
                 ax_w.plot(grid, curves[j], "--", lw=1.1, color=colours[j], alpha=0.9,
                           label="fitted law" if j == shown[-1] else None)
-        ratio = omega[0] / omega[nj - 1]
-        good = np.isfinite(ratio) & (omega[nj - 1] > 0)
+        ratio = omega[0] / omega[nr - 1]  # snr_ratio: over the resolved ω_j
+        good = np.isfinite(ratio)
         ax_r.plot(ep_arr[good], ratio[good], "o-", ms=3.5, lw=1.4, color="tab:red",
                   label="measured ω$_{max}$/ω$_{min}$")
         if curves is not None:
             with np.errstate(all="ignore"):
-                fitted_ratio = curves[0] / curves[nj - 1]
+                fitted_ratio = curves[0] / curves[nr - 1]
             ax_r.plot(grid, fitted_ratio, "--", lw=1.2, color="tab:red",
                       alpha=0.8, label="fitted law")
         ax_r.axhline(1.0, color="0.5", lw=0.8, ls=":", label="simplex ETF (ratio 1)")
@@ -229,19 +231,21 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
                     transform=ax.transAxes)
     ax_w.set_yscale("log")
     ax_w.set_ylabel("ω$_j$ = snr_singular_values_j of $\\Sigma_W^{-1/2}\\bar{M}$")
-    ax_w.set_title("SNR singular values" + (f" (the 4 largest and smallest of {nj})"
-                                            if len(shown) < nj else ""))
+    dropped = f"; {nj - nr} dropped" if nr < nj else ""
+    ax_w.set_title("SNR singular values" + (f" (the 4 largest and smallest of {nr}{dropped})"
+                                            if len(shown) < nr else (f" ({dropped[2:]})"
+                                                                     if dropped else "")))
     ax_r.set_yscale("log")
     ax_r.set_ylabel("ω$_{max}$ / ω$_{min}$")
     ax_r.set_title("SNR spread (→ 1: simplex ETF)")
     for ax in (ax_w, ax_r):
-        if ep:
+        if ep and nr:
             epoch_axis(ax, scale, float(max(ep)), left=float(min(ep)))
         else:
             ax.set_xlabel("epoch")
         plain_log_ticks(ax)
         ax.grid(True, which="major", alpha=0.3)
-        if ep:  # below the axes: a legend never covers a curve
+        if ep and nr:  # below the axes: a legend never covers a curve
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                       ncols=min(5, max(1, len(ax.get_legend_handles_labels()[1]))),
                       frameon=False)

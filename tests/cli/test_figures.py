@@ -45,6 +45,22 @@ def test_many_singular_values_show_the_largest_and_smallest_few(figures):
     assert "of 64" in figures[0].axes[0].get_title()
 
 
+def test_dropped_directions_are_neither_curves_nor_the_spread(figures):
+    """A language model's last ω_j is 0 when a LayerNorm direction is dropped
+    (snr_dropped_dims): it was listed in the legend without a curve, and the spread panel
+    divided by it and came out empty (tiny_lm's snr --plot)."""
+    rows = [{"epoch": e, "snr_singular_values": [*np.linspace(50, 20, 31) * (1 + e), 0.0],
+             "snr_dropped_dims": 1} for e in (0, 2, 4)]
+    central_path.plot_snr("x.png", rows, None, num_classes=4097)
+    values, spread = figures[0].axes[:2]
+    labels = values.get_legend_handles_labels()[1]
+    assert labels == [f"j = {j}" for j in (0, 1, 2, 3, 27, 28, 29, 30)]
+    assert "of 31; 1 dropped" in values.get_title()
+    measured = [line for line in spread.get_lines() if line.get_label().startswith("measured")]
+    assert len(measured[0].get_xdata()) == 3
+    np.testing.assert_allclose(measured[0].get_ydata(), 50 / 20)
+
+
 def test_decompose_plot_says_where_it_wrote(tmp_path):
     from pathlib import Path
 
