@@ -175,7 +175,7 @@ def run_command(command: str, file: Path, settings: Settings, view: View, *,
         if v.holds:
             code = 1
     if plot is not None and outcome.epochs:
-        _draw(command, plot, file, outcome.epochs, extra, outcome.classes, xscale)
+        _draw(command, plot, file, outcome, extra, xscale)
     if outcome.stopped_by == "interrupt":
         return code or EXIT_INTERRUPTED
     unfinished = _unfinished(file, timeout, outcome.epochs) if (
@@ -271,14 +271,16 @@ def _unfinished(file: Path, timeout: float | None, epochs: list[dict]) -> str:
             f"{timeout:g} s; {writer}")
 
 
-def _draw(command: str, plot: Path, file: Path, epochs: list[dict], extra: dict[str, Any],
-          classes: int, xscale: str) -> None:
+def _draw(command: str, plot: Path, file: Path, outcome, extra: dict[str, Any],
+          xscale: str) -> None:
     from ..plots.central_path import plot_decompose, plot_snr
+    from ..run_checks import CE_NAMES
 
     if command == "decompose":
-        plot_decompose(plot, epochs, title=f"MSE decomposition: {file.name}", xscale=xscale)
+        plot_decompose(plot, outcome.epochs, title=f"MSE decomposition: {file.name}",
+                       xscale=xscale, cross_entropy=str(outcome.loss).lower() in CE_NAMES)
     elif command == "snr":
-        plot_snr(plot, epochs, extra.get("dynamics"), classes,
+        plot_snr(plot, outcome.epochs, extra.get("dynamics"), outcome.classes,
                  title=f"SNR dynamics: {file.name}", xscale=xscale)
     else:
         return

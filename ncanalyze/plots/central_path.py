@@ -266,8 +266,9 @@ DECOMPOSE_LINES = (
 
 
 def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | None = None,
-                   xscale: str = "auto") -> None:
-    """The three terms of the MSE decomposition and the loss over epochs (log scale).
+                   xscale: str = "auto", cross_entropy: bool = False) -> None:
+    """The three terms of the MSE decomposition and the loss over epochs (log scale); for a
+    run trained with cross-entropy, a second title line says what the terms measure there.
 
     Parameters
     ----------
@@ -278,6 +279,8 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
     title : str, optional
     xscale : {"auto", "linear", "log"}
         Epoch axis (see :func:`resolve_xscale`).
+    cross_entropy : bool
+        The run was trained with cross-entropy (its ``loss`` attribute).
     """
     all_epochs = np.asarray([e["epoch"] for e in epochs_values], dtype=np.float64)
     fig = _figure(7.0, 4.6)
@@ -303,5 +306,9 @@ def plot_decompose(path, epochs_values: Sequence[dict[str, Any]], title: str | N
         ax.set_xlabel("epoch")
     ax.set_ylabel("loss term (log scale)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(literal(title or "MSE decomposition (Han et al. Thm. 1–2)"), fontsize=10)
+    heading = literal(title or "MSE decomposition (Han et al. Thm. 1–2)")
+    if cross_entropy:
+        heading += ("\ncross-entropy run: L and L$^{\\perp}_{LS}$ are its classifier's MSE "
+                    "(they grow with the logit scale)")
+    ax.set_title(heading, fontsize=10)
     _save(fig, path)

@@ -61,6 +61,15 @@ def test_dropped_directions_are_neither_curves_nor_the_spread(figures):
     np.testing.assert_allclose(measured[0].get_ydata(), 50 / 20)
 
 
+def test_decompose_figure_of_a_cross_entropy_run_says_what_its_terms_are(figures):
+    rows = [{"epoch": e, "loss": 1e4, "loss_nc1": 0.01, "loss_nc23": 0.5, "loss_ls_perp": 1e4}
+            for e in (0, 2, 4)]
+    central_path.plot_decompose("x.png", rows, cross_entropy=True)
+    central_path.plot_decompose("y.png", rows)
+    assert "cross-entropy run" in figures[0].axes[0].get_title()
+    assert "cross-entropy" not in figures[1].axes[0].get_title()
+
+
 def test_decompose_plot_says_where_it_wrote(tmp_path):
     from pathlib import Path
 
