@@ -69,6 +69,9 @@ def reduce_run(source, out, *, overwrite: bool = False, allow_external: bool = F
             if run.kind == "statistics":
                 raise InputError("is a statistics run already (nothing to reduce)", file=source)
             splits = tuple(run.info.splits)
+            # Every file the run reads is an input (external links, raw storage, virtual
+            # sources with --allow-external): the output replaces none of them.
+            check_outputs({"output": out}, run.inputs)
         settings = Settings(layers=True, splits=splits, allow_external=allow_external,
                             backend=backend, workers=1)
         with Analysis(source, settings) as analysis:

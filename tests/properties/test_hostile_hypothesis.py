@@ -277,14 +277,15 @@ def _run_reading(folder: Path, kind: str) -> tuple[Path, Path]:
 
 
 @settings(max_examples=20)
-@given(st.sampled_from(INPUTS), st.sampled_from(NAMINGS), st.sampled_from(["-o", "--plot"]),
-       st.sampled_from(["snr", "decompose"]))
+@given(st.sampled_from(INPUTS), st.sampled_from(NAMINGS),
+       st.sampled_from(["-o", "--plot", "convert"]), st.sampled_from(["snr", "decompose"]))
 def test_no_output_replaces_a_file_the_run_reads(kind, naming, option, command):
+    """-o and --plot of a reading command, and the output of convert --statistics."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "sub").mkdir()
         path, read = _run_reading(folder, kind)
-        ext = ".png" if option == "--plot" else ".json"
+        ext = {"--plot": ".png", "-o": ".json", "convert": ".h5"}[option]
         target = {"same": read, "symlink": folder / f"link{ext}",
                   "hardlink": folder / f"hard{ext}",
                   "dotdot": folder / "sub" / ".." / read.name}[naming]
@@ -297,8 +298,9 @@ def test_no_output_replaces_a_file_the_run_reads(kind, naming, option, command):
             target.symlink_to(read)
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
         digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-        rc, _, err = _WORKER.run(command, path, "--allow-external", option, target, "-q",
-                                 timeout=60)
+        args = (["convert", "--statistics", path, target, "--overwrite"] if option == "convert"
+                else [command, path, option, target])
+        rc, _, err = _WORKER.run(*args, "--allow-external", "-q", timeout=60)
         assert rc == 2 and "is the same file as the input" in err, (kind, naming, rc, err)
         assert err.count("\n") == 1
         assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == digest

@@ -100,3 +100,18 @@ def test_plot_onto_a_file_the_run_reads_is_refused(tmp_path):
     assert result.exit_code == 2 and "is the same file as the input" in result.stderr, \
         result.stderr
     assert hashlib.sha256(read.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("build", [_elink, _group_elink, _storage, _vds_file, _printf_file])
+def test_convert_statistics_onto_a_file_the_run_reads_is_refused(tmp_path, build):
+    """`convert --statistics IN OUT --overwrite` replaced the external-link target IN reads
+    (its check compared OUT with IN only)."""
+    path, read = build(tmp_path)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()
+              if p.is_file()}
+    result = run_cli("convert", "--statistics", path, read, "--allow-external", "--overwrite")
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert result.stderr.count("\n") == 1 and "is the same file as the input" in result.stderr
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before}
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
