@@ -37,8 +37,13 @@ def test_command_list_has_one_sentence_per_command():
     rows = {line.split()[1]: line for line in text.splitlines()
             if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1] in NAMES}
     assert set(rows) == set(NAMES)
-    for name, row in rows.items():  # one line each at 200 columns: no hard line breaks
-        assert row.rstrip(" │").endswith((")", "found", "file", "distances")), row
+    from ncanalyze.cli import _helps
+
+    for module in COMMANDS:  # one line each at 200 columns: the whole first sentence
+        name = module.__name__.rsplit(".", 1)[-1]
+        first = _helps(getattr(module, name))[1]
+        assert rows[name].split(None, 2)[2].rstrip(" │") == first, rows[name]
+        assert not first.endswith((",", ";", "(")) and len(first.split()) > 3, first
 
 
 def test_report_help_is_grouped_and_short():

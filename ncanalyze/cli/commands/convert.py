@@ -34,9 +34,10 @@ def convert(folder: Annotated[Path, typer.Argument(
                 "--statistics", help="Reduce the features run FOLDER (a run file) to a "
                                      "statistics run (docs/FORMAT.md).")] = False,
             allow_external: AllowExternalOpt = False) -> int:
-    """Convert a folder of per-epoch .npz/.pt dumps into one run file; numeric scalars
-    (train_loss, lr, …) go to /scalars, other entries are listed as ignored. With
-    --statistics, reduce a features run to a statistics run (every epoch, layer and split)."""
+    """Convert a folder of per-epoch .npz/.pt dumps into one run file, or (--statistics) a
+    features run into a statistics run; numeric scalars (train_loss, lr, …) go to /scalars,
+    other entries are listed as ignored. With --statistics every epoch, layer and split is
+    reduced."""
     if statistics:
         return _reduce(folder, out, overwrite, allow_external,
                        num_classes=num_classes, weight_decay=weight_decay, loss=loss)
