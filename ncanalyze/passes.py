@@ -28,8 +28,7 @@ from .core.precision import coarser, values_precision
 from .core.accumulator import StatsAccumulator, block_rows
 from .core.segments import compact_labels
 from .errors import InputError
-from .io.rules import magnitude_problem
-from .limits import MAX_MAGNITUDE
+from .io.rules import magnitude_problem, statistics_beyond_magnitude
 from . import stored
 from .io.protocol import RunReader
 from .io.schema import Source
@@ -198,7 +197,7 @@ class EpochPasses:
                 chunks.append((x, y, None if bounds is None else bounds[start:stop]))
                 start = stop
             cache = chunks
-        if not _finite(stats):
+        if not stats.is_finite():
             # A NaN/Inf feature reaches every sum of its class: re-read with the row check,
             # which names the rows. If none is found, float32 products overflowed (features
             # beyond ~1e19): recompute in float64.
@@ -208,7 +207,7 @@ class EpochPasses:
                 return self.stats(epoch, source, keep, dtype="float64", rows_range=rows_range)
             raise InputError("the class statistics overflow float64", file=self.reader.path,
                              dataset=source.path, epoch=epoch)
-        if _too_large(stats):
+        if statistics_beyond_magnitude(stats.means, stats.within_scatter, stats.num_samples):
             raise InputError(magnitude_problem(), file=self.reader.path, dataset=source.path,
                              epoch=epoch)
         return stats, cache
@@ -231,18 +230,3 @@ class EpochPasses:
             if self.progress:
                 self.progress("decisions", x.shape[0], scored)
         return pred.counts()
-
-
-def _too_large(stats) -> bool:
-    """Class means or within-class spread beyond what values within ±MAX_MAGNITUDE give
-    (the rule the writer and a statistics run's reader apply, io/content.py)."""
-    means, within = np.asarray(stats.means), np.asarray(stats.within_scatter)
-    spread = float(np.max(np.diagonal(within), initial=0.0)) / max(int(stats.num_samples), 1)
-    return bool(means.size and float(np.max(np.abs(means))) > MAX_MAGNITUDE) or \
-        spread > (2 * MAX_MAGNITUDE) ** 2
-
-
-def _finite(stats) -> bool:
-    xp = stats.xp
-    return bool(xp.all(xp.isfinite(stats.class_scatter))) and bool(
-        xp.all(xp.isfinite(stats.within_scatter))) and bool(xp.all(xp.isfinite(stats.means)))

@@ -400,8 +400,7 @@ def _two_passes(rec: _Recorder, loader, weight, bias, layers, splits, gather):
 
 
 def _check_finite(stats: ClassStats, what: str) -> ClassStats:
-    if not all(np.isfinite(a).all() for a in (stats.means, stats.within_scatter,
-                                              stats.class_scatter)):
+    if not stats.is_finite():
         raise InputError(f"{what}: the features hold NaN or Inf (nothing was written)")
     return stats
 

@@ -100,6 +100,12 @@ class ClassStats:
         """M̄ᵀ = rows μ_c − μ_G, shape ``(n_classes, n_features)``."""
         return self.means - self.global_mean(kind)[None, :]
 
+    def is_finite(self) -> bool:
+        """Whether the means, Σ_W and the per-class scatter hold no NaN or Inf."""
+        xp = self.xp
+        return all(bool(xp.all(xp.isfinite(a)))
+                   for a in (self.class_scatter, self.within_scatter, self.means))
+
     def on_host(self) -> "ClassStats":
         """The same statistics as NumPy arrays, in one device-to-host transfer."""
         counts, means, scatter, class_scatter = to_numpy_many(

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..limits import (MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES, MAX_MAGNITUDE,
-                      MAX_SAMPLES)
-from .rules import magnitude_problem
+from ..limits import MAX_CLASSES_X_FEATURES, MAX_EPOCHS, MAX_FEATURES, MAX_SAMPLES
+from .rules import beyond_magnitude, magnitude_problem
 from .schema import EPOCH_FILL
 
 #: Epoch numbers a run can hold: int64, above the sentinel that marks an unwritten slot.
@@ -47,7 +46,7 @@ def check_values(name: str, arr: np.ndarray) -> None:
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{name}: {int(bad.sum())} of {bad.size} rows contain NaN or Inf "
                              f"(first bad row: {first}); the reader refuses such a run")
-    if max(-float(arr.min()), float(arr.max())) > MAX_MAGNITUDE:
+    if beyond_magnitude(arr):
         raise ValueError(f"{name}: {magnitude_problem()}; the reader refuses such a run")
 
 

@@ -16,8 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..limits import MAX_MAGNITUDE
-from .rules import magnitude_problem
+from .rules import beyond_magnitude, magnitude_problem
 from .h5 import DEFAULT_CHUNK_BYTES, H5_ERRORS, open_file
 from .schema import RunInfo, Source, validate
 from .statistics import (DECISIONS, STATISTICS, StatisticsError, StoredStatistics,
@@ -183,7 +182,7 @@ class Run:
         if bad.any():
             n = int(bad.any(axis=-1).sum()) if arr.ndim > 1 else int(bad.sum())
             raise self._error(f"{n} of {arr.shape[0]} {what} contain NaN or Inf", path, epoch)
-        if arr.size and float(np.max(np.abs(arr))) > MAX_MAGNITUDE:
+        if beyond_magnitude(arr):
             raise self._error(magnitude_problem(), path, epoch)
         return arr
 

@@ -73,3 +73,19 @@ def magnitude_problem() -> str:
     """The words for values beyond ±MAX_MAGNITUDE (one message for reader and writer)."""
     return (f"holds values beyond ±{MAX_MAGNITUDE:g}, too large to compute with in float64 "
             "(products overflow)")
+
+
+def beyond_magnitude(arr: np.ndarray) -> bool:
+    """Whether finite ``arr`` holds a value beyond ±MAX_MAGNITUDE (no copy of ``arr``)."""
+    return bool(arr.size) and max(-float(arr.min()), float(arr.max())) > MAX_MAGNITUDE
+
+
+def statistics_beyond_magnitude(means: np.ndarray, within_scatter: np.ndarray,
+                                num_samples: int) -> str | None:
+    """Which of a source's statistics are beyond what values within ±MAX_MAGNITUDE give:
+    ``"means"``, ``"within_scatter"`` (a within-class spread above twice the limit) or None.
+    One rule for the class statistics of a features run and a stored statistics run."""
+    if beyond_magnitude(means):
+        return "means"
+    spread = float(np.max(np.diagonal(within_scatter), initial=0.0)) / max(num_samples, 1)
+    return "within_scatter" if spread > (2 * MAX_MAGNITUDE) ** 2 else None

@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from ..limits import MAX_MAGNITUDE
-from .rules import magnitude_problem
+from .rules import magnitude_problem, statistics_beyond_magnitude
 from .h5 import H5_ERRORS, MAX_FEATURES, gib
 from .info import RunInfo, Source
 
@@ -149,11 +148,10 @@ def check_statistics(counts: np.ndarray, means: np.ndarray, within_scatter: np.n
         bad = ~np.isfinite(arr)
         if bad.any():
             raise StatisticsError(name, f"holds {int(bad.sum())} NaN or Inf value(s)")
-    if means.size and float(np.max(np.abs(means))) > MAX_MAGNITUDE:
+    beyond = statistics_beyond_magnitude(means, within_scatter, int(counts.sum()))
+    if beyond == "means":
         raise StatisticsError("means", magnitude_problem())
-    total = max(int(counts.sum()), 1)
-    spread = float(np.max(np.diagonal(within_scatter), initial=0.0)) / total
-    if spread > (2 * MAX_MAGNITUDE) ** 2:
+    if beyond:
         raise StatisticsError("within_scatter", "implies a " + magnitude_problem().replace(
             "holds values", "within-class spread", 1))
     if class_scatter.min() < 0:
