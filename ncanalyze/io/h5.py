@@ -37,9 +37,11 @@ def gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.3g} GiB"
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, from its ``st_mode``, for messages."""
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
         if test(mode):
             return name
     return "not a plain file"
@@ -61,7 +63,7 @@ def open_file(path) -> h5py.File:
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
         # Opening a FIFO blocks until a writer appears; a device reads without end.
-        raise InputError(f"is not a regular file (it is {_file_kind(mode)})", file=path)
+        raise InputError(f"is not a regular file (it is {file_kind(mode)})", file=path)
     if not os.access(path, os.R_OK):
         raise InputError("permission denied (cannot read the file)", file=path)
     try:

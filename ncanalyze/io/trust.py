@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import h5py
 
-from .h5 import MAX_FILTERED_CHUNK_BYTES, gib
+from .h5 import MAX_FILTERED_CHUNK_BYTES, file_kind, gib
 from .names import outside_files, printf_segments
 
 #: Soft links expanded while resolving one path (POSIX uses 40 for symbolic links).
@@ -230,17 +230,11 @@ def regular_outside_files(f: h5py.File, name: str, env: str, what: str) -> list[
     """
     found = outside_files(f, name, env)
     for real in found:
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            raise Refused(f"{what} {name!r}, which is not a regular file ({_kind(real)})",
+        mode = os.stat(real).st_mode
+        if not stat.S_ISREG(mode):
+            raise Refused(f"{what} {name!r}, which is not a regular file ({file_kind(mode)})",
                           external=False)
     return found
-
-
-def _kind(real: str) -> str:
-    mode = os.stat(real).st_mode
-    return ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
-            or stat.S_ISBLK(mode) else "a folder" if stat.S_ISDIR(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a file")
 
 
 def _open(f, name: str, allow_external: bool, cache: int | None) -> h5py.Dataset:
