@@ -10,9 +10,9 @@ scored against the classes (the decision pass) and class-pair tiles, so that a
 vocabulary-sized C, whose time goes to the decisions and the pairs, does not sit at 99% with
 "0:00:01" left. The first epoch weights the phases by their arithmetic (P² per row, P per
 class per row, P plus the element-wise work per pair) and sizes the epoch from the run's shape
-and the classes present (:func:`epoch_cost`); every later epoch weights each phase by the seconds per unit it took in
-the previous epoch, so that the bar moves in proportion to time and rich's remaining-time
-estimate (from the bar's speed) holds.
+and the classes present (:func:`epoch_cost`); every later epoch weights each phase by the
+seconds per unit it took in the previous epoch, so that the bar moves in proportion to time
+and rich's remaining-time estimate (from the bar's speed) holds.
 """
 
 from __future__ import annotations

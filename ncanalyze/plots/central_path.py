@@ -231,10 +231,9 @@ def plot_snr(path, epochs_values: Sequence[dict[str, Any]], dynamics: dict[str, 
                     transform=ax.transAxes)
     ax_w.set_yscale("log")
     ax_w.set_ylabel("ω$_j$ = snr_singular_values_j of $\\Sigma_W^{-1/2}\\bar{M}$")
-    dropped = f"; {nj - nr} dropped" if nr < nj else ""
-    ax_w.set_title("SNR singular values" + (f" (the 4 largest and smallest of {nr}{dropped})"
-                                            if len(shown) < nr else (f" ({dropped[2:]})"
-                                                                     if dropped else "")))
+    notes = [f"the 4 largest and smallest of {nr}"] if len(shown) < nr else []
+    notes += [f"{nj - nr} dropped"] if nr < nj else []
+    ax_w.set_title("SNR singular values" + (f" ({'; '.join(notes)})" if notes else ""))
     ax_r.set_yscale("log")
     ax_r.set_ylabel("ω$_{max}$ / ω$_{min}$")
     ax_r.set_title("SNR spread (→ 1: simplex ETF)")
