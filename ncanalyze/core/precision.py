@@ -23,7 +23,6 @@ cut-offs of the formulas already drop); float32 (the capture default) ~1e-14 r²
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
