@@ -23,9 +23,7 @@ cut-offs of the formulas already drop); float32 (the capture default) ~1e-14 r²
 
 from __future__ import annotations
 
-
 import numpy as np
-
 from array_api_compat import device
 
 from ..backend import to_numpy
