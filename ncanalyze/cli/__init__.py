@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
-import click
 import typer
 from typer.core import TyperCommand, TyperOption
 
@@ -76,7 +75,10 @@ def _metavar(option: TyperOption) -> str:
         kind = getattr(descriptor, "annotation", None)
         kind = (get_args(kind) or (None,))[0] if get_origin(kind) is list else kind
         return "FILE" if kind is Path else "TEXT"
-    return "FILE" if isinstance(getattr(option, "type", None), click.Path) else "TEXT"
+    # typer < 0.26 is built on click (a later typer vendors it and click may be absent).
+    from click import Path as ClickPath
+
+    return "FILE" if isinstance(getattr(option, "type", None), ClickPath) else "TEXT"
 
 
 class _Command(TyperCommand):

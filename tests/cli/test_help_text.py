@@ -65,3 +65,33 @@ def test_inspect_fits_80_columns_without_cutting_cells():
                for line in table)
     wide = run_cli("inspect", example, env={"COLUMNS": "120"}).stdout
     assert "chunks" in wide and "1×1347×32" in wide
+
+
+def test_the_cli_runs_without_click_where_typer_vendors_it():
+    """typer ≥ 0.26 carries its own click and does not install it: a plain `pip install
+    ncanalyze` then has no `click`, and `import click` in the CLI broke every command (the
+    README's first command failed with ModuleNotFoundError in a fresh venv)."""
+    import os
+    import subprocess
+    import sys
+    from importlib.metadata import version
+    from pathlib import Path
+
+    if tuple(int(x) for x in version("typer").split(".")[:2]) < (0, 26):
+        pytest.skip("typer < 0.26 is built on click")
+    hide_click = ("import sys\n"
+                  "class Hide:\n"
+                  "    def find_spec(self, name, path=None, target=None):\n"
+                  "        if name == 'click' or name.startswith('click.'):\n"
+                  "            raise ModuleNotFoundError(name)\n"
+                  "sys.meta_path.insert(0, Hide())\n"
+                  "sys.argv = ['ncanalyze', 'simulate', '--help']\n"
+                  "from ncanalyze.cli import main\n"
+                  "main()\n")
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, COLUMNS="100",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", hide_click], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--classes" in out.stdout and " N " in out.stdout
